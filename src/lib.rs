@@ -1,1 +1,106 @@
-pub fn x(){}
+//! # fibergun: a sans-IO GUN peer
+//!
+//! This crate is the protocol core of fibergun, a GUN-compatible peer and relay. It speaks GUN's
+//! wire protocol, merges writes with HAM exactly as GUN JS does, and serves reads, but it performs
+//! no I/O: no sockets, no files, no clock reads, no threads, no ambient randomness. A runtime (see
+//! `runtimes/` in the repository) owns the sockets, the store and the clock, and moves data in and
+//! out of a [`Peer`].
+//!
+//! ## The drive loop
+//!
+//! A runtime owns one [`Peer`] and repeats:
+//!
+//! ```
+//! use std::time::Instant;
+//! use fibergun::{ConnId, Config, Direction, Input, MemStore, Now, Output, Peer, Store};
+//!
+//! let now = || Now { mono: Instant::now(), wall_ms: 1_700_000_000_000.0 };
+//! let mut peer = Peer::new(Config::default(), now());
+//! let mut store = MemStore::new();
+//! let mut sent = Vec::new();
+//!
+//! // 1. Hand the peer one input: a connection, a frame, a storage result, or a timeout.
+//! peer.handle_input(now(), Input::Connected { conn: ConnId(1), direction: Direction::Inbound }).unwrap();
+//! peer.handle_input(now(), Input::Frame {
+//!     conn: ConnId(1),
+//!     text: r##"{"#":"p1","put":{"a":{"_":{"#":"a",">":{"x":1}},"x":"hi"}}}"##,
+//! }).unwrap();
+//!
+//! // 2. Drain every output. Frames go to sockets; storage ops are collected and applied together,
+//! //    in order, in one durable transaction; their results are fed back as inputs (which may
+//! //    produce more output, such as the put's ack).
+//! loop {
+//!     let mut ops = Vec::new();
+//!     while let Some(out) = peer.poll_output() {
+//!         match out {
+//!             Output::Send { conn, text } => sent.push((conn, text)),
+//!             Output::Store(op) => ops.push(op),
+//!             Output::Close { .. } | Output::Event(_) => {}
+//!             _ => {}
+//!         }
+//!     }
+//!     if ops.is_empty() {
+//!         break;
+//!     }
+//!     let ids: Vec<_> = ops.iter().map(|op| op.id()).collect();
+//!     for (op, result) in ids.into_iter().zip(store.apply(ops)) {
+//!         peer.handle_input(now(), Input::StoreDone { op, result }).unwrap();
+//!     }
+//! }
+//!
+//! // 3. Sleep until the next input or `peer.poll_timeout()`, whichever is first; at the deadline
+//! //    feed `Input::Timeout`.
+//! assert!(peer.poll_timeout().is_some()); // the keepalive timer
+//! assert!(sent.iter().any(|(_, text)| text.contains(r##""@":"p1","ok":true"##)));
+//! ```
+//!
+//! Rules of the loop:
+//! - Drain [`Peer::poll_output`] to `None` after every [`Peer::handle_input`].
+//! - Apply storage ops in the order they were emitted and return their results in that order, each
+//!   only after the transaction holding it has committed durably ([`store`] states the contract).
+//!   The peer acknowledges a put only when its results arrive, so an ack always follows a commit.
+//! - Time is an input: [`Now`] carries a monotonic instant for timers and the wall clock for HAM.
+//!   The core never reads a clock.
+//!
+//! ## Errors
+//!
+//! Anything a remote peer sends is answered (an `err` reply, a `dam:"!"` notice) or dropped; it
+//! never makes [`Peer::handle_input`] fail. Only a runtime's own mistakes ([`ApiMisuse`]) are errors.
+//! Every input a client controls is bounded by [`Limits`].
+//!
+//! ## Modules
+//!
+//! - [`graph`]: souls, keys, states, values, nodes, and their parser.
+//! - [`wire`]: frames and messages.
+//! - [`json`]: JSON text exactly as JavaScript writes it (for hashes and signatures).
+//! - [`ham`]: the conflict rule.
+//! - [`lex`]: key ranges and read budgets.
+//! - [`store`]: the storage contract and the in-memory reference store.
+//! - [`peer`]: the state machine.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod dedup;
+pub mod graph;
+pub mod ham;
+pub mod json;
+pub mod lex;
+pub mod limits;
+pub mod outbox;
+pub mod peer;
+pub mod rng;
+pub mod store;
+pub mod subscriptions;
+pub mod wire;
+
+pub use graph::{Field, Graph, GraphError, Key, Node, Soul, State, Value};
+pub use limits::Limits;
+pub use peer::{ApiMisuse, Config, ConnId, Direction, Event, Input, Now, Output, Peer, Stats};
+pub use store::{MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
+
+/// Hash maps in the core use a hasher seeded from the config, never from ambient randomness, and
+/// are only used for lookups: nothing the core sends depends on their iteration order.
+pub(crate) type HashMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+pub(crate) type HashSet<K> = hashbrown::HashSet<K, foldhash::fast::FixedState>;

@@ -1,0 +1,519 @@
+//! The graph: souls, keys, states, values, nodes.
+//!
+//! Each type can only be built through a checking constructor, so holding one means it is valid:
+//! a [`Soul`] is a non-empty string, a [`State`] is a finite number, a [`Value`] is one of the five
+//! kinds GUN allows. [`Graph::from_json`] turns the `put` of a message into these types and refuses
+//! the whole graph, naming the problem, if any part of it is bad.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value as Json};
+
+use crate::json;
+use crate::limits::Limits;
+
+/// A node's id. Non-empty.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Soul(Box<str>);
+
+/// A field name inside a node. Non-empty and not `_` (the metadata key).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key(Box<str>);
+
+/// A HAM state: milliseconds since the Unix epoch as a finite `f64`, fractions kept.
+///
+/// States are totally ordered; `-0` is stored as `0` so that equal states compare equal.
+#[derive(Clone, Copy, PartialEq)]
+pub struct State(f64);
+
+/// A field value: what GUN's `valid()` accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// The tombstone: a deleted field.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A finite number.
+    Number(f64),
+    /// Any string.
+    String(Box<str>),
+    /// A link to another node, `{"#": soul}` on the wire.
+    Link(Soul),
+}
+
+/// One field of a node: its value and the state it was written at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Field {
+    /// The value.
+    pub value: Value,
+    /// The HAM state of the write.
+    pub state: State,
+}
+
+/// A node: a soul and its fields, in key order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The node's id.
+    pub soul: Soul,
+    /// Its fields, ordered by key.
+    pub fields: BTreeMap<Key, Field>,
+}
+
+/// A set of nodes, as carried by a `put`, in the order they arrived.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Graph {
+    /// The nodes. No two share a soul.
+    pub nodes: Vec<Node>,
+}
+
+/// Why a graph, or a part of one, was refused. The text names the soul and key concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphError(pub String);
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GraphError {}
+
+fn err<T>(text: String) -> Result<T, GraphError> {
+    Err(GraphError(text))
+}
+
+/// Shortens user-supplied text for an error message, so replies stay small.
+pub(crate) fn excerpt(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_owned();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+impl Soul {
+    /// Checks and wraps a soul.
+    pub fn new(s: &str) -> Result<Soul, GraphError> {
+        if s.is_empty() {
+            return err("empty soul".into());
+        }
+        Ok(Soul(s.into()))
+    }
+
+    /// The soul as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Key {
+    /// Checks and wraps a key.
+    pub fn new(s: &str) -> Result<Key, GraphError> {
+        if s.is_empty() {
+            return err("empty key".into());
+        }
+        if s == "_" {
+            return err("key '_' is reserved for node metadata".into());
+        }
+        Ok(Key(s.into()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl State {
+    /// Checks and wraps a state. Only finite numbers are states.
+    pub fn new(ms: f64) -> Result<State, GraphError> {
+        if !ms.is_finite() {
+            return err(format!("state {ms} is not a finite number"));
+        }
+        Ok(State(if ms == 0.0 { 0.0 } else { ms }))
+    }
+
+    /// The state in milliseconds.
+    pub fn ms(self) -> f64 {
+        self.0
+    }
+}
+
+impl Eq for State {}
+
+impl PartialOrd for State {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for State {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+macro_rules! show_as_text {
+    ($($t:ty),*) => {$(
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+    )*};
+}
+show_as_text!(Soul, Key);
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = String::new();
+        json::write_number(&mut s, self.0);
+        f.write_str(&s)
+    }
+}
+
+impl Value {
+    /// Checks a JSON value against GUN's rules for field values. `max_bytes` bounds strings.
+    pub fn from_json(v: &Json, max_bytes: usize) -> Result<Value, String> {
+        match v {
+            Json::Null => Ok(Value::Null),
+            Json::Bool(b) => Ok(Value::Bool(*b)),
+            Json::Number(n) => match n.as_f64() {
+                Some(f) if f.is_finite() => Ok(Value::Number(if f == 0.0 { 0.0 } else { f })),
+                _ => Err("a number that is not finite".into()),
+            },
+            Json::String(s) => {
+                if s.len() > max_bytes {
+                    Err(format!(
+                        "a string of {} bytes, over the limit of {max_bytes}",
+                        s.len()
+                    ))
+                } else {
+                    Ok(Value::String(s.as_str().into()))
+                }
+            }
+            Json::Object(map) => match (map.len(), map.get("#")) {
+                (1, Some(Json::String(s))) if !s.is_empty() => {
+                    Ok(Value::Link(Soul(s.as_str().into())))
+                }
+                (1, Some(Json::String(_))) => Err("a link with an empty soul".into()),
+                (1, Some(_)) => Err("a link whose soul is not a string".into()),
+                _ => Err("an object that is not a link (a link is exactly {\"#\":soul})".into()),
+            },
+            Json::Array(_) => {
+                Err("an array (GUN values are null, booleans, numbers, strings or links)".into())
+            }
+        }
+    }
+
+    /// Appends the value's JSON text, as JavaScript writes it.
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(true) => out.push_str("true"),
+            Value::Bool(false) => out.push_str("false"),
+            Value::Number(n) => json::write_number(out, *n),
+            Value::String(s) => json::write_string(out, s),
+            Value::Link(soul) => {
+                out.push_str("{\"#\":");
+                json::write_string(out, soul.as_str());
+                out.push('}');
+            }
+        }
+    }
+
+    /// The value's JSON text, as JavaScript writes it.
+    pub fn json_text(&self) -> String {
+        let mut s = String::new();
+        self.write_json(&mut s);
+        s
+    }
+
+    /// The value as a JSON tree.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Null => Json::Null,
+            Value::Bool(b) => Json::Bool(*b),
+            Value::Number(n) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
+            Value::String(s) => Json::String(s.to_string()),
+            Value::Link(soul) => {
+                let mut m = Map::new();
+                m.insert("#".into(), Json::String(soul.to_string()));
+                Json::Object(m)
+            }
+        }
+    }
+
+    /// The bytes this value counts for against a read budget: a string's length, 9 otherwise
+    /// (GUN's radisk rule).
+    pub fn budget_bytes(&self) -> u64 {
+        match self {
+            Value::String(s) => s.len() as u64,
+            _ => 9,
+        }
+    }
+}
+
+impl Node {
+    /// An empty node.
+    pub fn new(soul: Soul) -> Node {
+        Node {
+            soul,
+            fields: BTreeMap::new(),
+        }
+    }
+
+    /// Appends the node in GUN's wire form: `{"_":{"#":soul,">":{key:state…}},key:value…}`.
+    pub fn write_json(&self, out: &mut String) {
+        write_node(out, &self.soul, self.fields.iter());
+    }
+
+    /// Reads one node of a `put`. `soul` is the graph key it was found under.
+    pub fn from_json(soul: &str, v: &Json, limits: &Limits) -> Result<Node, GraphError> {
+        let at = excerpt(soul);
+        let soul = Soul::new(soul).map_err(|e| GraphError(format!("invalid graph: {e}")))?;
+        let Json::Object(map) = v else {
+            return err(format!("invalid graph: '{at}' is not a node object"));
+        };
+        let Some(meta) = map.get("_") else {
+            return err(format!("invalid graph: node '{at}' has no metadata '_'"));
+        };
+        let Json::Object(meta) = meta else {
+            return err(format!(
+                "invalid graph: metadata of '{at}' is not an object"
+            ));
+        };
+        match meta.get("#") {
+            Some(Json::String(s)) if s == soul.as_str() => {}
+            _ => {
+                return err(format!(
+                    "invalid graph: metadata soul '_.#' of '{at}' is not the same as its graph key"
+                ))
+            }
+        }
+        let Some(Json::Object(states)) = meta.get(">") else {
+            return err(format!("invalid graph: node '{at}' has no states '_.>'"));
+        };
+        let keys = map.len() - 1;
+        if keys > limits.max_keys_per_node {
+            return err(format!(
+                "invalid graph: node '{at}' has {keys} keys, over the limit of {}",
+                limits.max_keys_per_node
+            ));
+        }
+        let mut node = Node::new(soul);
+        for (k, v) in map {
+            if k == "_" {
+                continue;
+            }
+            let key = Key::new(k)
+                .map_err(|e| GraphError(format!("invalid graph: {e} in node '{at}'")))?;
+            let kat = excerpt(k);
+            let state = match states.get(k) {
+                None => return err(format!("invalid graph: key '{kat}' of '{at}' has no state")),
+                Some(Json::Number(n)) => {
+                    n.as_f64().and_then(|f| State::new(f).ok()).ok_or_else(|| {
+                        GraphError(format!(
+                            "invalid graph: state of key '{kat}' of '{at}' is not finite"
+                        ))
+                    })?
+                }
+                Some(other) => {
+                    return err(format!(
+                        "invalid graph: state of key '{kat}' of '{at}' is not a number: {}",
+                        excerpt(&json::stringify(other))
+                    ))
+                }
+            };
+            let value = Value::from_json(v, limits.max_value_bytes).map_err(|why| {
+                GraphError(format!(
+                    "invalid graph: value of key '{kat}' of '{at}' is {why}"
+                ))
+            })?;
+            node.fields.insert(key, Field { value, state });
+        }
+        Ok(node)
+    }
+}
+
+/// Writes a node in wire form from any sequence of fields, so callers need not build a [`Node`].
+pub fn write_node<'a>(
+    out: &mut String,
+    soul: &Soul,
+    fields: impl Iterator<Item = (&'a Key, &'a Field)> + Clone,
+) {
+    out.push_str("{\"_\":{\"#\":");
+    json::write_string(out, soul.as_str());
+    out.push_str(",\">\":{");
+    for (i, (k, f)) in fields.clone().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::write_string(out, k.as_str());
+        out.push(':');
+        json::write_number(out, f.state.ms());
+    }
+    out.push_str("}}");
+    for (k, f) in fields {
+        out.push(',');
+        json::write_string(out, k.as_str());
+        out.push(':');
+        f.value.write_json(out);
+    }
+    out.push('}');
+}
+
+impl Graph {
+    /// Reads the `put` of a message. Any bad node, key, state or value refuses the whole graph.
+    pub fn from_json(v: &Json, limits: &Limits) -> Result<Graph, GraphError> {
+        let Json::Object(map) = v else {
+            return err("invalid graph: 'put' is not an object of souls to nodes".into());
+        };
+        if map.is_empty() {
+            return err("invalid graph: 'put' has no nodes".into());
+        }
+        if map.len() > limits.max_nodes_per_put {
+            return err(format!(
+                "invalid graph: {} nodes in one put, over the limit of {}",
+                map.len(),
+                limits.max_nodes_per_put
+            ));
+        }
+        let nodes = map
+            .iter()
+            .map(|(soul, node)| Node::from_json(soul, node, limits))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Graph { nodes })
+    }
+
+    /// Appends the graph in wire form: `{soul: node, …}`.
+    pub fn write_json(&self, out: &mut String) {
+        out.push('{');
+        for (i, node) in self.nodes.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json::write_string(out, node.soul.as_str());
+            out.push(':');
+            node.write_json(out);
+        }
+        out.push('}');
+    }
+
+    /// The number of fields in all nodes.
+    pub fn field_count(&self) -> usize {
+        self.nodes.iter().map(|n| n.fields.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Graph, GraphError> {
+        Graph::from_json(&serde_json::from_str(text).unwrap(), &Limits::default())
+    }
+
+    #[test]
+    fn reads_a_node_with_every_kind_of_value() {
+        let g = parse(
+            r##"{"a":{"_":{">":{"n":1,"s":2,"b":3,"z":4,"l":1620286973647.001},"#":"a"},
+                "n":1.5,"s":"x","b":true,"z":null,"l":{"#":"b"}}}"##,
+        )
+        .unwrap();
+        let node = &g.nodes[0];
+        assert_eq!(node.soul.as_str(), "a");
+        assert_eq!(node.fields["l"].value, Value::Link(Soul::new("b").unwrap()));
+        assert_eq!(node.fields["l"].state.ms(), 1620286973647.001);
+        let mut out = String::new();
+        g.write_json(&mut out);
+        assert_eq!(
+            out,
+            r##"{"a":{"_":{"#":"a",">":{"b":3,"l":1620286973647.001,"n":1,"s":2,"z":4}},"b":true,"l":{"#":"b"},"n":1.5,"s":"x","z":null}}"##
+        );
+    }
+
+    #[test]
+    fn refuses_what_gun_refuses_and_says_why() {
+        let cases = [
+            (r##""x""##, "not an object"),
+            (r##"{}"##, "no nodes"),
+            (r##"{"a":5}"##, "not a node object"),
+            (r##"{"a":{"x":1}}"##, "no metadata"),
+            (r##"{"a":{"_":{"#":"b",">":{}}}}"##, "not the same"),
+            (r##"{"a":{"_":{"#":"a"},"x":1}}"##, "no states"),
+            (r##"{"a":{"_":{"#":"a",">":{}},"x":1}}"##, "has no state"),
+            (
+                r##"{"a":{"_":{"#":"a",">":{"x":"1"}},"x":1}}"##,
+                "not a number",
+            ),
+            (
+                r##"{"a":{"_":{"#":"a",">":{"x":null}},"x":1}}"##,
+                "not a number",
+            ),
+            (
+                r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":{"y":1}}}"##,
+                "not a link",
+            ),
+            (r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":[1]}}"##, "an array"),
+            (
+                r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":{"#":"b","c":1}}}"##,
+                "not a link",
+            ),
+            (
+                r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":{"#":""}}}"##,
+                "empty soul",
+            ),
+            (r##"{"":{"_":{"#":"",">":{}}}}"##, "empty soul"),
+            (r##"{"a":{"_":{"#":"a",">":{"":1}},"":1}}"##, "empty key"),
+        ];
+        for (text, why) in cases {
+            let e = parse(text).expect_err(text);
+            assert!(e.0.contains(why), "{text}: {e} should mention {why}");
+        }
+    }
+
+    #[test]
+    fn one_bad_node_refuses_the_whole_graph() {
+        let e = parse(r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":1},"b":{"x":1}}"##).unwrap_err();
+        assert!(e.0.contains("'b'"));
+    }
+
+    #[test]
+    fn limits_bound_nodes_keys_and_values() {
+        let limits = Limits {
+            max_nodes_per_put: 1,
+            max_keys_per_node: 1,
+            max_value_bytes: 3,
+            ..Limits::default()
+        };
+        let g = |t: &str| Graph::from_json(&serde_json::from_str(t).unwrap(), &limits);
+        assert!(g(r##"{"a":{"_":{"#":"a",">":{}}},"b":{"_":{"#":"b",">":{}}}}"##).is_err());
+        assert!(g(r##"{"a":{"_":{"#":"a",">":{"x":1,"y":1}},"x":1,"y":1}}"##).is_err());
+        assert!(g(r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":"abcd"}}"##).is_err());
+        assert!(g(r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":"abc"}}"##).is_ok());
+    }
+
+    #[test]
+    fn states_are_totally_ordered_and_minus_zero_is_zero() {
+        assert_eq!(State::new(-0.0).unwrap(), State::new(0.0).unwrap());
+        assert!(State::new(1.5).unwrap() > State::new(1.0).unwrap());
+        assert!(State::new(f64::INFINITY).is_err());
+    }
+}

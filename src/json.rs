@@ -1,0 +1,223 @@
+//! JSON text exactly as JavaScript's `JSON.stringify` writes it.
+//!
+//! GUN hashes and signs JSON text (HAM's tie-break, the `##` reply hash, SEA signatures), so every byte
+//! must match what a JavaScript peer would produce: numbers in `Number.prototype.toString` form (`30`,
+//! `1e+21`, `1.5e-7`, never `30.0`), strings escaped only where JSON requires it, keys in the order
+//! given. This module is the one place fibergun writes JSON; everything it sends goes through it.
+
+use std::cmp::Ordering;
+
+use serde_json::Value as Json;
+
+/// Appends `n` as JavaScript's `String(n)` would print it. `n` must be finite (JSON has no NaN or
+/// Infinity); non-finite input prints `null`, as `JSON.stringify` does.
+pub fn write_number(out: &mut String, n: f64) {
+    if !n.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    if n == 0.0 {
+        // Covers -0, which JavaScript prints as `0`.
+        out.push('0');
+        return;
+    }
+    let mut buf = ryu_js::Buffer::new();
+    out.push_str(buf.format_finite(n));
+}
+
+/// Appends `s` as a JSON string literal with JavaScript's escaping: `"` and `\` escaped, the
+/// short escapes `\b \f \n \r \t`, other control characters as lower-case `\u00xx`, and nothing
+/// else (`/`, DEL, U+2028 and non-ASCII stay as they are).
+pub fn write_string(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends any JSON value in `JSON.stringify` form, object keys in their stored order.
+pub fn write_json(out: &mut String, value: &Json) {
+    match value {
+        Json::Null => out.push_str("null"),
+        Json::Bool(true) => out.push_str("true"),
+        Json::Bool(false) => out.push_str("false"),
+        Json::Number(n) => write_number(out, n.as_f64().unwrap_or(f64::NAN)),
+        Json::String(s) => write_string(out, s),
+        Json::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(out, item);
+            }
+            out.push(']');
+        }
+        Json::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, k);
+                out.push(':');
+                write_json(out, v);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// `JSON.stringify(value)` for a parsed JSON value.
+pub fn stringify(value: &Json) -> String {
+    let mut out = String::new();
+    write_json(&mut out, value);
+    out
+}
+
+/// Compares two strings as JavaScript's `<` does: by UTF-16 code units, not by bytes. The two
+/// orders differ only when a character above U+FFFF meets one in U+E000..=U+FFFF.
+pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
+    // Byte order equals code point order; only the surrogate range reorders, so take the fast path
+    // when neither string has a 4-byte character.
+    let wide = |s: &str| s.bytes().any(|b| b >= 0xf0);
+    if !wide(a) && !wide(b) {
+        return a.cmp(b);
+    }
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// GUN's `String.hash`: Java's string hash over UTF-16 code units, wrapping in 32 bits.
+pub fn string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32))
+}
+
+/// Why raw text was refused before it was parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DepthError {
+    /// Arrays and objects nest deeper than allowed.
+    TooDeep {
+        /// The configured maximum.
+        max: usize,
+    },
+}
+
+/// Checks that arrays and objects in `text` nest at most `max` deep, without parsing it.
+///
+/// This runs before the parser so that hostile input cannot make the parser recurse deeply; it
+/// skips string contents, so brackets inside strings do not count.
+pub fn check_depth(text: &str, max: usize) -> Result<(), DepthError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(DepthError::TooDeep { max });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(n: f64) -> String {
+        let mut s = String::new();
+        write_number(&mut s, n);
+        s
+    }
+
+    #[test]
+    fn numbers_print_like_javascript() {
+        assert_eq!(num(30.0), "30");
+        assert_eq!(num(-0.0), "0");
+        assert_eq!(num(1700000000000.0), "1700000000000");
+        assert_eq!(num(1620286973647.001), "1620286973647.001");
+        assert_eq!(num(1e21), "1e+21");
+        assert_eq!(num(1e-7), "1e-7");
+        assert_eq!(num(0.000001), "0.000001");
+        assert_eq!(num(123456789012345680000.0), "123456789012345680000");
+        assert_eq!(num(f64::NAN), "null");
+    }
+
+    #[test]
+    fn strings_escape_like_javascript() {
+        let mut s = String::new();
+        write_string(
+            &mut s,
+            "a\"b\\c\u{8}\u{c}\n\r\t\u{1}\u{1f}/\u{7f}\u{2028}é😀",
+        );
+        assert_eq!(
+            s,
+            "\"a\\\"b\\\\c\\b\\f\\n\\r\\t\\u0001\\u001f/\u{7f}\u{2028}é😀\""
+        );
+    }
+
+    #[test]
+    fn utf16_order_differs_from_byte_order_above_the_bmp() {
+        // U+FF61 (3 bytes) vs U+1F600 (surrogates D83D DE00): bytes say FF61 < 1F600,
+        // UTF-16 says D83D < FF61.
+        assert_eq!(cmp_utf16("\u{ff61}", "😀"), Ordering::Greater);
+        assert_eq!("\u{ff61}".cmp("😀"), Ordering::Less);
+        assert_eq!(cmp_utf16("a", "b"), Ordering::Less);
+    }
+
+    #[test]
+    fn string_hash_matches_gun() {
+        // The observed `##` of a GET reply (spec section 5.6).
+        let text = r##"{"alice":{"_":{"#":"alice",">":{"age":1700000000000,"name":1700000000000}},"age":30,"name":"Alice"}}"##;
+        assert_eq!(string_hash(text), 581035059);
+    }
+
+    #[test]
+    fn depth_check_ignores_brackets_in_strings() {
+        assert!(check_depth(r##"{"a":"[[[[[[[[[[["}"##, 2).is_ok());
+        assert_eq!(check_depth("[[[", 2), Err(DepthError::TooDeep { max: 2 }));
+        assert!(check_depth(r##"{"a":"\"[[["}"##, 1).is_ok());
+    }
+}

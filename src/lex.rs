@@ -1,0 +1,121 @@
+//! LEX: GUN's query language for keys and souls (`*` prefix, `>`/`<` inclusive range, `=` exact,
+//! `-` reverse, `%` byte budget), and the budget rule stores apply when they answer a range.
+
+use serde_json::Value as Json;
+
+use crate::graph::Value;
+
+/// A set of keys (or souls) chosen by prefix or by an inclusive range.
+///
+/// Keys compare by bytes, which is the stores' order; GUN JS compares by UTF-16 code units, and the
+/// two orders differ only between characters above U+FFFF and those in U+E000..=U+FFFF.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Range {
+    /// Keys starting with this (`*`). When set, the bounds are ignored, as in GUN.
+    pub prefix: Option<String>,
+    /// Keys at or above this (`>`).
+    pub lower: Option<String>,
+    /// Keys at or below this (`<`).
+    pub upper: Option<String>,
+}
+
+impl Range {
+    /// Whether `key` is in the range.
+    pub fn contains(&self, key: &str) -> bool {
+        if let Some(p) = &self.prefix {
+            return key.starts_with(p.as_str());
+        }
+        self.lower.as_deref().is_none_or(|l| key >= l)
+            && self.upper.as_deref().is_none_or(|u| key <= u)
+    }
+
+    /// The smallest key a scan must start at.
+    pub fn start(&self) -> &str {
+        self.prefix
+            .as_deref()
+            .or(self.lower.as_deref())
+            .unwrap_or("")
+    }
+
+    /// Whether a forward scan that reached `key` can stop: nothing at or after it is in range.
+    pub fn is_past(&self, key: &str) -> bool {
+        if let Some(p) = &self.prefix {
+            return key > p.as_str() && !key.starts_with(p.as_str());
+        }
+        self.upper.as_deref().is_some_and(|u| key > u)
+    }
+
+    /// Reads a LEX object (`{"*":…}`, `{">":…,"<":…}`); `=` is not a range and is read by the caller.
+    pub(crate) fn from_lex(map: &serde_json::Map<String, Json>) -> Result<Range, String> {
+        let text = |k: &str| match map.get(k) {
+            None => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("lex '{k}' is not a string")),
+        };
+        let range = Range {
+            prefix: text("*")?,
+            lower: text(">")?,
+            upper: text("<")?,
+        };
+        Ok(range)
+    }
+}
+
+/// Counts what a range reply has taken against its `%` byte budget. Like radisk, the budget is
+/// checked before each item is added, so a reply may pass it by one item.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    limit: u64,
+    used: u64,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Budget {
+        Budget { limit, used: 0 }
+    }
+
+    /// Takes one value if the budget is not yet spent; returns whether it was taken.
+    pub fn admit(&mut self, value: &Value) -> bool {
+        if self.used >= self.limit {
+            return false;
+        }
+        self.used += value.budget_bytes();
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(p: Option<&str>, l: Option<&str>, u: Option<&str>) -> Range {
+        Range {
+            prefix: p.map(Into::into),
+            lower: l.map(Into::into),
+            upper: u.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn prefix_and_inclusive_bounds() {
+        let keys = ["a-z", "apple", "apricot", "banana"];
+        let pick = |range: &Range| keys.iter().filter(|k| range.contains(k)).count();
+        assert_eq!(pick(&r(Some("ap"), None, None)), 2);
+        assert_eq!(pick(&r(None, Some("b"), None)), 1);
+        assert_eq!(pick(&r(None, Some("a"), Some("b"))), 3);
+        assert_eq!(pick(&r(None, None, Some("apple"))), 2);
+        assert!(r(Some("ap"), None, None).is_past("b"));
+        assert!(!r(Some("ap"), None, None).is_past("apz"));
+        assert!(!r(Some("ap"), None, None).is_past("a"));
+    }
+
+    #[test]
+    fn budget_is_checked_before_each_item() {
+        // As observed on GUN JS: `%:20` over three numbers (9 bytes each) returns all three.
+        let mut b = Budget::new(20);
+        let n = Value::Number(1.0);
+        assert!(b.admit(&n) && b.admit(&n) && b.admit(&n));
+        assert!(!b.admit(&n));
+    }
+}

@@ -1,0 +1,92 @@
+//! Collects the messages produced while handling one input and packs them into frames: one bare
+//! object when a connection gets a single message, an array batch when it gets several.
+
+use crate::peer::ConnId;
+use crate::HashMap;
+
+/// Messages waiting to be framed, per connection, in the order connections were first addressed.
+#[derive(Debug)]
+pub struct Outbox {
+    index: HashMap<ConnId, usize>,
+    queues: Vec<(ConnId, Vec<String>)>,
+    batch_bytes: usize,
+}
+
+impl Outbox {
+    /// An empty outbox; array frames are cut at about `batch_bytes`.
+    pub fn new(batch_bytes: usize, hasher: foldhash::fast::FixedState) -> Outbox {
+        Outbox {
+            index: HashMap::with_hasher(hasher.clone()),
+            queues: Vec::new(),
+            batch_bytes,
+        }
+    }
+
+    /// Queues one message (a JSON object) for `conn`.
+    pub fn push(&mut self, conn: ConnId, message: String) {
+        let i = *self.index.entry(conn).or_insert_with(|| {
+            self.queues.push((conn, Vec::new()));
+            self.queues.len() - 1
+        });
+        self.queues[i].1.push(message);
+    }
+
+    /// Drops what is queued for a connection that closed.
+    pub fn forget(&mut self, conn: ConnId) {
+        if let Some(&i) = self.index.get(&conn) {
+            self.queues[i].1.clear();
+        }
+    }
+
+    /// Packs everything queued into frames, in order, and empties the outbox.
+    pub fn drain_frames(&mut self, mut emit: impl FnMut(ConnId, String)) {
+        self.index.clear();
+        for (conn, messages) in self.queues.drain(..) {
+            let mut iter = messages.into_iter().peekable();
+            while let Some(first) = iter.next() {
+                if iter.peek().is_none() {
+                    emit(conn, first);
+                    break;
+                }
+                let mut frame = String::with_capacity(first.len() + 64);
+                frame.push('[');
+                frame.push_str(&first);
+                while let Some(next) = iter.peek() {
+                    if frame.len() + next.len() + 2 > self.batch_bytes {
+                        break;
+                    }
+                    frame.push(',');
+                    frame.push_str(next);
+                    iter.next();
+                }
+                frame.push(']');
+                emit(conn, frame);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_message_bare_several_batched_and_cut_at_the_limit() {
+        let mut o = Outbox::new(12, foldhash::fast::FixedState::with_seed(0));
+        o.push(ConnId(2), "{\"a\":1}".into());
+        o.push(ConnId(1), "{\"b\":1}".into());
+        o.push(ConnId(1), "{\"c\":1}".into());
+        o.push(ConnId(1), "{\"d\":1}".into());
+        let mut frames = Vec::new();
+        o.drain_frames(|c, f| frames.push((c.0, f)));
+        assert_eq!(
+            frames,
+            vec![
+                (2, "{\"a\":1}".to_string()),
+                (1, "[{\"b\":1}]".to_string()),
+                (1, "[{\"c\":1}]".to_string()),
+                (1, "{\"d\":1}".to_string()),
+            ]
+        );
+    }
+}

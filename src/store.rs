@@ -1,0 +1,342 @@
+//! The storage contract between the core and a runtime's store.
+//!
+//! The core never touches storage. It emits [`StoreOp`]s; the runtime applies them and hands each
+//! [`StoreResult`] back with [`crate::Input::StoreDone`]. The rules a store must keep:
+//!
+//! 1. **Order.** Ops are applied in the order they were emitted, and results are returned in that
+//!    order. (The core relies on this: an ack is sent when its op's result arrives, and by then
+//!    every earlier op is durable too.)
+//! 2. **Durability.** A result is returned only after the transaction holding the op has committed
+//!    durably (fsync'd). A runtime may group many ops into one transaction.
+//! 3. **Merge, not overwrite.** [`StoreOp::Merge`] applies HAM ([`crate::ham::merge`]) field by field
+//!    against what is stored, and reports the fields that changed. So a merge is exact even when
+//!    the core's cache has forgotten the node.
+//! 4. **Failure is whole.** If a transaction fails, every op in it fails and nothing of it is
+//!    stored.
+//!
+//! [`MemStore`] is the reference implementation, used by tests and the simulator; runtimes' stores
+//! must behave the same.
+
+use std::collections::BTreeMap;
+
+use crate::graph::{Field, Key, Node, Soul};
+use crate::ham::{self, Decision};
+use crate::lex::{Budget, Range};
+use crate::wire::KeyQuery;
+
+/// Identifies one storage operation. Ids increase in emission order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u64);
+
+/// Work for the store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreOp {
+    /// HAM-merge these fields into the node; report which changed.
+    Merge {
+        /// The op's id.
+        op: OpId,
+        /// The node.
+        soul: Soul,
+        /// The incoming fields, in key order.
+        fields: Vec<(Key, Field)>,
+    },
+    /// Read.
+    Read {
+        /// The op's id.
+        op: OpId,
+        /// What to read.
+        query: ReadQuery,
+    },
+}
+
+impl StoreOp {
+    /// The op's id.
+    pub fn id(&self) -> OpId {
+        match self {
+            StoreOp::Merge { op, .. } | StoreOp::Read { op, .. } => *op,
+        }
+    }
+}
+
+/// What a read wants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReadQuery {
+    /// Fields of one node.
+    Node {
+        /// The node.
+        soul: Soul,
+        /// Which keys.
+        keys: KeyQuery,
+        /// Descending key order for ranges.
+        reverse: bool,
+        /// Byte budget for ranges ([`Budget`]).
+        budget: u64,
+    },
+    /// Whole nodes whose souls are in a range, as far as the byte budget allows.
+    Souls {
+        /// The souls.
+        range: Range,
+        /// Descending soul order.
+        reverse: bool,
+        /// Byte budget over all fields returned.
+        budget: u64,
+    },
+}
+
+/// The outcome of one op.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreResult {
+    /// A merge committed; these fields changed (in key order).
+    Merged {
+        /// The fields now stored that differ from before.
+        changed: Vec<(Key, Field)>,
+    },
+    /// A read's answer: nodes with at least one field (none when nothing matched).
+    Read {
+        /// The nodes found.
+        nodes: Vec<Node>,
+    },
+    /// The op failed and changed nothing.
+    Failed {
+        /// Why, for logs and error replies.
+        reason: String,
+    },
+}
+
+/// A store that applies a batch of ops in one transaction.
+pub trait Store {
+    /// Applies `ops` in order in one transaction, commits it durably, and returns one result per
+    /// op, in order. If the transaction cannot commit, every result is [`StoreResult::Failed`].
+    fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult>;
+}
+
+/// Picks the fields of one node that a read wants, from fields in ascending key order.
+pub fn select_fields<'a>(
+    fields: impl DoubleEndedIterator<Item = (&'a Key, &'a Field)>,
+    keys: &KeyQuery,
+    reverse: bool,
+    budget: u64,
+) -> BTreeMap<Key, Field> {
+    match keys {
+        KeyQuery::All => fields.map(|(k, f)| (k.clone(), f.clone())).collect(),
+        KeyQuery::One(key) => fields
+            .filter(|(k, _)| *k == key)
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect(),
+        KeyQuery::Range(range) => {
+            let mut budget = Budget::new(budget);
+            let in_range = |(k, _): &(&Key, &Field)| range.contains(k.as_str());
+            let mut take = |iter: &mut dyn Iterator<Item = (&'a Key, &'a Field)>| {
+                iter.filter(in_range)
+                    .take_while(|(_, f)| budget.admit(&f.value))
+                    .map(|(k, f)| (k.clone(), f.clone()))
+                    .collect::<BTreeMap<_, _>>()
+            };
+            if reverse {
+                take(&mut fields.rev())
+            } else {
+                take(&mut { fields })
+            }
+        }
+    }
+}
+
+/// The in-memory reference store. Its transactions always commit.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemStore {
+    /// Everything stored.
+    pub nodes: BTreeMap<Soul, BTreeMap<Key, Field>>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// Applies one op.
+    pub fn apply_one(&mut self, op: &StoreOp) -> StoreResult {
+        match op {
+            StoreOp::Merge { soul, fields, .. } => {
+                let node = self.nodes.entry(soul.clone()).or_default();
+                let changed = merge_into(node, fields);
+                if node.is_empty() {
+                    self.nodes.remove(soul);
+                }
+                StoreResult::Merged { changed }
+            }
+            StoreOp::Read { query, .. } => StoreResult::Read {
+                nodes: self.read(query),
+            },
+        }
+    }
+
+    fn read(&self, query: &ReadQuery) -> Vec<Node> {
+        match query {
+            ReadQuery::Node {
+                soul,
+                keys,
+                reverse,
+                budget,
+            } => {
+                let Some(stored) = self.nodes.get(soul) else {
+                    return Vec::new();
+                };
+                let fields = select_fields(stored.iter(), keys, *reverse, *budget);
+                if fields.is_empty() {
+                    return Vec::new();
+                }
+                vec![Node {
+                    soul: soul.clone(),
+                    fields,
+                }]
+            }
+            ReadQuery::Souls {
+                range,
+                reverse,
+                budget,
+            } => {
+                let mut budget = Budget::new(*budget);
+                let matching = self
+                    .nodes
+                    .iter()
+                    .filter(|(s, _)| range.contains(s.as_str()));
+                let souls: Vec<_> = if *reverse {
+                    matching.rev().collect()
+                } else {
+                    matching.collect()
+                };
+                let mut out = Vec::new();
+                'souls: for (soul, stored) in souls {
+                    let mut node = Node::new(soul.clone());
+                    for (k, f) in stored {
+                        if !budget.admit(&f.value) {
+                            if !node.fields.is_empty() {
+                                out.push(node);
+                            }
+                            break 'souls;
+                        }
+                        node.fields.insert(k.clone(), f.clone());
+                    }
+                    out.push(node);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// HAM-merges `incoming` into a stored node; returns the fields that changed.
+pub fn merge_into(node: &mut BTreeMap<Key, Field>, incoming: &[(Key, Field)]) -> Vec<(Key, Field)> {
+    let mut changed = Vec::new();
+    for (key, field) in incoming {
+        if ham::merge(field, node.get(key)) == Decision::Accept {
+            node.insert(key.clone(), field.clone());
+            changed.push((key.clone(), field.clone()));
+        }
+    }
+    changed
+}
+
+impl Store for MemStore {
+    fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
+        ops.iter().map(|op| self.apply_one(op)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{State, Value};
+
+    fn field(v: &str, s: f64) -> Field {
+        Field {
+            value: Value::String(v.into()),
+            state: State::new(s).unwrap(),
+        }
+    }
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+    fn soul(s: &str) -> Soul {
+        Soul::new(s).unwrap()
+    }
+
+    #[test]
+    fn merge_reports_only_what_changed() {
+        let mut store = MemStore::new();
+        let merge = |store: &mut MemStore, fields: Vec<(Key, Field)>| match store.apply_one(
+            &StoreOp::Merge {
+                op: OpId(0),
+                soul: soul("a"),
+                fields,
+            },
+        ) {
+            StoreResult::Merged { changed } => changed.len(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            merge(
+                &mut store,
+                vec![(key("x"), field("1", 5.0)), (key("y"), field("1", 5.0))]
+            ),
+            2
+        );
+        assert_eq!(
+            merge(
+                &mut store,
+                vec![(key("x"), field("0", 4.0)), (key("y"), field("2", 5.0))]
+            ),
+            1
+        );
+        assert_eq!(store.nodes[&soul("a")][&key("y")], field("2", 5.0));
+        assert_eq!(store.nodes[&soul("a")][&key("x")], field("1", 5.0));
+    }
+
+    #[test]
+    fn range_reads_honour_order_and_budget() {
+        let mut store = MemStore::new();
+        let fields = ["a-z", "apple", "apricot", "banana"]
+            .iter()
+            .map(|k| (key(k), field("12345", 1.0)))
+            .collect();
+        store.apply_one(&StoreOp::Merge {
+            op: OpId(0),
+            soul: soul("l"),
+            fields,
+        });
+        let read = |keys: KeyQuery, reverse: bool, budget: u64| {
+            let nodes = store.read(&ReadQuery::Node {
+                soul: soul("l"),
+                keys,
+                reverse,
+                budget,
+            });
+            nodes
+                .first()
+                .map(|n| n.fields.keys().map(|k| k.to_string()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let prefix = |p: &str| {
+            KeyQuery::Range(Range {
+                prefix: Some(p.into()),
+                ..Range::default()
+            })
+        };
+        assert_eq!(read(prefix("ap"), false, 1 << 20), ["apple", "apricot"]);
+        assert_eq!(read(prefix("a"), false, 6), ["a-z", "apple"]);
+        assert_eq!(read(prefix("a"), true, 1), ["apricot"]);
+        assert_eq!(read(KeyQuery::One(key("banana")), false, 0), ["banana"]);
+        assert!(read(KeyQuery::One(key("nope")), false, 0).is_empty());
+        let souls = store.read(&ReadQuery::Souls {
+            range: Range {
+                prefix: Some("l".into()),
+                ..Range::default()
+            },
+            reverse: false,
+            budget: 1 << 20,
+        });
+        assert_eq!(souls.len(), 1);
+        assert_eq!(souls[0].fields.len(), 4);
+    }
+}

@@ -1,0 +1,553 @@
+//! The wire codec: WebSocket text frames to [`Message`]s and back.
+//!
+//! A frame holds one message object or an array of them. Fields the core understands (`#`, `@`,
+//! `get`, `put`, `ok`, `err`, `dam`, `pid`, `><`, `##`) are read into typed form; anything else is
+//! kept in [`Message::extra`] so a relayed message loses nothing. Outbound messages are written
+//! directly as JSON text by the builders at the bottom of this module.
+
+use serde_json::{Map, Value as Json};
+
+use crate::graph::{excerpt, Graph, Key, Soul};
+use crate::json;
+use crate::lex::Range;
+use crate::limits::Limits;
+
+/// A parsed message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// `#`: the message id. When a sender left it out, the receiver invents one, as GUN does.
+    pub id: String,
+    /// `@`: the id of the message this one answers.
+    pub reply_to: Option<String>,
+    /// What the message asks for.
+    pub body: Body,
+    /// `ok`: passed through untouched (ack sampling hints, WebRTC signalling, ack payloads).
+    pub ok: Option<Json>,
+    /// `err`: an error text on a reply.
+    pub err: Option<String>,
+    /// `##`: the hash of a reply's `put`, or of what a GET's sender already has.
+    pub hash: Option<i32>,
+    /// `><`: the peers this message was already sent to.
+    pub skip: Option<String>,
+    /// Every field the core does not interpret, kept for relaying.
+    pub extra: Map<String, Json>,
+}
+
+/// The part of a message that says what it is.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    /// `dam`: a hop-local control message, never relayed.
+    Dam {
+        /// The verb: `?`, `!`, `hi`, `opt`, `mob`, `rtc`, …
+        verb: String,
+        /// `pid`: the sender's peer id, with `?`.
+        pid: Option<String>,
+    },
+    /// `get`: a read.
+    Get(Get),
+    /// `put`: a write, or with `@` a reply carrying data.
+    Put(Graph),
+    /// Neither: an ack or error reply (with `@`), or an empty message.
+    Other,
+}
+
+/// A read request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Get {
+    /// Fields of one node.
+    Node {
+        /// The node.
+        soul: Soul,
+        /// Which of its keys.
+        keys: KeyQuery,
+        /// `-`: return a range in descending order.
+        reverse: bool,
+        /// `%`: byte budget of a range reply.
+        budget: Option<u64>,
+    },
+    /// Whole nodes whose souls are in a range (`"#"` given as LEX).
+    Souls {
+        /// The souls.
+        range: Range,
+        /// `-`: descending order.
+        reverse: bool,
+        /// `%`: byte budget.
+        budget: Option<u64>,
+    },
+}
+
+/// Which keys of a node a GET wants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyQuery {
+    /// The whole node.
+    All,
+    /// One key (`.` as a string, or LEX `=`).
+    One(Key),
+    /// The keys in a LEX range.
+    Range(Range),
+}
+
+/// A message that could not be read. When its id is known, the error goes back as a reply to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageError {
+    /// The message's `#`, if it had a usable one.
+    pub id: Option<String>,
+    /// What is wrong, for the `err` reply.
+    pub reason: String,
+}
+
+/// A frame that could not be read at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// Over [`Limits::max_frame_bytes`].
+    TooBig {
+        /// The frame's size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Nested deeper than [`Limits::max_json_depth`].
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
+    /// Not a JSON object or array.
+    NotMessages,
+    /// Not valid JSON.
+    BadJson(String),
+    /// More messages than [`Limits::max_messages_per_frame`].
+    TooManyMessages {
+        /// How many it held.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::TooBig { bytes, max } => {
+                write!(
+                    f,
+                    "Message too big! A frame of {bytes} bytes is over the limit of {max}."
+                )
+            }
+            FrameError::TooDeep { max } => write!(f, "JSON nested deeper than the limit of {max}."),
+            FrameError::NotMessages => {
+                f.write_str("A frame must be a JSON object or an array of them.")
+            }
+            FrameError::BadJson(e) => write!(f, "DAM JSON parse error: {e}"),
+            FrameError::TooManyMessages { count, max } => {
+                write!(f, "{count} messages in one frame, over the limit of {max}.")
+            }
+        }
+    }
+}
+
+/// One element of a frame: a message, or why it could not be read.
+pub type Parsed = Result<Message, MessageError>;
+
+/// Reads a frame into its messages. `new_id` invents ids for messages that lack `#`.
+pub fn parse_frame(
+    text: &str,
+    limits: &Limits,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Vec<Parsed>, FrameError> {
+    if text.len() > limits.max_frame_bytes {
+        return Err(FrameError::TooBig {
+            bytes: text.len(),
+            max: limits.max_frame_bytes,
+        });
+    }
+    let body = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !body.starts_with(['{', '[']) {
+        return Err(FrameError::NotMessages);
+    }
+    json::check_depth(body, limits.max_json_depth).map_err(|_| FrameError::TooDeep {
+        max: limits.max_json_depth,
+    })?;
+    let value: Json = serde_json::from_str(body).map_err(|e| FrameError::BadJson(e.to_string()))?;
+    match value {
+        Json::Object(map) => Ok(vec![parse_message(map, limits, &mut new_id)]),
+        Json::Array(items) => {
+            if items.len() > limits.max_messages_per_frame {
+                return Err(FrameError::TooManyMessages {
+                    count: items.len(),
+                    max: limits.max_messages_per_frame,
+                });
+            }
+            Ok(items
+                .into_iter()
+                .map(|item| match item {
+                    Json::Object(map) => parse_message(map, limits, &mut new_id),
+                    other => Err(MessageError {
+                        id: None,
+                        reason: format!(
+                            "A frame element must be a message object, not {}.",
+                            excerpt(&json::stringify(&other))
+                        ),
+                    }),
+                })
+                .collect())
+        }
+        _ => Err(FrameError::NotMessages),
+    }
+}
+
+fn take_string(map: &mut Map<String, Json>, key: &str) -> Result<Option<String>, String> {
+    match map.shift_remove(key) {
+        None => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!(
+            "'{key}' must be a string, not {}",
+            excerpt(&json::stringify(&other))
+        )),
+    }
+}
+
+/// Reads one message object.
+pub fn parse_message(
+    mut map: Map<String, Json>,
+    limits: &Limits,
+    new_id: &mut impl FnMut() -> String,
+) -> Parsed {
+    let id = match take_string(&mut map, "#") {
+        Ok(Some(id)) => id,
+        Ok(None) => new_id(),
+        Err(reason) => return Err(MessageError { id: None, reason }),
+    };
+    let fail = |reason: String| MessageError {
+        id: Some(id.clone()),
+        reason,
+    };
+    let reply_to = take_string(&mut map, "@").map_err(fail)?;
+    let err = take_string(&mut map, "err").map_err(fail)?;
+    let skip = take_string(&mut map, "><").map_err(fail)?;
+    let pid = take_string(&mut map, "pid").map_err(fail)?;
+    let dam = take_string(&mut map, "dam").map_err(fail)?;
+    let ok = map.shift_remove("ok");
+    let hash = match map.shift_remove("##") {
+        None => None,
+        Some(Json::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
+        Some(_) => return Err(fail("'##' must be a number".into())),
+    };
+    let get = map.shift_remove("get");
+    let put = map.shift_remove("put");
+    let body = match (dam, get, put) {
+        (Some(verb), _, _) => Body::Dam { verb, pid },
+        (None, Some(_), Some(_)) => return Err(fail("a message cannot both get and put".into())),
+        (None, Some(get), None) => Body::Get(parse_get(get, limits).map_err(fail)?),
+        (None, None, Some(put)) => {
+            Body::Put(Graph::from_json(&put, limits).map_err(|e| fail(e.0))?)
+        }
+        (None, None, None) => Body::Other,
+    };
+    Ok(Message {
+        id,
+        reply_to,
+        body,
+        ok,
+        err,
+        hash,
+        skip,
+        extra: map,
+    })
+}
+
+fn is_truthy(v: Option<&Json>) -> bool {
+    match v {
+        None | Some(Json::Null) | Some(Json::Bool(false)) => false,
+        Some(Json::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Json::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
+    let Json::Object(get) = get else {
+        return Err("'get' must be an object with a soul '#'".into());
+    };
+    let mut reverse = is_truthy(get.get("-"));
+    let budget = match get.get("%") {
+        None => None,
+        Some(Json::Number(n)) => match n.as_f64() {
+            Some(f) if f >= 0.0 => Some((f as u64).min(limits.max_lex_reply_bytes)),
+            _ => return Err("get '%' must be a non-negative number".into()),
+        },
+        Some(_) => return Err("get '%' must be a number".into()),
+    };
+    match get.get("#") {
+        None => Err("'get' has no soul '#'".into()),
+        Some(Json::String(soul)) => {
+            let soul = Soul::new(soul).map_err(|e| format!("get: {e}"))?;
+            let keys = match get.get(".") {
+                None => KeyQuery::All,
+                Some(Json::String(k)) => {
+                    KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
+                }
+                Some(Json::Object(lex)) => {
+                    reverse |= is_truthy(lex.get("-"));
+                    match lex.get("=") {
+                        Some(Json::String(k)) => {
+                            KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
+                        }
+                        Some(_) => return Err("get lex '=' must be a string".into()),
+                        None => {
+                            KeyQuery::Range(Range::from_lex(lex).map_err(|e| format!("get: {e}"))?)
+                        }
+                    }
+                }
+                Some(_) => return Err("get '.' must be a key or a lex object".into()),
+            };
+            Ok(Get::Node {
+                soul,
+                keys,
+                reverse,
+                budget,
+            })
+        }
+        Some(Json::Object(lex)) => {
+            reverse |= is_truthy(lex.get("-"));
+            if let Some(exact) = lex.get("=") {
+                let Json::String(soul) = exact else {
+                    return Err("get lex '=' must be a string".into());
+                };
+                return Ok(Get::Node {
+                    soul: Soul::new(soul).map_err(|e| format!("get: {e}"))?,
+                    keys: KeyQuery::All,
+                    reverse,
+                    budget,
+                });
+            }
+            Ok(Get::Souls {
+                range: Range::from_lex(lex).map_err(|e| format!("get: {e}"))?,
+                reverse,
+                budget,
+            })
+        }
+        Some(_) => Err("get '#' must be a soul or a lex object".into()),
+    }
+}
+
+// Builders for the messages fibergun sends. Each writes one JSON object.
+
+fn open(out: &mut String, id: &str) {
+    out.push_str("{\"#\":");
+    json::write_string(out, id);
+}
+
+fn reply_field(out: &mut String, reply_to: &str) {
+    out.push_str(",\"@\":");
+    json::write_string(out, reply_to);
+}
+
+/// `{"#":id,"@":reply_to,"ok":true}`: a write is durable.
+pub fn ack(id: &str, reply_to: &str) -> String {
+    let mut out = String::with_capacity(48);
+    open(&mut out, id);
+    reply_field(&mut out, reply_to);
+    out.push_str(",\"ok\":true}");
+    out
+}
+
+/// `{"#":id,"@":reply_to,"err":text}`: a request failed.
+pub fn error_reply(id: &str, reply_to: &str, text: &str) -> String {
+    let mut out = String::with_capacity(48 + text.len());
+    open(&mut out, id);
+    reply_field(&mut out, reply_to);
+    out.push_str(",\"err\":");
+    json::write_string(&mut out, text);
+    out.push('}');
+    out
+}
+
+/// `{"#":id,"@":reply_to}`: nothing matched a GET.
+pub fn not_found(id: &str, reply_to: &str) -> String {
+    let mut out = String::with_capacity(32);
+    open(&mut out, id);
+    reply_field(&mut out, reply_to);
+    out.push('}');
+    out
+}
+
+/// `{"#":id,"@":reply_to,"put":graph}` (with `@`) or `{"#":id,"put":graph}` (a push), where
+/// `write_graph` appends the graph's JSON.
+pub fn put_message(
+    id: &str,
+    reply_to: Option<&str>,
+    write_graph: impl FnOnce(&mut String),
+) -> String {
+    let mut out = String::with_capacity(128);
+    open(&mut out, id);
+    if let Some(r) = reply_to {
+        reply_field(&mut out, r);
+    }
+    out.push_str(",\"put\":");
+    write_graph(&mut out);
+    out.push('}');
+    out
+}
+
+/// `{"#":id,"dam":"?","pid":pid}`, with `@` when it answers another `?`.
+pub fn dam_hello(id: &str, reply_to: Option<&str>, pid: &str) -> String {
+    let mut out = String::with_capacity(64);
+    open(&mut out, id);
+    if let Some(r) = reply_to {
+        reply_field(&mut out, r);
+    }
+    out.push_str(",\"dam\":\"?\",\"pid\":");
+    json::write_string(&mut out, pid);
+    out.push('}');
+    out
+}
+
+/// `{"#":id,"dam":verb,"err":text}` (with `@` when it answers a message): a hop-local error.
+pub fn dam_error(id: &str, verb: &str, reply_to: Option<&str>, text: &str) -> String {
+    let mut out = String::with_capacity(64 + text.len());
+    open(&mut out, id);
+    if let Some(r) = reply_to {
+        reply_field(&mut out, r);
+    }
+    out.push_str(",\"dam\":");
+    json::write_string(&mut out, verb);
+    out.push_str(",\"err\":");
+    json::write_string(&mut out, text);
+    out.push('}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<Parsed>, FrameError> {
+        let mut n = 0;
+        parse_frame(text, &Limits::default(), || {
+            n += 1;
+            format!("gen{n}")
+        })
+    }
+
+    fn one(text: &str) -> Parsed {
+        parse(text).unwrap().pop().unwrap()
+    }
+
+    #[test]
+    fn reads_objects_and_arrays_and_keeps_unknown_fields() {
+        let m = one(r##"{"#":"p1","put":{"a":{"_":{"#":"a",">":{"x":1}},"x":1}},"ok":{"@":9,"/":1},"FOO":1}"##)
+            .unwrap();
+        assert_eq!(m.id, "p1");
+        assert!(matches!(m.body, Body::Put(_)));
+        assert_eq!(m.ok, Some(serde_json::json!({"@":9,"/":1})));
+        assert_eq!(m.extra.get("FOO"), Some(&serde_json::json!(1)));
+        let v = parse(r##"[{"dam":"hi","#":"h"},{"#":"g","get":{"#":"a"}}]"##).unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(parse("[]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn invents_an_id_when_missing() {
+        assert_eq!(one(r##"{"get":{"#":"a"}}"##).unwrap().id, "gen1");
+    }
+
+    #[test]
+    fn reads_every_get_form() {
+        let get = |t: &str| match one(t).unwrap().body {
+            Body::Get(g) => g,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            get(r##"{"get":{"#":"a"}}"##),
+            Get::Node {
+                keys: KeyQuery::All,
+                ..
+            }
+        ));
+        assert!(matches!(
+            get(r##"{"get":{"#":"a",".":"k"}}"##),
+            Get::Node {
+                keys: KeyQuery::One(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            get(r##"{"get":{"#":"a",".":{"=":"k"}}}"##),
+            Get::Node {
+                keys: KeyQuery::One(_),
+                ..
+            }
+        ));
+        match get(r##"{"get":{"#":"a",".":{"*":"ap","-":1},"%":20}}"##) {
+            Get::Node {
+                keys: KeyQuery::Range(r),
+                reverse: true,
+                budget: Some(20),
+                ..
+            } => assert_eq!(r.prefix.as_deref(), Some("ap")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            get(r##"{"get":{"#":{"*":"lex"}}}"##),
+            Get::Souls { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_messages_name_their_id_and_problem() {
+        for (text, why) in [
+            (r##"{"#":"g","get":5}"##, "'get' must be an object"),
+            (r##"{"#":"g","get":{}}"##, "no soul"),
+            (r##"{"#":"g","get":{"#":5}}"##, "'#' must be a soul"),
+            (r##"{"#":"g","get":{"#":"a",".":5}}"##, "'.' must be"),
+            (r##"{"#":"p","put":"x"}"##, "not an object"),
+            (r##"{"#":"p","put":null}"##, "not an object"),
+        ] {
+            let e = one(text).unwrap_err();
+            assert_eq!(
+                e.id.as_deref(),
+                Some(text.split('"').nth(3).unwrap()),
+                "{text}"
+            );
+            assert!(e.reason.contains(why), "{text}: {}", e.reason);
+        }
+        assert_eq!(one(r##"{"#":5}"##).unwrap_err().id, None);
+        assert!(parse(r##"[1,{"#":"g","get":{"#":"a"}}]"##).unwrap()[0].is_err());
+    }
+
+    #[test]
+    fn frame_errors() {
+        assert!(matches!(parse("hello"), Err(FrameError::NotMessages)));
+        assert!(matches!(parse("\"str\""), Err(FrameError::NotMessages)));
+        assert!(matches!(
+            parse("{\"#\":\"a\",\"get\":"),
+            Err(FrameError::BadJson(_))
+        ));
+        assert!(matches!(
+            parse(&"[".repeat(100)),
+            Err(FrameError::TooDeep { .. })
+        ));
+        let limits = Limits {
+            max_frame_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse_frame(&"x".repeat(11), &limits, String::new),
+            Err(FrameError::TooBig { .. })
+        ));
+    }
+
+    #[test]
+    fn builders_write_gun_messages() {
+        assert_eq!(ack("a", "p\"1"), r##"{"#":"a","@":"p\"1","ok":true}"##);
+        assert_eq!(not_found("a", "g"), r##"{"#":"a","@":"g"}"##);
+        assert_eq!(
+            dam_hello("a", None, "pid"),
+            r##"{"#":"a","dam":"?","pid":"pid"}"##
+        );
+        assert_eq!(
+            error_reply("a", "p", "bad"),
+            r##"{"#":"a","@":"p","err":"bad"}"##
+        );
+    }
+}
