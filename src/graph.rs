@@ -325,6 +325,9 @@ impl Node {
             let key = Key::new(k)
                 .map_err(|e| GraphError(format!("invalid graph: {e} in node '{at}'")))?;
             let kat = excerpt(k);
+            limits
+                .check_soul_key(node.soul.as_str(), k)
+                .map_err(|e| GraphError(format!("invalid graph: key '{kat}' of '{at}': {e}")))?;
             let state = match states.get(k) {
                 None => return err(format!("invalid graph: key '{kat}' of '{at}' has no state")),
                 Some(Json::Number(n)) => {

@@ -18,6 +18,9 @@ pub struct Limits {
     pub max_nodes_per_put: usize,
     /// Most keys in one node of a put. Default 10,000.
     pub max_keys_per_node: usize,
+    /// Longest soul and key together, in bytes, NUL bytes of the soul counting twice (stores
+    /// escape them). Default 500, which keeps every stored key within LMDB's 511-byte maximum.
+    pub max_soul_key_bytes: usize,
     /// Largest string value, in bytes. Default 4 MiB.
     pub max_value_bytes: usize,
     /// Most storage operations issued and not yet completed; work beyond it is refused with a
@@ -59,6 +62,7 @@ impl Default for Limits {
             max_messages_per_frame: 1_000,
             max_nodes_per_put: 10_000,
             max_keys_per_node: 10_000,
+            max_soul_key_bytes: 500,
             max_value_bytes: 4 << 20,
             max_pending_store_ops: 10_000,
             max_dedup_entries: 100_000,
@@ -73,5 +77,20 @@ impl Default for Limits {
             batch_frame_bytes: 64 << 10,
             keepalive_ms: 20_000,
         }
+    }
+}
+
+impl Limits {
+    /// Checks a soul and key (or lex bound) against [`Limits::max_soul_key_bytes`].
+    pub fn check_soul_key(&self, soul: &str, key: &str) -> Result<(), String> {
+        let nuls = soul.bytes().filter(|&b| b == 0).count();
+        let bytes = soul.len() + nuls + key.len();
+        if bytes > self.max_soul_key_bytes {
+            return Err(format!(
+                "soul and key of {bytes} bytes, over the limit of {}",
+                self.max_soul_key_bytes
+            ));
+        }
+        Ok(())
     }
 }

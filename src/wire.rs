@@ -268,6 +268,7 @@ fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
     let Json::Object(get) = get else {
         return Err("'get' must be an object with a soul '#'".into());
     };
+    check_get_sizes(&get, limits)?;
     let mut reverse = is_truthy(get.get("-"));
     let budget = match get.get("%") {
         None => None,
@@ -328,6 +329,29 @@ fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
         }
         Some(_) => Err("get '#' must be a soul or a lex object".into()),
     }
+}
+
+/// Bounds every soul, key and lex string of a GET, so that no read can ask a store for an
+/// over-long key.
+fn check_get_sizes(get: &Map<String, Json>, limits: &Limits) -> Result<(), String> {
+    let longest = |v: Option<&Json>| match v {
+        Some(Json::String(s)) => s.len(),
+        Some(Json::Object(lex)) => lex
+            .values()
+            .map(|v| if let Json::String(s) = v { s.len() } else { 0 })
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let (soul, key) = (longest(get.get("#")), longest(get.get(".")));
+    if soul + key > limits.max_soul_key_bytes {
+        return Err(format!(
+            "get: soul and key of {} bytes, over the limit of {}",
+            soul + key,
+            limits.max_soul_key_bytes
+        ));
+    }
+    Ok(())
 }
 
 // Builders for the messages fibergun sends. Each writes one JSON object.

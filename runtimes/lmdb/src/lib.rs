@@ -1,1 +1,546 @@
-pub fn x(){}
+//! fibergun's LMDB store: nodes kept field by field, each with its HAM state, so a restart serves
+//! everything that was acknowledged.
+//!
+//! Layout: one LMDB database, `fields`, whose key is the encoded soul followed by the field key and
+//! whose value is the field's state and value (see [`encode_field`]). Souls are encoded so that a
+//! node's fields are contiguous and nodes sort by soul: every `0x00` byte of the soul becomes
+//! `0x00 0xFF`, and the soul ends with `0x00 0x01`.
+//!
+//! Every [`Store::apply`] call is one LMDB write transaction, committed with LMDB's default
+//! synchronous flush, so its results are returned only once they are on disk.
+
+#![deny(unsafe_code)]
+
+use std::path::Path;
+
+use fibergun::graph::{Field, Key, Node, Soul, State, Value};
+use fibergun::lex::{Budget, Range};
+use fibergun::store::{merge_into, select_fields, ReadQuery, Store, StoreOp, StoreResult};
+use fibergun::wire::KeyQuery;
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
+
+/// Why the store could not open.
+#[derive(Debug)]
+pub struct OpenError(pub String);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// A GUN graph in LMDB.
+pub struct LmdbStore {
+    env: &'static Env,
+    fields: Database<'static, Bytes, Bytes>,
+}
+
+/// Default LMDB map size: the most the database may grow to. LMDB reserves address space, not disk.
+pub const DEFAULT_MAP_SIZE: usize = 64 << 30;
+
+impl LmdbStore {
+    /// Opens (creating if needed) the store in directory `dir`, with a map of `map_size` bytes.
+    pub fn open(dir: &Path, map_size: usize) -> Result<LmdbStore, OpenError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpenError(format!("cannot create {}: {e}", dir.display())))?;
+        let mut options = EnvOpenOptions::new();
+        options.map_size(map_size).max_dbs(4);
+        let env = open_env(&options, dir)?;
+        // A store lives as long as the process: the environment is leaked once so that database
+        // handles can be `'static`. Every commit is already synced, so nothing is lost at exit.
+        let env: &'static Env = Box::leak(Box::new(env));
+        let wtxn = env.write_txn().map_err(lmdb("begin"))?;
+        let fields = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("fields")
+                    .create(wtxn)
+                    .map(CommitOrAbort::<_, ()>::Commit)
+            })
+            .map_err(lmdb("create database"))?
+            .unwrap_commit();
+        Ok(LmdbStore { env, fields })
+    }
+
+    /// Flushes to disk. Commits are synchronous already; this is for an orderly shutdown.
+    pub fn sync(&self) -> Result<(), String> {
+        self.env.force_sync().map_err(|e| e.to_string())
+    }
+
+    /// The number of fields stored.
+    pub fn field_count(&self) -> Result<u64, String> {
+        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        self.fields.len(&rtxn).map_err(|e| e.to_string())
+    }
+
+    fn apply_in(&self, wtxn: &mut RwTxn<'_>, op: &StoreOp) -> heed::Result<StoreResult> {
+        Ok(match op {
+            StoreOp::Merge { soul, fields, .. } => {
+                let prefix = soul_prefix(soul);
+                let mut key = prefix.clone();
+                let mut changed = Vec::new();
+                for (k, incoming) in fields {
+                    key.truncate(prefix.len());
+                    key.extend_from_slice(k.as_str().as_bytes());
+                    let current = match self.fields.get(wtxn, &key)? {
+                        Some(bytes) => decode_field(bytes),
+                        None => None,
+                    };
+                    let mut node = current.map(|f| (k.clone(), f)).into_iter().collect();
+                    if let Some((_, f)) = merge_into(
+                        &mut node,
+                        std::slice::from_ref(&(k.clone(), incoming.clone())),
+                    )
+                    .pop()
+                    {
+                        self.fields.put(wtxn, &key, &encode_field(&f))?;
+                        changed.push((k.clone(), f));
+                    }
+                }
+                StoreResult::Merged { changed }
+            }
+            StoreOp::Read { query, .. } => StoreResult::Read {
+                nodes: self.read(wtxn, query)?,
+            },
+        })
+    }
+
+    fn read(&self, txn: &RoTxn<'_>, query: &ReadQuery) -> heed::Result<Vec<Node>> {
+        match query {
+            ReadQuery::Node {
+                soul,
+                keys,
+                reverse,
+                budget,
+            } => {
+                let prefix = soul_prefix(soul);
+                let fields = match keys {
+                    KeyQuery::One(k) => {
+                        let mut key = prefix;
+                        key.extend_from_slice(k.as_str().as_bytes());
+                        self.fields
+                            .get(txn, &key)?
+                            .and_then(decode_field)
+                            .map(|f| (k.clone(), f))
+                            .into_iter()
+                            .collect()
+                    }
+                    KeyQuery::Range(range) if !*reverse => {
+                        self.scan_range(txn, &prefix, range, *budget)?
+                    }
+                    _ => {
+                        let all = self.node_fields(txn, &prefix)?;
+                        select_fields(all.iter(), keys, *reverse, *budget)
+                    }
+                };
+                if fields.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![Node {
+                    soul: soul.clone(),
+                    fields,
+                }])
+            }
+            ReadQuery::Souls {
+                range,
+                reverse,
+                budget,
+            } => self.read_souls(txn, range, *reverse, *budget),
+        }
+    }
+
+    fn node_fields(
+        &self,
+        txn: &RoTxn<'_>,
+        prefix: &[u8],
+    ) -> heed::Result<std::collections::BTreeMap<Key, Field>> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.fields.prefix_iter(txn, prefix)? {
+            let (k, v) = item?;
+            if let (Some(key), Some(field)) = (decode_key(&k[prefix.len()..]), decode_field(v)) {
+                out.insert(key, field);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A forward range scan that stops at the end of the range or of the budget.
+    fn scan_range(
+        &self,
+        txn: &RoTxn<'_>,
+        prefix: &[u8],
+        range: &Range,
+        budget: u64,
+    ) -> heed::Result<std::collections::BTreeMap<Key, Field>> {
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(range.start().as_bytes());
+        let mut budget = Budget::new(budget);
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.fields.range(
+            txn,
+            &(
+                std::ops::Bound::Included(start.as_slice()),
+                std::ops::Bound::Unbounded,
+            ),
+        )? {
+            let (k, v) = item?;
+            let Some(rest) = k.strip_prefix(prefix) else {
+                break;
+            };
+            let Ok(key_text) = std::str::from_utf8(rest) else {
+                continue;
+            };
+            if range.is_past(key_text) {
+                break;
+            }
+            if !range.contains(key_text) {
+                continue;
+            }
+            let (Some(key), Some(field)) = (decode_key(rest), decode_field(v)) else {
+                continue;
+            };
+            if !budget.admit(&field.value) {
+                break;
+            }
+            out.insert(key, field);
+        }
+        Ok(out)
+    }
+
+    fn read_souls(
+        &self,
+        txn: &RoTxn<'_>,
+        range: &Range,
+        reverse: bool,
+        budget: u64,
+    ) -> heed::Result<Vec<Node>> {
+        // Collect matching nodes in soul order, then apply the budget in the requested direction.
+        let start = encode_soul_bytes(range.start().as_bytes(), false);
+        let mut nodes: Vec<Node> = Vec::new();
+        for item in self.fields.range(
+            txn,
+            &(
+                std::ops::Bound::Included(start.as_slice()),
+                std::ops::Bound::Unbounded,
+            ),
+        )? {
+            let (k, v) = item?;
+            let Some((soul, key)) = split_key(k) else {
+                continue;
+            };
+            if range.is_past(&soul) {
+                break;
+            }
+            if !range.contains(&soul) {
+                continue;
+            }
+            let (Ok(soul), Some(key), Some(field)) =
+                (Soul::new(&soul), decode_key(key), decode_field(v))
+            else {
+                continue;
+            };
+            match nodes.last_mut() {
+                Some(node) if node.soul == soul => {
+                    node.fields.insert(key, field);
+                }
+                _ => {
+                    let mut node = Node::new(soul);
+                    node.fields.insert(key, field);
+                    nodes.push(node);
+                }
+            }
+        }
+        if reverse {
+            nodes.reverse();
+        }
+        let mut budget = Budget::new(budget);
+        let mut out = Vec::new();
+        'nodes: for node in nodes {
+            let mut kept = Node::new(node.soul);
+            for (k, f) in node.fields {
+                if !budget.admit(&f.value) {
+                    if !kept.fields.is_empty() {
+                        out.push(kept);
+                    }
+                    break 'nodes;
+                }
+                kept.fields.insert(k, f);
+            }
+            out.push(kept);
+        }
+        Ok(out)
+    }
+}
+
+#[allow(unsafe_code)]
+fn open_env(options: &EnvOpenOptions<heed::WithTls>, dir: &Path) -> Result<Env, OpenError> {
+    // SAFETY: LMDB requires that a data file is not opened twice in one process and not modified
+    // by other means while open; the store opens its directory once and owns it.
+    unsafe { options.open(dir) }
+        .map_err(|e| OpenError(format!("cannot open LMDB at {}: {e}", dir.display())))
+}
+
+fn lmdb(what: &'static str) -> impl Fn(heed::Error) -> OpenError {
+    move |e| OpenError(format!("LMDB {what}: {e}"))
+}
+
+impl Store for LmdbStore {
+    fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
+        let run = || -> heed::Result<Vec<StoreResult>> {
+            let mut wtxn = self.env.write_txn()?;
+            let mut results = Vec::with_capacity(ops.len());
+            for op in &ops {
+                results.push(self.apply_in(&mut wtxn, op)?);
+            }
+            let wrote = ops.iter().any(|op| matches!(op, StoreOp::Merge { .. }));
+            if wrote {
+                wtxn.commit()?;
+            } else {
+                // A read-only batch has nothing to make durable.
+                wtxn.abort();
+            }
+            Ok(results)
+        };
+        match run() {
+            Ok(results) => results,
+            Err(e) => {
+                let reason = format!("LMDB: {e}");
+                ops.iter()
+                    .map(|_| StoreResult::Failed {
+                        reason: reason.clone(),
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn encode_soul_bytes(soul: &[u8], terminate: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(soul.len() + 2);
+    for &b in soul {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    if terminate {
+        out.extend_from_slice(&[0, 1]);
+    }
+    out
+}
+
+/// The key prefix of every field of `soul`.
+pub fn soul_prefix(soul: &Soul) -> Vec<u8> {
+    encode_soul_bytes(soul.as_str().as_bytes(), true)
+}
+
+/// Splits a stored key into the soul (decoded) and the field key bytes.
+fn split_key(k: &[u8]) -> Option<(String, &[u8])> {
+    let mut soul = Vec::new();
+    let mut i = 0;
+    while i < k.len() {
+        if k[i] == 0 {
+            match k.get(i + 1) {
+                Some(0xff) => soul.push(0),
+                Some(1) => return Some((String::from_utf8(soul).ok()?, &k[i + 2..])),
+                _ => return None,
+            }
+            i += 2;
+        } else {
+            soul.push(k[i]);
+            i += 1;
+        }
+    }
+    None
+}
+
+fn decode_key(bytes: &[u8]) -> Option<Key> {
+    Key::new(std::str::from_utf8(bytes).ok()?).ok()
+}
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const NUMBER: u8 = 3;
+const STRING: u8 = 4;
+const LINK: u8 = 5;
+
+/// A field as stored: the state as 8 big-endian bytes of its `f64`, a type tag, and the payload.
+pub fn encode_field(field: &Field) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&field.state.ms().to_be_bytes());
+    match &field.value {
+        Value::Null => out.push(NULL),
+        Value::Bool(false) => out.push(FALSE),
+        Value::Bool(true) => out.push(TRUE),
+        Value::Number(n) => {
+            out.push(NUMBER);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        Value::String(s) => {
+            out.push(STRING);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Link(soul) => {
+            out.push(LINK);
+            out.extend_from_slice(soul.as_str().as_bytes());
+        }
+    }
+    out
+}
+
+/// Reads a stored field; `None` if the bytes are not a field this store wrote.
+pub fn decode_field(bytes: &[u8]) -> Option<Field> {
+    let state = State::new(f64::from_be_bytes(bytes.get(..8)?.try_into().ok()?)).ok()?;
+    let payload = bytes.get(9..)?;
+    let value = match *bytes.get(8)? {
+        NULL => Value::Null,
+        FALSE => Value::Bool(false),
+        TRUE => Value::Bool(true),
+        NUMBER => Value::Number(f64::from_be_bytes(payload.try_into().ok()?)),
+        STRING => Value::String(std::str::from_utf8(payload).ok()?.into()),
+        LINK => Value::Link(Soul::new(std::str::from_utf8(payload).ok()?).ok()?),
+        _ => return None,
+    };
+    Some(Field { value, state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fibergun::store::{MemStore, OpId};
+
+    fn soul(s: &str) -> Soul {
+        Soul::new(s).unwrap()
+    }
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+    fn field(v: Value, s: f64) -> Field {
+        Field {
+            value: v,
+            state: State::new(s).unwrap(),
+        }
+    }
+
+    #[test]
+    fn fields_round_trip() {
+        for v in [
+            Value::Null,
+            Value::Bool(true),
+            Value::Bool(false),
+            Value::Number(-1.5e300),
+            Value::String("héllo\0".into()),
+            Value::Link(soul("a/b")),
+        ] {
+            let f = field(v, 1620286973647.001);
+            assert_eq!(decode_field(&encode_field(&f)), Some(f));
+        }
+    }
+
+    #[test]
+    fn souls_with_nul_and_shared_prefixes_stay_apart() {
+        let a = soul_prefix(&soul("a"));
+        let a0 = soul_prefix(&soul("a\0"));
+        let ab = soul_prefix(&soul("ab"));
+        assert!(a < a0 && a0 < ab);
+        assert!(!a0.starts_with(&a));
+        assert_eq!(
+            split_key(&[a0.clone(), b"k".to_vec()].concat()),
+            Some(("a\0".into(), &b"k"[..]))
+        );
+    }
+
+    /// The LMDB store answers every op exactly as the reference store does.
+    #[test]
+    fn behaves_like_the_reference_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lmdb = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        let mut mem = MemStore::new();
+        let mut ops = Vec::new();
+        let mut id = 0;
+        let mut next = || {
+            id += 1;
+            OpId(id)
+        };
+        for (s, k, v, st) in [
+            ("lexlist", "apple", "1", 5.0),
+            ("lexlist", "apricot", "2", 5.0),
+            ("lexlist", "banana", "3", 5.0),
+            ("lexlist", "a-z", "4", 5.0),
+            ("lexlist", "apple", "0", 4.0),
+            ("lexlist", "banana", "9", 5.0),
+            ("lex", "x", "1", 1.0),
+            ("le", "x", "1", 1.0),
+            ("m", "y", "1", 1.0),
+        ] {
+            ops.push(StoreOp::Merge {
+                op: next(),
+                soul: soul(s),
+                fields: vec![(key(k), field(Value::String(v.into()), st))],
+            });
+        }
+        let range = |p: Option<&str>, l: Option<&str>, u: Option<&str>| Range {
+            prefix: p.map(Into::into),
+            lower: l.map(Into::into),
+            upper: u.map(Into::into),
+        };
+        let node_reads = [
+            (KeyQuery::All, false, 0),
+            (KeyQuery::One(key("banana")), false, 0),
+            (KeyQuery::One(key("nope")), false, 0),
+            (
+                KeyQuery::Range(range(Some("ap"), None, None)),
+                false,
+                1 << 20,
+            ),
+            (KeyQuery::Range(range(Some("ap"), None, None)), true, 1),
+            (
+                KeyQuery::Range(range(None, Some("a"), Some("b"))),
+                false,
+                1 << 20,
+            ),
+            (
+                KeyQuery::Range(range(None, Some("b"), None)),
+                false,
+                1 << 20,
+            ),
+            (KeyQuery::Range(range(None, Some("a"), None)), false, 2),
+        ];
+        for (keys, reverse, budget) in node_reads {
+            ops.push(StoreOp::Read {
+                op: next(),
+                query: ReadQuery::Node {
+                    soul: soul("lexlist"),
+                    keys,
+                    reverse,
+                    budget,
+                },
+            });
+        }
+        for (r, reverse, budget) in [
+            (range(Some("le"), None, None), false, 1 << 20),
+            (range(Some("le"), None, None), true, 1 << 20),
+            (range(None, Some("lex"), Some("m")), false, 1 << 20),
+            (range(Some("l"), None, None), false, 2),
+        ] {
+            ops.push(StoreOp::Read {
+                op: next(),
+                query: ReadQuery::Souls {
+                    range: r,
+                    reverse,
+                    budget,
+                },
+            });
+        }
+        let expected = mem.apply(ops.clone());
+        let got = lmdb.apply(ops);
+        assert_eq!(got, expected);
+        assert_eq!(lmdb.field_count().unwrap(), 7);
+    }
+}
