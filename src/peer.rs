@@ -96,6 +96,7 @@ pub enum Input<'a> {
 
 /// Something the runtime must do.
 #[must_use]
+#[non_exhaustive]
 #[derive(Debug, PartialEq)]
 pub enum Output {
     /// Send a text frame.

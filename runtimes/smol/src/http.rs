@@ -1,0 +1,202 @@
+//! The HTTP front: WebSocket upgrades at `/gun`, a small JSON answer elsewhere.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::{
+    frame::coding::CloseCode, CloseFrame, Role, WebSocketConfig,
+};
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use fibergun::{ConnId, Direction};
+use futures_util::StreamExt;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{
+    HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE,
+};
+use hyper::{Request, Response, StatusCode};
+use smol::channel::Sender;
+use smol::net::TcpStream;
+use smol::Executor;
+use smol_hyper::rt::FuturesIo;
+
+use crate::driver::{ConnSender, DriverEvent, Outgoing};
+
+/// What every HTTP connection task shares.
+pub struct HttpContext {
+    /// The driver's inbox.
+    pub events: Sender<DriverEvent>,
+    /// Where socket tasks are spawned.
+    pub executor: Arc<Executor<'static>>,
+    /// Frames over this many bytes are answered by the core with an error; frames over twice
+    /// this close the socket (the WebSocket layer will not buffer them).
+    pub max_frame_bytes: usize,
+    /// Source of connection ids.
+    pub next_conn: AtomicU64,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn json_reply(status: StatusCode, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_reply(status: StatusCode, text: &str) -> Reply {
+    let mut body = String::from("{\"error\":");
+    fibergun::json::write_string(&mut body, text);
+    body.push('}');
+    json_reply(status, body)
+}
+
+/// Serves one TCP connection: HTTP/1.1 requests, and at most one upgrade to a WebSocket.
+pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(req, ctx)) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(FuturesIo::new(stream), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!("http connection ended: {e}");
+    }
+}
+
+fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
+    match req.uri().path() {
+        // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
+        "/gun" | "/gun/" => upgrade(req, ctx),
+        "/" => json_reply(
+            StatusCode::OK,
+            format!(
+                "{{\"name\":\"fibergun\",\"version\":\"{}\",\"gun\":\"/gun\"}}",
+                env!("CARGO_PKG_VERSION")
+            ),
+        ),
+        _ => error_reply(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
+    let wants_ws = req
+        .headers()
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).filter(|_| wants_ws) else {
+        return error_reply(StatusCode::UPGRADE_REQUIRED, "/gun is a WebSocket endpoint");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_ctx = ctx.clone();
+    ctx.executor
+        .spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => match upgraded.downcast::<FuturesIo<TcpStream>>() {
+                    Ok(parts) => {
+                        let config = WebSocketConfig::default()
+                            .max_message_size(Some(task_ctx.max_frame_bytes.saturating_mul(2)))
+                            .max_frame_size(Some(task_ctx.max_frame_bytes.saturating_mul(2)));
+                        let ws = WebSocketStream::from_partially_read(
+                            parts.io.into_inner(),
+                            parts.read_buf.to_vec(),
+                            Role::Server,
+                            Some(config),
+                        )
+                        .await;
+                        run_socket(ws, task_ctx).await;
+                    }
+                    Err(_) => tracing::error!("upgraded connection of an unexpected type"),
+                },
+                Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+            }
+        })
+        .detach();
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("an accept key is base64"),
+    );
+    r
+}
+
+/// Pumps one WebSocket: frames in to the driver, the driver's frames out.
+pub async fn run_socket<S>(ws: WebSocketStream<S>, ctx: Arc<HttpContext>)
+where
+    S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
+    let (mut sink, mut stream) = ws.split();
+    let (tx, rx) = smol::channel::unbounded::<Outgoing>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let sender = ConnSender {
+        tx,
+        queued: queued.clone(),
+    };
+    let opened = DriverEvent::Opened {
+        conn,
+        direction: Direction::Inbound,
+        sender,
+    };
+    if ctx.events.send(opened).await.is_err() {
+        return;
+    }
+    let writer = async {
+        while let Ok(out) = rx.recv().await {
+            match out {
+                Outgoing::Frame(text) => {
+                    let len = text.len();
+                    if sink.send(Message::text(text)).await.is_err() {
+                        break;
+                    }
+                    queued.fetch_sub(len, Ordering::Relaxed);
+                }
+                Outgoing::Close(reason) => {
+                    let frame = CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            }
+        }
+        let _ = sink.close(None).await;
+    };
+    let reader = async {
+        while let Some(message) = stream.next().await {
+            let text = match message {
+                Ok(Message::Text(t)) => t.as_str().to_owned(),
+                // GUN sends text only; a binary frame is handed over as text so the core can
+                // answer it like any other frame it cannot read.
+                Ok(Message::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(conn = conn.0, "websocket read ended: {e}");
+                    break;
+                }
+            };
+            if ctx
+                .events
+                .send(DriverEvent::Frame { conn, text })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    smol::future::or(reader, writer).await;
+    let _ = ctx.events.send(DriverEvent::Closed { conn }).await;
+}

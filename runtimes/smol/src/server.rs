@@ -1,0 +1,149 @@
+//! Putting it together: open the store, bind the listener, run the driver, stop cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use fibergun::{Config, Limits, Peer};
+use fibergun_lmdb::LmdbStore;
+use smol::Executor;
+
+use crate::driver::{Driver, DriverEvent};
+use crate::http::{serve_connection, HttpContext};
+use crate::{clock, store_thread};
+
+/// How to run a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the LMDB store.
+    pub data_dir: PathBuf,
+    /// The core's limits.
+    pub limits: Limits,
+    /// LMDB map size in bytes: the most the store can grow to.
+    pub map_size: usize,
+    /// Seed of the core's generator; fresh when `None`.
+    pub seed: Option<u64>,
+    /// Threads running socket tasks (the store has its own thread).
+    pub threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: ([127, 0, 0, 1], 8765).into(),
+            data_dir: PathBuf::from("./fibergun-data"),
+            limits: Limits::default(),
+            map_size: fibergun_lmdb::DEFAULT_MAP_SIZE,
+            seed: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct ServerError(pub String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// Runs a relay until `shutdown` completes, then finishes in-flight writes and closes the store.
+/// Blocks the calling thread.
+pub fn serve(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store = LmdbStore::open(&config.data_dir, config.map_size)
+        .map_err(|e| ServerError(e.to_string()))?;
+    let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
+        .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError(e.to_string()))?;
+
+    let (events_tx, events_rx) = smol::channel::bounded::<DriverEvent>(4096);
+    let done_tx = events_tx.clone();
+    let (store_tx, store_thread) = store_thread::spawn(
+        store,
+        move |results| {
+            let _ = done_tx.send_blocking(DriverEvent::StoreDone(results));
+        },
+        |store: &LmdbStore| {
+            if let Err(e) = store.sync() {
+                tracing::error!("final store sync failed: {e}");
+            }
+        },
+    );
+
+    let peer_config = Config {
+        seed: config.seed.unwrap_or_else(clock::fresh_seed),
+        limits: config.limits.clone(),
+        ..Config::default()
+    };
+    let peer = Peer::new(peer_config, clock::now());
+    tracing::info!(
+        pid = peer.pid(),
+        "fibergun listening on ws://{local}/gun, data in {}",
+        config.data_dir.display()
+    );
+
+    let executor = Arc::new(Executor::new());
+    let (stop_workers, workers_stopped) = smol::channel::bounded::<()>(1);
+    let workers: Vec<_> = (1..config.threads.max(1))
+        .map(|i| {
+            let ex = executor.clone();
+            let stopped = workers_stopped.clone();
+            std::thread::Builder::new()
+                .name(format!("fibergun-io-{i}"))
+                .spawn(move || smol::block_on(ex.run(stopped.recv())))
+                .expect("spawning an io thread")
+        })
+        .collect();
+
+    let ctx = Arc::new(HttpContext {
+        events: events_tx.clone(),
+        executor: executor.clone(),
+        max_frame_bytes: config.limits.max_frame_bytes,
+        next_conn: AtomicU64::new(1),
+    });
+    let driver = executor.spawn(Driver::new(peer, events_rx, store_tx).run());
+    let accept_ex = executor.clone();
+    let accept = async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    accept_ex
+                        .spawn(serve_connection(stream, ctx.clone()))
+                        .detach();
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    smol::block_on(executor.run(async {
+        smol::future::or(accept, shutdown).await;
+        let _ = events_tx.send(DriverEvent::Shutdown).await;
+        driver.await;
+    }));
+    // The driver owned the store's channel; with it gone the store thread syncs and ends.
+    let _ = store_thread.join();
+    drop(stop_workers);
+    for w in workers {
+        let _ = w.join();
+    }
+    tracing::info!("fibergun stopped; store closed");
+    Ok(())
+}
