@@ -77,6 +77,7 @@
 //! - [`lex`]: key ranges and read budgets.
 //! - [`store`]: the storage contract and the in-memory reference store.
 //! - [`peer`]: the state machine.
+//! - [`testing`]: a harness that steps a peer against the in-memory store.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -93,6 +94,7 @@ pub mod peer;
 pub mod rng;
 pub mod store;
 pub mod subscriptions;
+pub mod testing;
 pub mod wire;
 
 pub use graph::{Field, Graph, GraphError, Key, Node, Soul, State, Value};

@@ -1,0 +1,171 @@
+//! A harness that drives one [`Peer`] against the in-memory store with a hand-moved clock: the
+//! drive loop of the crate docs, in a form tests (and embedders' tests) can step through.
+//!
+//! Storage runs in one of two modes: applied as soon as ops appear ([`Harness::auto_store`], the
+//! default), or held until [`Harness::commit`], to observe what happens before a commit.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::peer::{Config, ConnId, Direction, Event, Input, Now, Output, Peer};
+use crate::store::{MemStore, Store, StoreOp};
+
+/// One peer, its store, its clock, and everything it sent.
+#[derive(Debug)]
+pub struct Harness {
+    /// The peer under test.
+    pub peer: Peer,
+    /// Its store.
+    pub store: MemStore,
+    /// The current time.
+    pub now: Now,
+    /// Every frame sent, in order, with its connection.
+    pub frames: Vec<(ConnId, String)>,
+    /// Events the peer emitted.
+    pub events: Vec<Event>,
+    /// Connections the peer closed.
+    pub closed: Vec<ConnId>,
+    /// Ops emitted and not yet applied (only when `auto_store` is off).
+    pub held: Vec<StoreOp>,
+    /// Apply storage ops as soon as they are emitted.
+    pub auto_store: bool,
+}
+
+/// The wall clock harnesses start at: 2023-11-14T22:13:20Z.
+pub const START_WALL_MS: f64 = 1_700_000_000_000.0;
+
+impl Harness {
+    /// A harness around a peer made from `config`.
+    pub fn new(config: Config) -> Harness {
+        let now = Now {
+            mono: Instant::now(),
+            wall_ms: START_WALL_MS,
+        };
+        Harness {
+            peer: Peer::new(config, now),
+            store: MemStore::new(),
+            now,
+            frames: Vec::new(),
+            events: Vec::new(),
+            closed: Vec::new(),
+            held: Vec::new(),
+            auto_store: true,
+        }
+    }
+
+    /// A harness with the default config and `seed`.
+    pub fn with_seed(seed: u64) -> Harness {
+        Harness::new(Config {
+            seed,
+            ..Config::default()
+        })
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.peer
+            .handle_input(self.now, input)
+            .expect("the harness follows the driving contract");
+        self.pump();
+    }
+
+    fn pump(&mut self) {
+        loop {
+            while let Some(out) = self.peer.poll_output() {
+                match out {
+                    Output::Send { conn, text } => self.frames.push((conn, text)),
+                    Output::Close { conn, .. } => self.closed.push(conn),
+                    Output::Store(op) => self.held.push(op),
+                    Output::Event(e) => self.events.push(e),
+                }
+            }
+            if !self.auto_store || self.held.is_empty() {
+                return;
+            }
+            self.apply_held();
+        }
+    }
+
+    fn apply_held(&mut self) {
+        let ops = std::mem::take(&mut self.held);
+        let ids: Vec<_> = ops.iter().map(StoreOp::id).collect();
+        for (op, result) in ids.into_iter().zip(self.store.apply(ops)) {
+            self.peer
+                .handle_input(self.now, Input::StoreDone { op, result })
+                .expect("results are fed in op order");
+            while let Some(out) = self.peer.poll_output() {
+                match out {
+                    Output::Send { conn, text } => self.frames.push((conn, text)),
+                    Output::Close { conn, .. } => self.closed.push(conn),
+                    Output::Store(op) => self.held.push(op),
+                    Output::Event(e) => self.events.push(e),
+                }
+            }
+        }
+    }
+
+    /// Applies every held op as one committed batch and feeds the results back.
+    pub fn commit(&mut self) {
+        self.apply_held();
+        self.pump();
+    }
+
+    /// Opens an inbound connection.
+    pub fn connect(&mut self, conn: u64) {
+        self.input(Input::Connected {
+            conn: ConnId(conn),
+            direction: Direction::Inbound,
+        });
+    }
+
+    /// Closes a connection.
+    pub fn disconnect(&mut self, conn: u64) {
+        self.input(Input::Disconnected { conn: ConnId(conn) });
+    }
+
+    /// Delivers a text frame from `conn`.
+    pub fn frame(&mut self, conn: u64, text: &str) {
+        self.input(Input::Frame {
+            conn: ConnId(conn),
+            text,
+        });
+    }
+
+    /// Moves both clocks forward by `ms`, delivering the timeouts that fall due on the way.
+    pub fn advance(&mut self, ms: u64) {
+        let end = self.now.mono + Duration::from_millis(ms);
+        let wall_end = self.now.wall_ms + ms as f64;
+        while let Some(at) = self.peer.poll_timeout().filter(|at| *at <= end) {
+            let step = at.saturating_duration_since(self.now.mono);
+            self.now.mono = self.now.mono.max(at);
+            self.now.wall_ms += step.as_secs_f64() * 1000.0;
+            self.input(Input::Timeout);
+        }
+        self.now.mono = end;
+        self.now.wall_ms = wall_end;
+    }
+
+    /// Every message sent to `conn` so far (array frames flattened), and forgets them.
+    pub fn take(&mut self, conn: u64) -> Vec<Json> {
+        let mut out = Vec::new();
+        self.frames.retain(|(c, text)| {
+            if c.0 != conn {
+                return true;
+            }
+            match serde_json::from_str::<Json>(text).expect("the peer sends JSON") {
+                Json::Array(items) => out.extend(items),
+                one => out.push(one),
+            }
+            false
+        });
+        out
+    }
+
+    /// The messages sent to `conn` that answer message `id` (their `@`), and forgets all sent.
+    pub fn replies_to(&mut self, conn: u64, id: &str) -> Vec<Json> {
+        self.take(conn)
+            .into_iter()
+            .filter(|m| m.get("@").and_then(Json::as_str) == Some(id))
+            .collect()
+    }
+}
