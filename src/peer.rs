@@ -38,7 +38,7 @@ pub struct Now {
 }
 
 /// How a peer is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     /// Seeds every random choice (message ids, the peer id).
     pub seed: u64,
@@ -48,17 +48,6 @@ pub struct Config {
     pub limits: Limits,
     /// Emit [`Event::Changed`] for every committed change (for embedders that watch the graph).
     pub emit_changes: bool,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            seed: 0,
-            pid: None,
-            limits: Limits::default(),
-            emit_changes: false,
-        }
-    }
 }
 
 /// Something that happened outside the core.
