@@ -67,6 +67,13 @@ pub enum Input<'a> {
         /// The frame's text.
         text: &'a str,
     },
+    /// A binary frame arrived. GUN speaks text only; the peer answers with an error.
+    Binary {
+        /// From where.
+        conn: ConnId,
+        /// Its size.
+        bytes: usize,
+    },
     /// A connection closed (either side).
     Disconnected {
         /// Which.
@@ -312,6 +319,7 @@ impl Peer {
         let result = match input {
             Input::Connected { conn, direction } => self.on_connected(conn, direction),
             Input::Frame { conn, text } => self.on_frame(conn, text),
+            Input::Binary { conn, bytes } => self.on_binary(conn, bytes),
             Input::Disconnected { conn } => self.on_disconnected(conn),
             Input::StoreDone { op, result } => self.on_store_done(op, result),
             Input::Timeout => {
@@ -490,6 +498,14 @@ impl Peer {
                 Err(e) => self.message_error(conn, e),
             }
         }
+        Ok(())
+    }
+
+    fn on_binary(&mut self, conn: ConnId, bytes: usize) -> Result<(), ApiMisuse> {
+        if !self.conns.contains_key(&conn) {
+            return Err(ApiMisuse::UnknownConn(conn));
+        }
+        self.frame_error(conn, &FrameError::Binary { bytes });
         Ok(())
     }
 

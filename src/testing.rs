@@ -131,6 +131,14 @@ impl Harness {
         });
     }
 
+    /// Delivers a binary frame of `bytes` bytes from `conn`.
+    pub fn binary(&mut self, conn: u64, bytes: usize) {
+        self.input(Input::Binary {
+            conn: ConnId(conn),
+            bytes,
+        });
+    }
+
     /// Moves both clocks forward by `ms`, delivering the timeouts that fall due on the way.
     pub fn advance(&mut self, ms: u64) {
         let end = self.now.mono + Duration::from_millis(ms);

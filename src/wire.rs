@@ -113,6 +113,11 @@ pub enum FrameError {
     },
     /// Not a JSON object or array.
     NotMessages,
+    /// A binary WebSocket frame: GUN sends text only.
+    Binary {
+        /// Its size.
+        bytes: usize,
+    },
     /// Not valid JSON.
     BadJson(String),
     /// More messages than [`Limits::max_messages_per_frame`].
@@ -136,6 +141,12 @@ impl std::fmt::Display for FrameError {
             FrameError::TooDeep { max } => write!(f, "JSON nested deeper than the limit of {max}."),
             FrameError::NotMessages => {
                 f.write_str("A frame must be a JSON object or an array of them.")
+            }
+            FrameError::Binary { bytes } => {
+                write!(
+                    f,
+                    "A binary frame ({bytes} bytes) is not a GUN message; send text frames."
+                )
             }
             FrameError::BadJson(e) => write!(f, "DAM JSON parse error: {e}"),
             FrameError::TooManyMessages { count, max } => {

@@ -28,6 +28,8 @@ struct Line {
     raw: Option<String>,
     event: Option<String>,
     truncated: bool,
+    /// The size of a binary frame (recorded without text).
+    binary: Option<usize>,
 }
 
 fn load(name: &str) -> Vec<Line> {
@@ -37,19 +39,15 @@ fn load(name: &str) -> Vec<Line> {
         .map(|l| {
             let v: Json = serde_json::from_str(l).expect("capture lines are JSON");
             let s = |k: &str| v.get(k).and_then(Json::as_str).map(str::to_owned);
-            // Binary frames are recorded as hex; the runtime hands them to the core as text.
-            let binary = s("hex").map(|hex| {
-                let bytes: Vec<u8> = (0..hex.len())
-                    .step_by(2)
-                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            });
             Line {
                 t: v["t"].as_f64().expect("every line has a time"),
                 conn: s("conn"),
                 dir: s("dir"),
-                raw: s("raw").or(binary),
+                raw: s("raw"),
+                binary: v
+                    .get("binary")
+                    .is_some()
+                    .then(|| v["len"].as_u64().unwrap_or(0) as usize),
                 event: s("event"),
                 truncated: v.get("raw_truncated").is_some(),
             }
@@ -163,8 +161,11 @@ impl Replay {
                 }
                 (None, Some("c2s")) if !line.truncated => {
                     let conn = r.conns[&label];
-                    r.harness
-                        .frame(conn, line.raw.as_deref().expect("frames have text"));
+                    match (&line.raw, line.binary) {
+                        (Some(text), _) => r.harness.frame(conn, text),
+                        (None, Some(bytes)) => r.harness.binary(conn, bytes),
+                        (None, None) => panic!("{name}: a c2s line with neither text nor binary"),
+                    }
                 }
                 _ => {}
             }

@@ -49,6 +49,13 @@ pub enum DriverEvent {
         /// The text.
         text: String,
     },
+    /// A binary frame arrived.
+    Binary {
+        /// From where.
+        conn: ConnId,
+        /// Its size.
+        bytes: usize,
+    },
     /// A WebSocket closed.
     Closed {
         /// Which.
@@ -151,6 +158,11 @@ impl Driver {
             DriverEvent::Frame { conn, text } => {
                 if !self.shutting_down && self.conns.contains_key(&conn) {
                     self.input(Input::Frame { conn, text: &text });
+                }
+            }
+            DriverEvent::Binary { conn, bytes } => {
+                if !self.shutting_down && self.conns.contains_key(&conn) {
+                    self.input(Input::Binary { conn, bytes });
                 }
             }
             DriverEvent::Closed { conn } => {

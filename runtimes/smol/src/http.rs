@@ -175,11 +175,15 @@ where
     };
     let reader = async {
         while let Some(message) = stream.next().await {
-            let text = match message {
-                Ok(Message::Text(t)) => t.as_str().to_owned(),
-                // GUN sends text only; a binary frame is handed over as text so the core can
-                // answer it like any other frame it cannot read.
-                Ok(Message::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+            let event = match message {
+                Ok(Message::Text(t)) => DriverEvent::Frame {
+                    conn,
+                    text: t.as_str().to_owned(),
+                },
+                Ok(Message::Binary(b)) => DriverEvent::Binary {
+                    conn,
+                    bytes: b.len(),
+                },
                 Ok(Message::Close(_)) => break,
                 Ok(_) => continue,
                 Err(e) => {
@@ -187,12 +191,7 @@ where
                     break;
                 }
             };
-            if ctx
-                .events
-                .send(DriverEvent::Frame { conn, text })
-                .await
-                .is_err()
-            {
+            if ctx.events.send(event).await.is_err() {
                 break;
             }
         }

@@ -1,0 +1,564 @@
+//! Shared helpers for the integration tests that drive the `fibergun` binary
+//! (`tests/interop.rs`, `tests/bad_input.rs`, `tests/durability.rs`).
+//!
+//! * [`Server`] starts `fibergun serve --listen 127.0.0.1:PORT --data DIR` on a free loopback port, waits
+//!   until it accepts TCP connections, and kills it when dropped. Its stdout/stderr go to a log file, which is
+//!   printed when a test panics while the server is alive.
+//! * [`Peer`] is a raw GUN-wire client over a synchronous `tungstenite` WebSocket: it sends text frames and
+//!   collects every message the server sends (a frame may hold one message object or an array of them).
+//! * Message builders ([`put_msg`], [`get_msg`], …) and predicates ([`is_frame_err`], [`is_msg_err`], …).
+//!
+//! Every connection goes to 127.0.0.1 only.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::protocol::WebSocket;
+use tungstenite::Message;
+
+/// The path of the `fibergun` binary that cargo built for these tests.
+pub const FIBERGUN: &str = env!("CARGO_BIN_EXE_fibergun");
+
+/// The workspace root (`CARGO_MANIFEST_DIR` is `<root>/runtimes/smol`).
+pub fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// A port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop the listener).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// How long [`Server::start`] waits for the server to accept TCP connections.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `fibergun serve` child process. Killed (SIGKILL) on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Start `fibergun serve --listen 127.0.0.1:PORT --data DATA_DIR EXTRA…` on a free port and wait (at
+    /// most [`START_TIMEOUT`]) until a TCP connect succeeds. Retries with another port if the child exits
+    /// during start-up (someone else may have taken the port in between), then panics with the log.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let log_dir = tempfile::Builder::new()
+            .prefix("fibergun-test-log")
+            .tempdir()
+            .expect("temp dir for the server log");
+        let mut last_log = String::new();
+        for attempt in 0..3 {
+            let port = free_port();
+            let log_path = log_dir.path().join(format!("server-{attempt}.log"));
+            let log = File::create(&log_path).expect("create server log");
+            let log2 = log.try_clone().expect("clone log file");
+            let child = Command::new(FIBERGUN)
+                .arg("serve")
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--data")
+                .arg(data_dir)
+                .args(extra)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log2))
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {FIBERGUN}: {e}"));
+            let mut child = Some(child);
+            match wait_ready(&mut child, port, START_TIMEOUT) {
+                Ok(()) => {
+                    return Server {
+                        child,
+                        port,
+                        data_dir: data_dir.to_path_buf(),
+                        log_path,
+                        _log_dir: log_dir,
+                    };
+                }
+                Err(why) => {
+                    if let Some(mut c) = child.take() {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    last_log = format!(
+                        "{why}\n--- server log ---\n{}",
+                        read_tail(&log_path, 16 * 1024)
+                    );
+                    if why.contains("did not accept") {
+                        break; // alive but not listening: another port will not help
+                    }
+                }
+            }
+        }
+        panic!(
+            "fibergun did not start: `{FIBERGUN} serve --listen 127.0.0.1:PORT --data {} {}`\n{last_log}",
+            data_dir.display(),
+            extra.join(" ")
+        );
+    }
+
+    /// `ws://127.0.0.1:PORT/gun`, for raw WebSocket clients.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/gun", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT/gun`, the form GUN clients are given as a peer.
+    pub fn gun_url(&self) -> String {
+        format!("http://127.0.0.1:{}/gun", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Panic (with the log) unless the process is still running.
+    pub fn assert_alive(&mut self, context: &str) {
+        if !self.is_alive() {
+            let status = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "killed by the test".into());
+            panic!(
+                "fibergun is not running any more ({status}) {context}\n--- server log ---\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// SIGKILL the process (`kill -9`) and reap it.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The server's stdout+stderr so far (the last 16 KiB).
+    pub fn log(&self) -> String {
+        read_tail(&self.log_path, 16 * 1024)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let was_running = self.child.is_some();
+        self.kill_hard();
+        if was_running && std::thread::panicking() {
+            eprintln!(
+                "--- fibergun log (port {}, data {}) ---\n{}\n--- end of fibergun log ---",
+                self.port,
+                self.data_dir.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Wait until 127.0.0.1:port accepts a TCP connection, or the child exits, or `timeout` passes.
+fn wait_ready(child: &mut Option<Child>, port: u16, timeout: Duration) -> Result<(), String> {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            return Err(format!("fibergun exited during start-up: {status}"));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > end {
+            return Err(format!(
+                "fibergun did not accept connections on 127.0.0.1:{port} within {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = File::open(path) else {
+        return String::from("(no log)");
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > max {
+        let _ = f.seek(SeekFrom::Start(len - max));
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let s = String::from_utf8_lossy(&buf).into_owned();
+    if len > max {
+        format!("[… {} earlier bytes cut …]\n{s}", len - max)
+    } else {
+        s
+    }
+}
+
+/// A fresh temporary directory for a server's data.
+pub fn temp_data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fibergun-test-data")
+        .tempdir()
+        .expect("temp data dir")
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Raw GUN-wire client
+// ---------------------------------------------------------------------------------------------------------
+
+/// A raw WebSocket peer. Every message received is appended to `inbox` (array frames are split into their
+/// elements). A text frame that is not JSON is recorded as `{"__unparsed": text}`, a binary frame as
+/// `{"__binary": len}` -- the server should never send either.
+pub struct Peer {
+    ws: WebSocket<TcpStream>,
+    pub inbox: Vec<Value>,
+    /// Every text frame received, verbatim.
+    pub frames: Vec<String>,
+    /// Set once the connection is closed or broken (with the reason).
+    pub closed: Option<String>,
+}
+
+impl Peer {
+    /// Connect to `ws://127.0.0.1:PORT/gun`. Panics if the handshake fails.
+    pub fn connect(url: &str) -> Peer {
+        Self::try_connect(url).unwrap_or_else(|e| panic!("websocket connect to {url}: {e}"))
+    }
+
+    pub fn try_connect(url: &str) -> Result<Peer, String> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("not a ws:// url: {url}"))?;
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let addr: SocketAddr = hostport
+            .parse()
+            .map_err(|e| format!("bad address {hostport}: {e}"))?;
+        assert!(addr.ip().is_loopback(), "tests only talk to loopback");
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("tcp connect {addr}: {e}"))?;
+        stream.set_nodelay(true).ok();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let (ws, _resp) =
+            tungstenite::client(url, stream).map_err(|e| format!("handshake: {e}"))?;
+        Ok(Peer {
+            ws,
+            inbox: Vec::new(),
+            frames: Vec::new(),
+            closed: None,
+        })
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+
+    /// The underlying TCP stream (e.g. to clone it for a writer thread).
+    pub fn stream(&self) -> &TcpStream {
+        self.ws.get_ref()
+    }
+
+    /// Send a text frame. Returns false (and marks the peer closed) if the connection is gone.
+    pub fn send_text(&mut self, text: impl Into<String>) -> bool {
+        let text: String = text.into();
+        self.send_msg(Message::text(text))
+    }
+
+    pub fn send_json(&mut self, v: &Value) -> bool {
+        self.send_text(v.to_string())
+    }
+
+    pub fn send_binary(&mut self, bytes: Vec<u8>) -> bool {
+        self.send_msg(Message::binary(bytes))
+    }
+
+    fn send_msg(&mut self, m: Message) -> bool {
+        if self.closed.is_some() {
+            return false;
+        }
+        match self.ws.send(m) {
+            Ok(()) => true,
+            Err(e) => {
+                self.closed = Some(format!("send failed: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Read at most one frame, waiting up to `timeout`. Returns false on timeout or when closed.
+    pub fn pump(&mut self, timeout: Duration) -> bool {
+        if self.closed.is_some() {
+            return false;
+        }
+        let t = timeout.max(Duration::from_millis(1));
+        let _ = self.ws.get_ref().set_read_timeout(Some(t));
+        match self.ws.read() {
+            Ok(Message::Text(t)) => {
+                let s = t.as_str().to_owned();
+                match serde_json::from_str::<Value>(&s) {
+                    Ok(Value::Array(items)) => self.inbox.extend(items),
+                    Ok(v) => self.inbox.push(v),
+                    Err(_) => self.inbox.push(json!({ "__unparsed": s })),
+                }
+                self.frames.push(s);
+                true
+            }
+            Ok(Message::Binary(b)) => {
+                self.inbox.push(json!({ "__binary": b.len() }));
+                true
+            }
+            Ok(Message::Close(c)) => {
+                self.closed = Some(format!("closed by server: {c:?}"));
+                false
+            }
+            Ok(_) => true, // ping/pong: tungstenite answers pings itself
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                false
+            }
+            Err(e) => {
+                self.closed = Some(format!("read failed: {e}"));
+                false
+            }
+        }
+    }
+
+    /// Read everything that arrives during `dur`.
+    pub fn drain(&mut self, dur: Duration) {
+        let end = Instant::now() + dur;
+        while self.closed.is_none() {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            self.pump(end - now);
+        }
+    }
+
+    /// The first message in the inbox (already received, or arriving within `timeout`) matching `pred`.
+    pub fn wait_for(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let end = Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            if let Some(m) = self.inbox[seen..].iter().find(|m| pred(m)) {
+                return Some(m.clone());
+            }
+            seen = self.inbox.len();
+            let now = Instant::now();
+            if now >= end || self.closed.is_some() {
+                return None;
+            }
+            self.pump(end - now);
+        }
+    }
+
+    /// The first reply whose `@` is `id`.
+    pub fn wait_reply(&mut self, id: &str, timeout: Duration) -> Option<Value> {
+        self.wait_for(timeout, |m| replies_to(m, id))
+    }
+
+    /// Like [`Peer::wait_reply`] but panics with the inbox when nothing comes.
+    pub fn expect_reply(&mut self, id: &str, timeout: Duration) -> Value {
+        match self.wait_reply(id, timeout) {
+            Some(v) => v,
+            None => panic!(
+                "no reply to {id:?} within {timeout:?} (connection: {}); received so far: {}",
+                self.closed.as_deref().unwrap_or("open"),
+                self.inbox_summary()
+            ),
+        }
+    }
+
+    /// Send a put and wait for its reply; panics unless it is a success ack.
+    pub fn put_ok(&mut self, msg: &Value, timeout: Duration) -> Value {
+        let id = msg_id(msg).expect("put has an id").to_owned();
+        assert!(self.send_json(msg), "connection closed: {:?}", self.closed);
+        let r = self.expect_reply(&id, timeout);
+        assert!(is_ok_ack(&r), "put {id} was not acked ok: {r}");
+        r
+    }
+
+    /// GET a soul (optionally one key) and return the reply.
+    pub fn get(&mut self, id: &str, soul: &str, key: Option<&str>, timeout: Duration) -> Value {
+        assert!(
+            self.send_json(&get_msg(id, soul, key)),
+            "connection closed: {:?}",
+            self.closed
+        );
+        self.expect_reply(id, timeout)
+    }
+
+    /// Remove and return everything received so far.
+    pub fn take_inbox(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.inbox)
+    }
+
+    /// The inbox as text, shortened, for panic messages.
+    pub fn inbox_summary(&self) -> String {
+        summarize(&self.inbox)
+    }
+
+    pub fn close(mut self) {
+        let _ = self.ws.close(None);
+        let _ = self.ws.flush();
+        let _ = self.ws.get_ref().shutdown(Shutdown::Both);
+    }
+}
+
+/// Messages as text, each cut to 300 chars, at most 40 of them.
+pub fn summarize(msgs: &[Value]) -> String {
+    let mut out = String::new();
+    for m in msgs.iter().take(40) {
+        let s = m.to_string();
+        let cut: String = s.chars().take(300).collect();
+        out.push_str("\n  ");
+        out.push_str(&cut);
+        if cut.len() < s.len() {
+            out.push('…');
+        }
+    }
+    if msgs.len() > 40 {
+        out.push_str(&format!("\n  … and {} more", msgs.len() - 40));
+    }
+    if msgs.is_empty() {
+        out.push_str("(nothing)");
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------------------
+
+/// `{"#":id,"put":{soul:{"_":{"#":soul,">":{k:state…}},k:v…}}}`.
+pub fn put_msg(id: &str, soul: &str, kv: &[(&str, Value)], state: f64) -> Value {
+    json!({ "#": id, "put": { soul: node(soul, kv, state) } })
+}
+
+/// One node: `{"_":{"#":soul,">":{k:state…}},k:v…}`.
+pub fn node(soul: &str, kv: &[(&str, Value)], state: f64) -> Value {
+    let mut states = serde_json::Map::new();
+    let mut n = serde_json::Map::new();
+    for (k, _) in kv {
+        states.insert((*k).to_owned(), state_value(state));
+    }
+    n.insert("_".into(), json!({ "#": soul, ">": Value::Object(states) }));
+    for (k, v) in kv {
+        n.insert((*k).to_owned(), v.clone());
+    }
+    Value::Object(n)
+}
+
+/// A state as JSON: integral states as integers (`1700000000000`, like JS prints them), others as floats.
+pub fn state_value(state: f64) -> Value {
+    if state.fract() == 0.0 && state.abs() < 9.0e15 {
+        json!(state as i64)
+    } else {
+        json!(state)
+    }
+}
+
+/// `{"#":id,"get":{"#":soul}}` or with `".":key`.
+pub fn get_msg(id: &str, soul: &str, key: Option<&str>) -> Value {
+    match key {
+        Some(k) => json!({ "#": id, "get": { "#": soul, ".": k } }),
+        None => json!({ "#": id, "get": { "#": soul } }),
+    }
+}
+
+/// Milliseconds since the Unix epoch, as GUN states are.
+pub fn now_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as f64
+}
+
+pub fn msg_id(m: &Value) -> Option<&str> {
+    m.get("#").and_then(Value::as_str)
+}
+
+/// Whether `m` is addressed to message `id` (`"@": id`).
+pub fn replies_to(m: &Value, id: &str) -> bool {
+    m.get("@").and_then(Value::as_str) == Some(id)
+}
+
+fn has_err(m: &Value) -> bool {
+    match m.get("err") {
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    }
+}
+
+/// A frame-level error notice: `{"dam":"!","err":"…"}`.
+pub fn is_frame_err(m: &Value) -> bool {
+    m.get("dam").and_then(Value::as_str) == Some("!") && has_err(m)
+}
+
+/// A message-level error reply to `id`: `{"@":id,"err":"…"}`.
+pub fn is_msg_err(m: &Value, id: &str) -> bool {
+    replies_to(m, id) && has_err(m)
+}
+
+/// Any error reply at all (frame-level, or message-level to any id).
+pub fn is_any_err(m: &Value) -> bool {
+    has_err(m)
+}
+
+/// A successful put ack: `@` present, `ok` truthy, no `err`.
+pub fn is_ok_ack(m: &Value) -> bool {
+    if has_err(m) || m.get("@").is_none() {
+        return false;
+    }
+    match m.get("ok") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(_) => true,
+    }
+}
+
+/// The node for `soul` in a GET reply, if the reply carries one.
+pub fn reply_node<'a>(reply: &'a Value, soul: &str) -> Option<&'a Value> {
+    reply.get("put").and_then(|p| p.get(soul))
+}
+
+/// A "not found" reply: no `put` data for `soul` and no `err`.
+pub fn is_not_found(reply: &Value, soul: &str) -> bool {
+    !has_err(reply) && reply_node(reply, soul).is_none()
+}
+
+/// The handshake greeting `{"dam":"?",…}` (and any other `dam:"?"`), which can arrive at any time.
+pub fn is_greeting(m: &Value) -> bool {
+    m.get("dam").and_then(Value::as_str) == Some("?")
+}
