@@ -29,7 +29,7 @@ const CONNS: usize = 4;
 /// Upper bound of puts per connection (the server is normally killed long before).
 const MAX_PUTS_PER_CONN: usize = 3_000;
 /// Kill the server once this many puts have been acked...
-const KILL_AFTER_ACKS: usize = 600;
+const KILL_AFTER_ACKS: usize = 2_000;
 /// ...or after this long, whichever comes first.
 const KILL_DEADLINE: Duration = Duration::from_secs(8);
 /// GETs in flight at once after the restart.
@@ -96,8 +96,10 @@ fn acked_puts_survive_kill_9() {
                 }
                 sent_here.store(i + 1, Ordering::Relaxed);
                 sh.sent.fetch_add(1, Ordering::Relaxed);
-                if i % 64 == 63 {
-                    thread::sleep(Duration::from_millis(1)); // stream, but do not flood
+                if i % 4 == 3 {
+                    // Keep the stream going for a while (~1 s per connection) so that the kill lands while
+                    // puts are still arriving, not after everything was sent.
+                    thread::sleep(Duration::from_millis(1));
                 }
             }
         }));

@@ -40,7 +40,9 @@ fn ensure_node_deps() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     let r = READY.get_or_init(|| {
         let dir = interop_dir();
-        if dir.join("node_modules/gun/package.json").is_file() {
+        let locked = gun_version(&dir.join("package-lock.json"), &["packages", "node_modules/gun"]);
+        let installed = gun_version(&dir.join("node_modules/gun/package.json"), &[]);
+        if installed.is_some() && installed == locked {
             return Ok(());
         }
         eprintln!(
@@ -62,14 +64,27 @@ fn ensure_node_deps() {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        if !dir.join("node_modules/gun/package.json").is_file() {
-            return Err("`npm ci` succeeded but node_modules/gun is still missing".into());
+        let installed = gun_version(&dir.join("node_modules/gun/package.json"), &[]);
+        if installed.is_none() || installed != locked {
+            return Err(format!(
+                "after `npm ci`, node_modules/gun is {installed:?}, package-lock.json says {locked:?}"
+            ));
         }
         Ok(())
     });
     if let Err(e) = r {
         panic!("node dependencies for the interop tests are not available: {e}");
     }
+}
+
+/// The `version` field of the JSON object found at `path` inside the JSON file `file`.
+fn gun_version(file: &std::path::Path, path: &[&str]) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    for p in path {
+        v = v.get(*p)?.clone();
+    }
+    v.get("version")?.as_str().map(str::to_owned)
 }
 
 struct NodeRun {
