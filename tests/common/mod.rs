@@ -153,6 +153,23 @@ impl Server {
         }
     }
 
+    /// Wait for the process to exit by itself (after a signal), at most `timeout`; panics with the
+    /// log if it does not.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("the server was started");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > end {
+                panic!("fibergun did not exit within {timeout:?}\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL the process (`kill -9`) and reap it.
     pub fn kill_hard(&mut self) {
         if let Some(mut c) = self.child.take() {
