@@ -570,6 +570,15 @@ mod tests {
             parse_frame(&"x".repeat(11), &limits, String::new),
             Err(FrameError::TooBig { .. })
         ));
+        let limits = Limits {
+            max_messages_per_frame: 2,
+            ..Limits::default()
+        };
+        assert!(parse_frame("[{},{}]", &limits, String::new).is_ok());
+        assert!(matches!(
+            parse_frame("[{},{},{}]", &limits, String::new),
+            Err(FrameError::TooManyMessages { count: 3, max: 2 })
+        ));
     }
 
     #[test]

@@ -39,6 +39,9 @@ struct ServeArgs {
     /// Largest string value, in bytes.
     #[arg(long, default_value_t = Limits::default().max_value_bytes)]
     max_value_bytes: usize,
+    /// Bytes queued for one connection before it is dropped as too slow to read.
+    #[arg(long, default_value_t = Limits::default().max_outbound_queue_bytes)]
+    max_outbound_queue_bytes: usize,
     /// Most the store may grow to, in bytes.
     #[arg(long, default_value_t = fibergun_lmdb::DEFAULT_MAP_SIZE)]
     map_size: usize,
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         max_frame_bytes: args.max_frame_bytes,
         max_json_depth: args.max_depth,
         max_value_bytes: args.max_value_bytes,
+        max_outbound_queue_bytes: args.max_outbound_queue_bytes,
         ..Limits::default()
     };
     let config = ServerConfig {
