@@ -14,77 +14,21 @@
 //! `cd tests/interop && node validate-gunjs.js`.
 
 mod common;
+mod node_deps;
+
+use node_deps::{ensure_node_deps, interop_dir};
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{repo_root, temp_data_dir, Server};
+use common::{temp_data_dir, Server};
 
 /// Hard limit for one node script (each script also stops itself after 20 s).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 
-fn interop_dir() -> PathBuf {
-    repo_root().join("tests").join("interop")
-}
-
 fn node_bin() -> String {
     std::env::var("NODE").unwrap_or_else(|_| "node".into())
-}
-
-/// Install the node dependencies once (`npm ci` from the committed package-lock.json) if they are missing.
-/// `OnceLock::get_or_init` makes parallel tests wait for the one install instead of racing it.
-fn ensure_node_deps() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = READY.get_or_init(|| {
-        let dir = interop_dir();
-        let locked = gun_version(&dir.join("package-lock.json"), &["packages", "node_modules/gun"]);
-        let installed = gun_version(&dir.join("node_modules/gun/package.json"), &[]);
-        if installed.is_some() && installed == locked {
-            return Ok(());
-        }
-        eprintln!(
-            "interop: installing node deps with `npm ci` in {}",
-            dir.display()
-        );
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run npm (is node/npm installed?): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`npm ci` in {} failed ({}):\n{}\n{}",
-                dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let installed = gun_version(&dir.join("node_modules/gun/package.json"), &[]);
-        if installed.is_none() || installed != locked {
-            return Err(format!(
-                "after `npm ci`, node_modules/gun is {installed:?}, package-lock.json says {locked:?}"
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = r {
-        panic!("node dependencies for the interop tests are not available: {e}");
-    }
-}
-
-/// The `version` field of the JSON object found at `path` inside the JSON file `file`.
-fn gun_version(file: &std::path::Path, path: &[&str]) -> Option<String> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    for p in path {
-        v = v.get(*p)?.clone();
-    }
-    v.get("version")?.as_str().map(str::to_owned)
 }
 
 struct NodeRun {
