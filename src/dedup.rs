@@ -85,13 +85,21 @@ impl Dedup {
 
     /// Keeps the table within its bounds, forgetting the oldest ids first.
     fn trim(&mut self) {
-        while self.seen.len() > self.max || self.order.len() > 2 * self.max {
+        while self.seen.len() > self.max {
             let Some((id, at)) = self.order.pop_front() else {
                 break;
             };
             if self.seen.get(&id).is_some_and(|s| s.at == at) {
                 self.seen.remove(&id);
             }
+        }
+        // Ids seen again leave stale entries behind in the queue; when they pile up, rebuild the
+        // queue from the table (oldest first, ties by id so the order is deterministic).
+        if self.order.len() > 2 * self.max + 16 {
+            let mut live: Vec<(Box<str>, Instant)> =
+                self.seen.iter().map(|(id, s)| (id.clone(), s.at)).collect();
+            live.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            self.order = live.into();
         }
     }
 }
