@@ -55,6 +55,11 @@ impl Dedup {
         None
     }
 
+    /// The connection `id` first came from, if it is remembered.
+    pub fn via(&self, id: &str) -> Option<ConnId> {
+        self.seen.get(id).map(|s| s.via)
+    }
+
     /// Whether `id` is remembered (without refreshing it).
     pub fn contains(&self, id: &str) -> bool {
         self.seen.contains_key(id)

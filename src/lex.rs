@@ -29,6 +29,12 @@ impl Range {
             && self.upper.as_deref().is_none_or(|u| key <= u)
     }
 
+    /// Whether the range holds every key (no prefix, no bounds, or only empty ones).
+    pub fn is_everything(&self) -> bool {
+        let empty = |s: &Option<String>| s.as_deref().is_none_or(str::is_empty);
+        empty(&self.prefix) && empty(&self.lower) && self.upper.is_none()
+    }
+
     /// The smallest key a scan must start at.
     pub fn start(&self) -> &str {
         self.prefix

@@ -84,6 +84,8 @@
 
 pub mod cache;
 pub mod dedup;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod ham;
 pub mod json;

@@ -39,6 +39,9 @@ pub struct Limits {
     /// How far ahead of the wall clock a state may be, in milliseconds, to be held until its
     /// time; a state further ahead is refused. Default 86,400,000 (one day).
     pub max_future_state_ms: f64,
+    /// Most soul-range answers (such as a relay's whole-graph dump) one connection may have
+    /// streaming at once. Default 4.
+    pub max_streams_per_connection: usize,
     /// Most souls one connection may subscribe to. Default 100,000.
     pub max_subscriptions_per_connection: usize,
     /// Most open connections; more are closed as they arrive. Default 10,000.
@@ -70,6 +73,7 @@ impl Default for Limits {
             max_outbound_queue_bytes: 8 << 20,
             max_deferred_writes: 10_000,
             max_future_state_ms: 86_400_000.0,
+            max_streams_per_connection: 4,
             max_subscriptions_per_connection: 100_000,
             max_connections: 10_000,
             max_cached_fields: 1_000_000,

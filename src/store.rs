@@ -72,14 +72,17 @@ pub enum ReadQuery {
         /// Byte budget for ranges ([`Budget`]).
         budget: u64,
     },
-    /// Whole nodes whose souls are in a range, as far as the byte budget allows.
+    /// Fields of the nodes whose souls are in a range, in (soul, key) order, as far as the byte
+    /// budget allows: a page of a possibly large answer.
     Souls {
         /// The souls.
         range: Range,
-        /// Descending soul order.
+        /// Descending soul order (keys stay ascending within a node).
         reverse: bool,
         /// Byte budget over all fields returned.
         budget: u64,
+        /// Start strictly after this field (forward reads only): where the previous page ended.
+        after: Option<(Soul, Key)>,
     },
 }
 
@@ -117,13 +120,17 @@ pub fn select_fields<'a>(
     reverse: bool,
     budget: u64,
 ) -> BTreeMap<Key, Field> {
+    let all = Range::default();
     match keys {
-        KeyQuery::All => fields.map(|(k, f)| (k.clone(), f.clone())).collect(),
         KeyQuery::One(key) => fields
             .filter(|(k, _)| *k == key)
             .map(|(k, f)| (k.clone(), f.clone()))
             .collect(),
-        KeyQuery::Range(range) => {
+        KeyQuery::All | KeyQuery::Range(_) => {
+            let range = match keys {
+                KeyQuery::Range(r) => r,
+                _ => &all,
+            };
             let mut budget = Budget::new(budget);
             let in_range = |(k, _): &(&Key, &Field)| range.contains(k.as_str());
             let mut take = |iter: &mut dyn Iterator<Item = (&'a Key, &'a Field)>| {
@@ -195,35 +202,61 @@ impl MemStore {
                 range,
                 reverse,
                 budget,
+                after,
             } => {
-                let mut budget = Budget::new(*budget);
                 let matching = self
                     .nodes
                     .iter()
                     .filter(|(s, _)| range.contains(s.as_str()));
-                let souls: Vec<_> = if *reverse {
+                let nodes: Vec<_> = if *reverse {
                     matching.rev().collect()
                 } else {
                     matching.collect()
                 };
-                let mut out = Vec::new();
-                'souls: for (soul, stored) in souls {
-                    let mut node = Node::new(soul.clone());
-                    for (k, f) in stored {
-                        if !budget.admit(&f.value) {
-                            if !node.fields.is_empty() {
-                                out.push(node);
-                            }
-                            break 'souls;
-                        }
-                        node.fields.insert(k.clone(), f.clone());
-                    }
-                    out.push(node);
-                }
-                out
+                // Reverse order is descending (soul, key); forward pages start after the cursor.
+                let fields: Vec<(&Soul, &Key, &Field)> = if *reverse {
+                    nodes
+                        .into_iter()
+                        .flat_map(|(soul, fields)| {
+                            fields.iter().rev().map(move |(k, f)| (soul, k, f))
+                        })
+                        .collect()
+                } else {
+                    nodes
+                        .into_iter()
+                        .flat_map(|(soul, fields)| fields.iter().map(move |(k, f)| (soul, k, f)))
+                        .filter(|(soul, key, _)| {
+                            after.as_ref().is_none_or(|(s, k)| (*soul, *key) > (s, k))
+                        })
+                        .collect()
+                };
+                page_of_nodes(fields.into_iter(), *budget)
             }
         }
     }
+}
+
+/// Groups fields, given in (soul, key) order, into nodes, up to a byte budget.
+pub fn page_of_nodes<'a>(
+    fields: impl Iterator<Item = (&'a Soul, &'a Key, &'a Field)>,
+    budget: u64,
+) -> Vec<Node> {
+    let mut budget = Budget::new(budget);
+    let mut out: Vec<Node> = Vec::new();
+    for (soul, key, field) in fields {
+        if !budget.admit(&field.value) {
+            break;
+        }
+        match out.last_mut() {
+            Some(node) if node.soul == *soul => {}
+            _ => out.push(Node::new(soul.clone())),
+        }
+        out.last_mut()
+            .expect("a node was just pushed")
+            .fields
+            .insert(key.clone(), field.clone());
+    }
+    out
 }
 
 /// HAM-merges `incoming` into a stored node; returns the fields that changed.
@@ -335,8 +368,37 @@ mod tests {
             },
             reverse: false,
             budget: 1 << 20,
+            after: None,
         });
         assert_eq!(souls.len(), 1);
         assert_eq!(souls[0].fields.len(), 4);
+        // Pages continue where the previous one ended, inside a node too.
+        let page = |after: Option<(Soul, Key)>| {
+            store.read(&ReadQuery::Souls {
+                range: Range::default(),
+                reverse: false,
+                budget: 6,
+                after,
+            })
+        };
+        let first = page(None);
+        assert_eq!(
+            first[0]
+                .fields
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>(),
+            ["a-z", "apple"]
+        );
+        let second = page(Some((soul("l"), key("apple"))));
+        assert_eq!(
+            second[0]
+                .fields
+                .keys()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>(),
+            ["apricot", "banana"]
+        );
+        assert!(page(Some((soul("l"), key("banana")))).is_empty());
     }
 }

@@ -365,6 +365,132 @@ fn check_get_sizes(get: &Map<String, Json>, limits: &Limits) -> Result<(), Strin
     Ok(())
 }
 
+/// Writes a message back out, every field included (those the core does not know as well), so a
+/// relayed message loses nothing.
+pub fn write_message(msg: &Message) -> String {
+    let mut out = String::with_capacity(128);
+    open(&mut out, &msg.id);
+    if let Some(r) = &msg.reply_to {
+        reply_field(&mut out, r);
+    }
+    match &msg.body {
+        Body::Dam { verb, pid } => {
+            out.push_str(",\"dam\":");
+            json::write_string(&mut out, verb);
+            if let Some(pid) = pid {
+                out.push_str(",\"pid\":");
+                json::write_string(&mut out, pid);
+            }
+        }
+        Body::Get(get) => {
+            out.push_str(",\"get\":");
+            write_get(&mut out, get);
+        }
+        Body::Put(graph) => {
+            out.push_str(",\"put\":");
+            graph.write_json(&mut out);
+        }
+        Body::Other => {}
+    }
+    let mut field = |name: &str, value: &Json| {
+        out.push(',');
+        json::write_string(&mut out, name);
+        out.push(':');
+        json::write_json(&mut out, value);
+    };
+    if let Some(ok) = &msg.ok {
+        field("ok", ok);
+    }
+    if let Some(err) = &msg.err {
+        field("err", &Json::String(err.clone()));
+    }
+    if let Some(hash) = msg.hash {
+        field("##", &Json::from(hash));
+    }
+    if let Some(skip) = &msg.skip {
+        field("><", &Json::String(skip.clone()));
+    }
+    for (k, v) in &msg.extra {
+        field(k, v);
+    }
+    out.push('}');
+    out
+}
+
+fn write_range(out: &mut String, range: &Range, reverse: bool) {
+    out.push('{');
+    let mut first = true;
+    let mut item = |out: &mut String, k: &str, v: &str| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        json::write_string(out, k);
+        out.push(':');
+        json::write_string(out, v);
+    };
+    if let Some(p) = &range.prefix {
+        item(out, "*", p);
+    }
+    if let Some(l) = &range.lower {
+        item(out, ">", l);
+    }
+    if let Some(u) = &range.upper {
+        item(out, "<", u);
+    }
+    if reverse {
+        if !first {
+            out.push(',');
+        }
+        out.push_str("\"-\":1");
+    }
+    out.push('}');
+}
+
+/// Writes a GET's `get` object.
+pub fn write_get(out: &mut String, get: &Get) {
+    let (reverse, budget) = match get {
+        Get::Node {
+            soul,
+            keys,
+            reverse,
+            budget,
+        } => {
+            out.push_str("{\"#\":");
+            json::write_string(out, soul.as_str());
+            match keys {
+                KeyQuery::All => {}
+                KeyQuery::One(k) => {
+                    out.push_str(",\".\":");
+                    json::write_string(out, k.as_str());
+                }
+                KeyQuery::Range(r) => {
+                    out.push_str(",\".\":");
+                    write_range(out, r, false);
+                }
+            }
+            (*reverse, *budget)
+        }
+        Get::Souls {
+            range,
+            reverse,
+            budget,
+        } => {
+            out.push_str("{\"#\":");
+            write_range(out, range, false);
+            (*reverse, *budget)
+        }
+    };
+    if reverse {
+        out.push_str(",\"-\":1");
+    }
+    if let Some(b) = budget {
+        out.push_str(",\"%\":");
+        json::write_number(out, b as f64);
+    }
+    out.push('}');
+}
+
 // Builders for the messages fibergun sends. Each writes one JSON object.
 
 fn open(out: &mut String, id: &str) {
@@ -579,6 +705,21 @@ mod tests {
             parse_frame("[{},{},{}]", &limits, String::new),
             Err(FrameError::TooManyMessages { count: 3, max: 2 })
         ));
+    }
+
+    #[test]
+    fn messages_are_relayed_with_every_field() {
+        for text in [
+            r##"{"#":"g1","get":{"#":"a",".":{"*":"x","-":1},"%":20},"><":"p1,p2","FOO":{"x":[1]}}"##,
+            r##"{"#":"g2","get":{"#":{">":"a","<":"b"}}}"##,
+            r###"{"#":"r1","@":"g1","put":{"a":{"_":{"#":"a",">":{"x":1}},"x":null}},"##":-5,"ok":{"@":9,"/":1}}"###,
+            r##"{"#":"d1","dam":"?","pid":"p"}"##,
+            r##"{"#":"k1","@":"p1","ok":{"rtc":{"id":"z"}},"err":"e"}"##,
+        ] {
+            let first = one(text).unwrap();
+            let again = one(&write_message(&first)).unwrap();
+            assert_eq!(again, first, "{text}");
+        }
     }
 
     #[test]

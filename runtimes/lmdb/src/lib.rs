@@ -11,11 +11,12 @@
 
 #![deny(unsafe_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use fibergun::graph::{Field, Key, Node, Soul, State, Value};
 use fibergun::lex::{Budget, Range};
-use fibergun::store::{merge_into, select_fields, ReadQuery, Store, StoreOp, StoreResult};
+use fibergun::store::{merge_into, page_of_nodes, ReadQuery, Store, StoreOp, StoreResult};
 use fibergun::wire::KeyQuery;
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, RwTxn};
@@ -78,40 +79,49 @@ impl LmdbStore {
         self.fields.len(&rtxn).map_err(|e| e.to_string())
     }
 
-    fn apply_in(&self, wtxn: &mut RwTxn<'_>, op: &StoreOp) -> heed::Result<StoreResult> {
-        Ok(match op {
-            StoreOp::Merge { soul, fields, .. } => {
-                let prefix = soul_prefix(soul);
-                let mut key = prefix.clone();
-                let mut changed = Vec::new();
-                for (k, incoming) in fields {
-                    key.truncate(prefix.len());
-                    key.extend_from_slice(k.as_str().as_bytes());
-                    let current = match self.fields.get(wtxn, &key)? {
-                        Some(bytes) => decode_field(bytes),
-                        None => None,
-                    };
-                    let mut node = current.map(|f| (k.clone(), f)).into_iter().collect();
-                    if let Some((_, f)) = merge_into(
-                        &mut node,
-                        std::slice::from_ref(&(k.clone(), incoming.clone())),
-                    )
-                    .pop()
-                    {
-                        self.fields.put(wtxn, &key, &encode_field(&f))?;
-                        changed.push((k.clone(), f));
-                    }
-                }
-                StoreResult::Merged { changed }
+    fn merge(
+        &self,
+        wtxn: &mut RwTxn<'_>,
+        soul: &Soul,
+        fields: &[(Key, Field)],
+    ) -> heed::Result<StoreResult> {
+        let prefix = soul_prefix(soul);
+        let mut key = prefix.clone();
+        let mut changed = Vec::new();
+        for (k, incoming) in fields {
+            key.truncate(prefix.len());
+            key.extend_from_slice(k.as_str().as_bytes());
+            let current = self.fields.get(wtxn, &key)?.and_then(decode_field);
+            let mut node: BTreeMap<Key, Field> =
+                current.map(|f| (k.clone(), f)).into_iter().collect();
+            if let Some((_, f)) = merge_into(
+                &mut node,
+                std::slice::from_ref(&(k.clone(), incoming.clone())),
+            )
+            .pop()
+            {
+                self.fields.put(wtxn, &key, &encode_field(&f))?;
+                changed.push((k.clone(), f));
             }
-            StoreOp::Read { query, .. } => StoreResult::Read {
-                nodes: self.read(wtxn, query)?,
-            },
-        })
+        }
+        Ok(StoreResult::Merged { changed })
     }
 
     fn read(&self, txn: &RoTxn<'_>, query: &ReadQuery) -> heed::Result<Vec<Node>> {
-        match query {
+        let fields: Vec<(Soul, Key, Field)> = match query {
+            ReadQuery::Node {
+                soul,
+                keys: KeyQuery::One(k),
+                ..
+            } => {
+                let key = [soul_prefix(soul), k.as_str().as_bytes().to_vec()].concat();
+                self.fields
+                    .get(txn, &key)?
+                    .and_then(decode_field)
+                    .map(|f| (soul.clone(), k.clone(), f))
+                    .into_iter()
+                    .collect()
+            }
             ReadQuery::Node {
                 soul,
                 keys,
@@ -119,162 +129,144 @@ impl LmdbStore {
                 budget,
             } => {
                 let prefix = soul_prefix(soul);
-                let fields = match keys {
-                    KeyQuery::One(k) => {
-                        let mut key = prefix;
-                        key.extend_from_slice(k.as_str().as_bytes());
-                        self.fields
-                            .get(txn, &key)?
-                            .and_then(decode_field)
-                            .map(|f| (k.clone(), f))
-                            .into_iter()
-                            .collect()
-                    }
-                    KeyQuery::Range(range) if !*reverse => {
-                        self.scan_range(txn, &prefix, range, *budget)?
-                    }
-                    _ => {
-                        let all = self.node_fields(txn, &prefix)?;
-                        select_fields(all.iter(), keys, *reverse, *budget)
-                    }
+                let all = Range::default();
+                let range = match keys {
+                    KeyQuery::Range(r) => r,
+                    _ => &all,
                 };
-                if fields.is_empty() {
-                    return Ok(Vec::new());
-                }
-                Ok(vec![Node {
-                    soul: soul.clone(),
-                    fields,
-                }])
+                let start = [prefix.clone(), range.start().as_bytes().to_vec()].concat();
+                let end = match (&range.prefix, &range.upper) {
+                    (Some(p), _) => {
+                        Some([prefix.clone(), p.as_bytes().to_vec(), vec![0xff]].concat())
+                    }
+                    (None, Some(u)) => {
+                        Some([prefix.clone(), u.as_bytes().to_vec(), vec![0]].concat())
+                    }
+                    (None, None) => Some([prefix.clone(), vec![0xff]].concat()),
+                };
+                self.scan(txn, &start, end.as_deref(), *reverse, *budget, |s, k| {
+                    if s != soul.as_str() {
+                        return Step::Stop;
+                    }
+                    if range.contains(k) {
+                        Step::Take
+                    } else if !*reverse && range.is_past(k) {
+                        Step::Stop
+                    } else {
+                        Step::Skip
+                    }
+                })?
             }
             ReadQuery::Souls {
                 range,
                 reverse,
                 budget,
-            } => self.read_souls(txn, range, *reverse, *budget),
-        }
+                after,
+            } => {
+                let start = match after.as_ref().filter(|_| !*reverse) {
+                    Some((soul, key)) => {
+                        [soul_prefix(soul), key.as_str().as_bytes().to_vec()].concat()
+                    }
+                    None => encode_soul_bytes(range.start().as_bytes(), false),
+                };
+                // No UTF-8 text contains the byte 0xFF, so it ends every soul with a given prefix.
+                let end = match (&range.prefix, &range.upper) {
+                    (Some(p), _) => {
+                        Some([encode_soul_bytes(p.as_bytes(), false), vec![0xff]].concat())
+                    }
+                    (None, Some(u)) => {
+                        Some([encode_soul_bytes(u.as_bytes(), false), vec![0, 2]].concat())
+                    }
+                    (None, None) => None,
+                };
+                let lower = range.start().to_owned();
+                self.scan(txn, &start, end.as_deref(), *reverse, *budget, |s, _| {
+                    if range.contains(s) {
+                        Step::Take
+                    } else if (!*reverse && range.is_past(s)) || (*reverse && s < lower.as_str()) {
+                        Step::Stop
+                    } else {
+                        Step::Skip
+                    }
+                })?
+            }
+        };
+        let fields = fields.iter().map(|(s, k, f)| (s, k, f));
+        Ok(page_of_nodes(fields, u64::MAX))
     }
 
-    fn node_fields(
+    /// Walks stored fields from `start` (exclusive of a key equal to it) towards `end` (exclusive),
+    /// backwards when `reverse` (from `end` down to `start`, inclusive), deciding per field, and
+    /// stops when the byte budget is spent. Never reads further than the answer needs.
+    fn scan(
         &self,
         txn: &RoTxn<'_>,
-        prefix: &[u8],
-    ) -> heed::Result<std::collections::BTreeMap<Key, Field>> {
-        let mut out = std::collections::BTreeMap::new();
-        for item in self.fields.prefix_iter(txn, prefix)? {
-            let (k, v) = item?;
-            if let (Some(key), Some(field)) = (decode_key(&k[prefix.len()..]), decode_field(v)) {
-                out.insert(key, field);
-            }
-        }
-        Ok(out)
-    }
-
-    /// A forward range scan that stops at the end of the range or of the budget.
-    fn scan_range(
-        &self,
-        txn: &RoTxn<'_>,
-        prefix: &[u8],
-        range: &Range,
-        budget: u64,
-    ) -> heed::Result<std::collections::BTreeMap<Key, Field>> {
-        let mut start = prefix.to_vec();
-        start.extend_from_slice(range.start().as_bytes());
-        let mut budget = Budget::new(budget);
-        let mut out = std::collections::BTreeMap::new();
-        for item in self.fields.range(
-            txn,
-            &(
-                std::ops::Bound::Included(start.as_slice()),
-                std::ops::Bound::Unbounded,
-            ),
-        )? {
-            let (k, v) = item?;
-            let Some(rest) = k.strip_prefix(prefix) else {
-                break;
-            };
-            let Ok(key_text) = std::str::from_utf8(rest) else {
-                continue;
-            };
-            if range.is_past(key_text) {
-                break;
-            }
-            if !range.contains(key_text) {
-                continue;
-            }
-            let (Some(key), Some(field)) = (decode_key(rest), decode_field(v)) else {
-                continue;
-            };
-            if !budget.admit(&field.value) {
-                break;
-            }
-            out.insert(key, field);
-        }
-        Ok(out)
-    }
-
-    fn read_souls(
-        &self,
-        txn: &RoTxn<'_>,
-        range: &Range,
+        start: &[u8],
+        end: Option<&[u8]>,
         reverse: bool,
         budget: u64,
-    ) -> heed::Result<Vec<Node>> {
-        // Collect matching nodes in soul order, then apply the budget in the requested direction.
-        let start = encode_soul_bytes(range.start().as_bytes(), false);
-        let mut nodes: Vec<Node> = Vec::new();
-        for item in self.fields.range(
-            txn,
-            &(
-                std::ops::Bound::Included(start.as_slice()),
-                std::ops::Bound::Unbounded,
-            ),
-        )? {
-            let (k, v) = item?;
-            let Some((soul, key)) = split_key(k) else {
-                continue;
-            };
-            if range.is_past(&soul) {
-                break;
-            }
-            if !range.contains(&soul) {
-                continue;
-            }
-            let (Ok(soul), Some(key), Some(field)) =
-                (Soul::new(&soul), decode_key(key), decode_field(v))
-            else {
-                continue;
-            };
-            match nodes.last_mut() {
-                Some(node) if node.soul == soul => {
-                    node.fields.insert(key, field);
-                }
-                _ => {
-                    let mut node = Node::new(soul);
-                    node.fields.insert(key, field);
-                    nodes.push(node);
-                }
-            }
-        }
-        if reverse {
-            nodes.reverse();
-        }
+        mut decide: impl FnMut(&str, &str) -> Step,
+    ) -> heed::Result<Vec<(Soul, Key, Field)>> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // LMDB refuses an empty key, so an empty start means "from the beginning".
+        let lower = if start.is_empty() {
+            Unbounded
+        } else if reverse {
+            Included(start)
+        } else {
+            Excluded(start)
+        };
+        let upper = end.map_or(Unbounded, Excluded);
         let mut budget = Budget::new(budget);
         let mut out = Vec::new();
-        'nodes: for node in nodes {
-            let mut kept = Node::new(node.soul);
-            for (k, f) in node.fields {
-                if !budget.admit(&f.value) {
-                    if !kept.fields.is_empty() {
-                        out.push(kept);
+        let mut visit = |k: &[u8], v: &[u8]| -> bool {
+            let Some((soul, key)) = split_key(k) else {
+                return true;
+            };
+            let Ok(key_text) = std::str::from_utf8(key) else {
+                return true;
+            };
+            match decide(&soul, key_text) {
+                Step::Stop => false,
+                Step::Skip => true,
+                Step::Take => {
+                    let (Ok(soul), Some(key), Some(field)) =
+                        (Soul::new(&soul), decode_key(key), decode_field(v))
+                    else {
+                        return true;
+                    };
+                    if !budget.admit(&field.value) {
+                        return false;
                     }
-                    break 'nodes;
+                    out.push((soul, key, field));
+                    true
                 }
-                kept.fields.insert(k, f);
             }
-            out.push(kept);
+        };
+        if reverse {
+            for item in self.fields.rev_range(txn, &(lower, upper))? {
+                let (k, v) = item?;
+                if !visit(k, v) {
+                    break;
+                }
+            }
+        } else {
+            for item in self.fields.range(txn, &(lower, upper))? {
+                let (k, v) = item?;
+                if !visit(k, v) {
+                    break;
+                }
+            }
         }
         Ok(out)
     }
+}
+
+/// What a scan does with a field.
+enum Step {
+    Take,
+    Skip,
+    Stop,
 }
 
 #[allow(unsafe_code)]
@@ -295,10 +287,19 @@ impl Store for LmdbStore {
             let mut wtxn = self.env.write_txn()?;
             let mut results = Vec::with_capacity(ops.len());
             for op in &ops {
-                results.push(self.apply_in(&mut wtxn, op)?);
+                results.push(match op {
+                    // A failed write leaves the transaction unusable: the whole batch fails.
+                    StoreOp::Merge { soul, fields, .. } => self.merge(&mut wtxn, soul, fields)?,
+                    // A failed read fails only itself.
+                    StoreOp::Read { query, .. } => match self.read(&wtxn, query) {
+                        Ok(nodes) => StoreResult::Read { nodes },
+                        Err(e) => StoreResult::Failed {
+                            reason: format!("LMDB read: {e}"),
+                        },
+                    },
+                });
             }
-            let wrote = ops.iter().any(|op| matches!(op, StoreOp::Merge { .. }));
-            if wrote {
+            if ops.iter().any(|op| matches!(op, StoreOp::Merge { .. })) {
                 wtxn.commit()?;
             } else {
                 // A read-only batch has nothing to make durable.
@@ -402,7 +403,9 @@ pub fn decode_field(bytes: &[u8]) -> Option<Field> {
         NULL => Value::Null,
         FALSE => Value::Bool(false),
         TRUE => Value::Bool(true),
-        NUMBER => Value::Number(f64::from_be_bytes(payload.try_into().ok()?)),
+        NUMBER => Some(f64::from_be_bytes(payload.try_into().ok()?))
+            .filter(|n| n.is_finite())
+            .map(Value::Number)?,
         STRING => Value::String(std::str::from_utf8(payload).ok()?.into()),
         LINK => Value::Link(Soul::new(std::str::from_utf8(payload).ok()?).ok()?),
         _ => return None,
@@ -511,6 +514,25 @@ mod tests {
                 1 << 20,
             ),
             (KeyQuery::Range(range(None, Some("a"), None)), false, 2),
+            (
+                KeyQuery::Range(range(None, None, Some("apricot"))),
+                false,
+                1 << 20,
+            ),
+            (
+                KeyQuery::Range(range(None, None, Some("apricot"))),
+                true,
+                1 << 20,
+            ),
+            (
+                KeyQuery::Range(range(None, Some("apple"), Some("b"))),
+                true,
+                10,
+            ),
+            (KeyQuery::Range(range(Some("a"), None, None)), true, 1 << 20),
+            (KeyQuery::All, false, 3),
+            (KeyQuery::All, true, 3),
+            (KeyQuery::All, true, 1 << 20),
         ];
         for (keys, reverse, budget) in node_reads {
             ops.push(StoreOp::Read {
@@ -528,6 +550,13 @@ mod tests {
             (range(Some("le"), None, None), true, 1 << 20),
             (range(None, Some("lex"), Some("m")), false, 1 << 20),
             (range(Some("l"), None, None), false, 2),
+            (range(None, None, None), false, 1 << 20),
+            (range(None, None, None), true, 1 << 20),
+            (range(None, None, Some("lex")), false, 1 << 20),
+            (range(None, None, Some("lex")), true, 1 << 20),
+            (range(Some(""), None, None), true, 5),
+            (range(Some("lex"), None, None), true, 1 << 20),
+            (range(None, Some("lex"), Some("m")), true, 1 << 20),
         ] {
             ops.push(StoreOp::Read {
                 op: next(),
@@ -535,6 +564,24 @@ mod tests {
                     range: r,
                     reverse,
                     budget,
+                    after: None,
+                },
+            });
+        }
+        for after in [
+            None,
+            Some(("lexlist", "apple")),
+            Some(("lexlist", "banana")),
+            Some(("le", "x")),
+            Some(("m", "y")),
+        ] {
+            ops.push(StoreOp::Read {
+                op: next(),
+                query: ReadQuery::Souls {
+                    range: Range::default(),
+                    reverse: false,
+                    budget: 2,
+                    after: after.map(|(s, k)| (soul(s), key(k))),
                 },
             });
         }

@@ -6,14 +6,19 @@ use std::time::{Duration, Instant};
 
 use crate::cache::NodeCache;
 use crate::dedup::Dedup;
-use crate::graph::{write_node, Field, Graph, Key, Node, Soul, State};
+use crate::graph::{Field, Key, Soul};
+use crate::lex::Range;
 use crate::limits::Limits;
 use crate::outbox::Outbox;
 use crate::rng::Rng;
-use crate::store::{select_fields, OpId, ReadQuery, StoreOp, StoreResult};
+use crate::store::{OpId, StoreOp, StoreResult};
 use crate::subscriptions::Subscriptions;
-use crate::wire::{self, Body, FrameError, Get, KeyQuery, Message, MessageError};
+use crate::wire::{self, Body, FrameError, Get, Message, MessageError};
 use crate::HashMap;
+
+mod mesh;
+mod read;
+mod write;
 
 /// Identifies one connection. Chosen by the runtime; unique while the connection is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -187,21 +192,34 @@ pub struct Stats {
     pub refused: u64,
 }
 
+/// A connection as it was when some work for it began: ids may be reused once a connection has
+/// closed, so replies check the generation before they go out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConnRef {
+    id: ConnId,
+    generation: u64,
+}
+
 #[derive(Debug)]
 struct Conn {
+    generation: u64,
     pid: Option<String>,
+    /// A relay link: a peer we dialled, or one that asked for every soul. Links exchange their
+    /// whole graphs when they connect and receive every committed change, and GETs that miss
+    /// locally are forwarded to them.
+    link: bool,
+    /// We have asked this connection for every soul.
+    asked_all: bool,
 }
 
 /// A put waiting for its parts to commit.
 #[derive(Debug)]
 struct PendingPut {
-    conn: ConnId,
+    conn: ConnRef,
     msg_id: String,
     /// Merges issued or deferred and not yet done.
     parts_left: usize,
     failure: Option<String>,
-    /// Data that arrived as a reply (`@`) is merged but not acknowledged.
-    ack: bool,
 }
 
 #[derive(Debug)]
@@ -211,11 +229,28 @@ enum OpPurpose {
         soul: Soul,
     },
     Get {
-        conn: ConnId,
+        conn: ConnRef,
         msg_id: String,
         /// A whole-node read: cache the answer as this node.
         cache_as: Option<Soul>,
+        /// The request, to forward to links if nothing is found here.
+        forward: Option<Get>,
     },
+    /// One page of a soul-range answer.
+    Page(u64),
+}
+
+/// A soul-range GET being answered page by page.
+#[derive(Debug)]
+struct Stream {
+    conn: ConnId,
+    msg_id: String,
+    range: Range,
+    /// Bytes the asker still wants (`%`); `None` for everything.
+    budget_left: Option<u64>,
+    /// Where the last page ended.
+    after: Option<(Soul, Key)>,
+    sent_any: bool,
 }
 
 #[derive(Debug)]
@@ -245,6 +280,9 @@ pub struct Peer {
     next_put: u64,
     deferred: BTreeMap<(Instant, u64), Deferred>,
     deferred_seq: u64,
+    streams: HashMap<u64, Stream>,
+    next_stream: u64,
+    next_generation: u64,
     next_keepalive: Option<Instant>,
     outbox: Outbox,
     outputs: VecDeque<Output>,
@@ -268,6 +306,9 @@ impl Peer {
             cache: NodeCache::new(limits.max_cached_fields, hasher.clone()),
             outbox: Outbox::new(limits.batch_frame_bytes, hasher.clone()),
             puts: HashMap::with_hasher(hasher.clone()),
+            streams: HashMap::with_hasher(hasher.clone()),
+            next_stream: 0,
+            next_generation: 0,
             emit_changes: config.emit_changes,
             limits,
             pid,
@@ -303,6 +344,11 @@ impl Peer {
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Whether a connection is open (known to the peer).
+    pub fn is_open(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
     }
 
     /// Storage ops issued and not yet completed.
@@ -356,6 +402,26 @@ impl Peer {
         self.rng.id(9)
     }
 
+    fn conn_ref(&self, conn: ConnId) -> ConnRef {
+        ConnRef {
+            id: conn,
+            generation: self.conns.get(&conn).map_or(u64::MAX, |c| c.generation),
+        }
+    }
+
+    fn is_current(&self, conn: ConnRef) -> bool {
+        self.conns
+            .get(&conn.id)
+            .is_some_and(|c| c.generation == conn.generation)
+    }
+
+    /// Sends to a connection only if it is still the one the work began for.
+    fn send_to(&mut self, conn: ConnRef, message: String) {
+        if self.is_current(conn) {
+            self.outbox.push(conn.id, message);
+        }
+    }
+
     fn send(&mut self, conn: ConnId, message: String) {
         if self.conns.contains_key(&conn) {
             self.outbox.push(conn, message);
@@ -404,16 +470,29 @@ impl Peer {
             });
             return Ok(());
         }
-        self.conns.insert(conn, Conn { pid: None });
+        self.next_generation += 1;
+        self.conns.insert(
+            conn,
+            Conn {
+                generation: self.next_generation,
+                pid: None,
+                link: false,
+                asked_all: false,
+            },
+        );
         if self.next_keepalive.is_none() {
             self.next_keepalive =
                 Some(self.now.mono + Duration::from_millis(self.limits.keepalive_ms));
         }
-        // GUN greets every inbound connection with its pid; the dialling side only answers.
-        if direction == Direction::Inbound {
-            let id = self.new_id();
-            let hello = wire::dam_hello(&id, None, &self.pid);
-            self.send(conn, hello);
+        // GUN greets every inbound connection with its pid; the dialling side only answers. A peer
+        // we dialled is a relay link: ask it for everything.
+        match direction {
+            Direction::Inbound => {
+                let id = self.new_id();
+                let hello = wire::dam_hello(&id, None, &self.pid);
+                self.send(conn, hello);
+            }
+            Direction::Outbound => self.ask_for_everything(conn),
         }
         Ok(())
     }
@@ -424,6 +503,7 @@ impl Peer {
             return Ok(());
         }
         self.subs.remove_conn(conn);
+        self.streams.retain(|_, s| s.conn != conn);
         self.outbox.forget(conn);
         if self.conns.is_empty() {
             self.next_keepalive = None;
@@ -538,14 +618,18 @@ impl Peer {
             self.stats.duplicates += 1;
             return;
         }
+        // A reply to a request that came through here goes on the way the request came.
+        if !matches!(msg.body, Body::Dam { .. }) {
+            self.route_reply(conn, &msg);
+        }
         match msg.body {
             Body::Dam { verb, pid } => {
                 self.on_dam(conn, &msg.id, msg.reply_to.as_deref(), &verb, pid)
             }
             Body::Get(get) => self.on_get(conn, msg.id, get),
-            Body::Put(graph) => self.on_put(conn, msg.id, msg.reply_to.is_none(), graph),
-            // Acks and errors answer requests; a relay with no requests of its own has nothing to
-            // route them to, and GUN drops them the same way.
+            Body::Put(graph) => self.on_put(conn, msg.id, graph),
+            // Acks and errors were routed above if they answer a request that passed through
+            // here; others answer nothing this relay knows of, and GUN drops them the same way.
             Body::Other => {}
         }
     }
@@ -582,215 +666,6 @@ impl Peer {
         }
     }
 
-    // GET.
-
-    fn on_get(&mut self, conn: ConnId, msg_id: String, get: Get) {
-        if let Get::Node { soul, .. } = &get {
-            if !self.subs.subscribe(conn, soul) {
-                self.refuse(
-                    conn,
-                    "subscription limit reached; GET answered without live updates".into(),
-                );
-            }
-        }
-        if let Get::Node {
-            soul,
-            keys,
-            reverse,
-            budget,
-        } = &get
-        {
-            if let Some(cached) = self.cache.node(soul) {
-                let budget = budget.unwrap_or(self.limits.max_lex_reply_bytes);
-                let fields = select_fields(cached.iter(), keys, *reverse, budget);
-                let node = Node {
-                    soul: soul.clone(),
-                    fields,
-                };
-                self.answer_get(conn, &msg_id, &[node]);
-                return;
-            }
-        }
-        if self.storage_busy() {
-            let id = self.new_id();
-            self.send(
-                conn,
-                wire::error_reply(&id, &msg_id, "Server busy: storage is behind, retry later."),
-            );
-            return;
-        }
-        let max_budget = self.limits.max_lex_reply_bytes;
-        let (query, cache_as) = match get {
-            Get::Node {
-                soul,
-                keys,
-                reverse,
-                budget,
-            } => {
-                let whole = (keys == KeyQuery::All).then(|| soul.clone());
-                (
-                    ReadQuery::Node {
-                        soul,
-                        keys,
-                        reverse,
-                        budget: budget.unwrap_or(max_budget),
-                    },
-                    whole,
-                )
-            }
-            Get::Souls {
-                range,
-                reverse,
-                budget,
-            } => (
-                ReadQuery::Souls {
-                    range,
-                    reverse,
-                    budget: budget.unwrap_or(max_budget),
-                },
-                None,
-            ),
-        };
-        let purpose = OpPurpose::Get {
-            conn,
-            msg_id,
-            cache_as,
-        };
-        self.issue(purpose, |op| StoreOp::Read { op, query });
-    }
-
-    fn answer_get(&mut self, conn: ConnId, msg_id: &str, nodes: &[Node]) {
-        self.stats.gets_answered += 1;
-        let id = self.new_id();
-        let nodes: Vec<&Node> = nodes.iter().filter(|n| !n.fields.is_empty()).collect();
-        if nodes.is_empty() {
-            self.send(conn, wire::not_found(&id, msg_id));
-            return;
-        }
-        let reply = wire::put_message(&id, Some(msg_id), |out| {
-            out.push('{');
-            for (i, node) in nodes.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                crate::json::write_string(out, node.soul.as_str());
-                out.push(':');
-                node.write_json(out);
-            }
-            out.push('}');
-        });
-        self.send(conn, reply);
-    }
-
-    // PUT.
-
-    fn on_put(&mut self, conn: ConnId, msg_id: String, ack: bool, graph: Graph) {
-        let wall = self.now.wall_ms;
-        let max_ahead = self.limits.max_future_state_ms;
-        let mut deferred_count = 0;
-        for node in &graph.nodes {
-            for (key, field) in &node.fields {
-                let ahead = field.state.ms() - wall;
-                if ahead > max_ahead {
-                    let text = format!(
-                        "State of key '{key}' of '{}' is {ahead:.0} ms ahead of this relay's clock, over the limit of {max_ahead:.0} ms.",
-                        node.soul
-                    );
-                    return self.put_refused(conn, &msg_id, text);
-                }
-                if ahead > 0.0 {
-                    deferred_count += 1;
-                }
-            }
-        }
-        if self.deferred.len() + deferred_count > self.limits.max_deferred_writes {
-            let text = "Too many writes with future states are waiting; retry later.".to_string();
-            return self.put_refused(conn, &msg_id, text);
-        }
-        if self.storage_busy() {
-            let text = "Server busy: storage is behind, retry later.".to_string();
-            return self.put_refused(conn, &msg_id, text);
-        }
-        let put = self.next_put;
-        self.next_put += 1;
-        let mut parts = 0;
-        let now_state = State::new(wall).unwrap_or(State::new(0.0).expect("0 is a finite state"));
-        for node in graph.nodes {
-            let mut ready = Vec::with_capacity(node.fields.len());
-            let mut later: BTreeMap<State, Vec<(Key, Field)>> = BTreeMap::new();
-            for (key, field) in node.fields {
-                if field.state > now_state {
-                    later.entry(field.state).or_default().push((key, field));
-                } else {
-                    ready.push((key, field));
-                }
-            }
-            if !ready.is_empty() {
-                parts += 1;
-                let soul = node.soul.clone();
-                let purpose = OpPurpose::PutPart {
-                    put,
-                    soul: soul.clone(),
-                };
-                self.issue(purpose, |op| StoreOp::Merge {
-                    op,
-                    soul,
-                    fields: ready,
-                });
-            }
-            for (state, fields) in later {
-                parts += 1;
-                let wait = Duration::from_secs_f64((state.ms() - wall) / 1000.0);
-                self.deferred_seq += 1;
-                self.deferred.insert(
-                    (self.now.mono + wait, self.deferred_seq),
-                    Deferred {
-                        put,
-                        soul: node.soul.clone(),
-                        fields,
-                    },
-                );
-            }
-        }
-        let pending = PendingPut {
-            conn,
-            msg_id,
-            parts_left: parts,
-            failure: None,
-            ack,
-        };
-        if parts == 0 {
-            // Nothing to write (nodes without fields): there is nothing to wait for.
-            self.finish_put(pending);
-        } else {
-            self.puts.insert(put, pending);
-        }
-    }
-
-    fn put_refused(&mut self, conn: ConnId, msg_id: &str, text: String) {
-        self.stats.puts_refused += 1;
-        let id = self.new_id();
-        self.send(conn, wire::error_reply(&id, msg_id, &text));
-        self.refuse(conn, text);
-    }
-
-    fn finish_put(&mut self, put: PendingPut) {
-        if !put.ack {
-            return;
-        }
-        let id = self.new_id();
-        match put.failure {
-            None => {
-                self.stats.puts_acked += 1;
-                self.send(put.conn, wire::ack(&id, &put.msg_id));
-            }
-            Some(reason) => {
-                self.stats.puts_refused += 1;
-                self.send(put.conn, wire::error_reply(&id, &put.msg_id, &reason));
-            }
-        }
-    }
-
     // Storage results.
 
     fn on_store_done(&mut self, op: OpId, result: StoreResult) -> Result<(), ApiMisuse> {
@@ -805,95 +680,10 @@ impl Peer {
                 conn,
                 msg_id,
                 cache_as,
-            } => self.on_read_done(conn, &msg_id, cache_as, result),
+                forward,
+            } => self.on_read_done(conn, &msg_id, cache_as, forward, result),
+            OpPurpose::Page(stream) => self.on_page_done(stream, result),
         }
         Ok(())
-    }
-
-    fn on_merge_done(&mut self, put: u64, soul: Soul, result: StoreResult) {
-        let sender = self.puts.get(&put).map(|p| p.conn);
-        match result {
-            StoreResult::Merged { changed } => {
-                if !changed.is_empty() {
-                    self.publish(sender, soul, changed);
-                }
-            }
-            StoreResult::Failed { reason } => {
-                // The store's state is uncertain after a failure; reads go back to it.
-                self.cache.clear();
-                self.outputs.push_back(Output::Event(Event::StoreFailed {
-                    reason: reason.clone(),
-                }));
-                if let Some(p) = self.puts.get_mut(&put) {
-                    p.failure.get_or_insert(format!("Storage failed: {reason}"));
-                }
-            }
-            StoreResult::Read { .. } => {
-                debug_assert!(false, "a merge op got a read result");
-            }
-        }
-        let done = self.puts.get_mut(&put).is_some_and(|p| {
-            p.parts_left -= 1;
-            p.parts_left == 0
-        });
-        if done {
-            let p = self.puts.remove(&put).expect("entry was just found");
-            self.finish_put(p);
-        }
-    }
-
-    fn publish(&mut self, sender: Option<ConnId>, soul: Soul, changed: Vec<(Key, Field)>) {
-        self.cache.apply(&soul, &changed);
-        let subscribers: Vec<ConnId> = self
-            .subs
-            .subscribers(&soul)
-            .filter(|c| Some(*c) != sender)
-            .collect();
-        if !subscribers.is_empty() {
-            let mut graph = String::with_capacity(64 + changed.len() * 32);
-            graph.push('{');
-            crate::json::write_string(&mut graph, soul.as_str());
-            graph.push(':');
-            write_node(&mut graph, &soul, changed.iter().map(|(k, f)| (k, f)));
-            graph.push('}');
-            for conn in subscribers {
-                self.stats.fields_pushed += changed.len() as u64;
-                let id = self.new_id();
-                let msg = wire::put_message(&id, None, |out| out.push_str(&graph));
-                self.send(conn, msg);
-            }
-        }
-        if self.emit_changes {
-            self.outputs.push_back(Output::Event(Event::Changed {
-                soul,
-                fields: changed,
-            }));
-        }
-    }
-
-    fn on_read_done(
-        &mut self,
-        conn: ConnId,
-        msg_id: &str,
-        cache_as: Option<Soul>,
-        result: StoreResult,
-    ) {
-        match result {
-            StoreResult::Read { nodes } => {
-                if let Some(soul) = cache_as {
-                    let fields = nodes.first().map(|n| n.fields.clone()).unwrap_or_default();
-                    self.cache.insert(soul, fields);
-                }
-                self.answer_get(conn, msg_id, &nodes);
-            }
-            StoreResult::Failed { reason } => {
-                let id = self.new_id();
-                self.send(
-                    conn,
-                    wire::error_reply(&id, msg_id, &format!("Storage failed: {reason}")),
-                );
-            }
-            StoreResult::Merged { .. } => debug_assert!(false, "a read op got a merge result"),
-        }
     }
 }

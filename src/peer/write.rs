@@ -1,0 +1,177 @@
+//! Writes: puts validated whole, split into what can be merged now and what waits for its state's
+//! time, merged by the store, acknowledged after the commit, and pushed to subscribers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{ConnId, Deferred, Event, OpPurpose, Output, Peer, PendingPut};
+use crate::graph::{write_node, Field, Graph, Key, Soul, State};
+use crate::store::{StoreOp, StoreResult};
+use crate::wire;
+
+impl Peer {
+    pub(super) fn on_put(&mut self, conn: ConnId, msg_id: String, graph: Graph) {
+        let wall = self.now.wall_ms;
+        let max_ahead = self.limits.max_future_state_ms;
+        let mut deferred_count = 0;
+        for node in &graph.nodes {
+            for (key, field) in &node.fields {
+                let ahead = field.state.ms() - wall;
+                if ahead > max_ahead {
+                    let text = format!(
+                        "State of key '{key}' of '{}' is {ahead:.0} ms ahead of this relay's clock, over the limit of {max_ahead:.0} ms.",
+                        node.soul
+                    );
+                    return self.put_refused(conn, &msg_id, text);
+                }
+                if ahead > 0.0 {
+                    deferred_count += 1;
+                }
+            }
+        }
+        if self.deferred.len() + deferred_count > self.limits.max_deferred_writes {
+            let text = "Too many writes with future states are waiting; retry later.".to_string();
+            return self.put_refused(conn, &msg_id, text);
+        }
+        if self.storage_busy() {
+            let text = "Server busy: storage is behind, retry later.".to_string();
+            return self.put_refused(conn, &msg_id, text);
+        }
+        let put = self.next_put;
+        self.next_put += 1;
+        let mut parts = 0;
+        let now_state = State::new(wall).unwrap_or(State::new(0.0).expect("0 is a finite state"));
+        for node in graph.nodes {
+            let mut ready = Vec::with_capacity(node.fields.len());
+            let mut later: BTreeMap<State, Vec<(Key, Field)>> = BTreeMap::new();
+            for (key, field) in node.fields {
+                if field.state > now_state {
+                    later.entry(field.state).or_default().push((key, field));
+                } else {
+                    ready.push((key, field));
+                }
+            }
+            if !ready.is_empty() {
+                parts += 1;
+                let soul = node.soul.clone();
+                let purpose = OpPurpose::PutPart {
+                    put,
+                    soul: soul.clone(),
+                };
+                self.issue(purpose, |op| StoreOp::Merge {
+                    op,
+                    soul,
+                    fields: ready,
+                });
+            }
+            for (state, fields) in later {
+                parts += 1;
+                let wait = Duration::from_secs_f64((state.ms() - wall) / 1000.0);
+                self.deferred_seq += 1;
+                self.deferred.insert(
+                    (self.now.mono + wait, self.deferred_seq),
+                    Deferred {
+                        put,
+                        soul: node.soul.clone(),
+                        fields,
+                    },
+                );
+            }
+        }
+        let pending = PendingPut {
+            conn: self.conn_ref(conn),
+            msg_id,
+            parts_left: parts,
+            failure: None,
+        };
+        if parts == 0 {
+            // Nothing to write (nodes without fields): there is nothing to wait for.
+            self.finish_put(pending);
+        } else {
+            self.puts.insert(put, pending);
+        }
+    }
+
+    fn put_refused(&mut self, conn: ConnId, msg_id: &str, text: String) {
+        self.stats.puts_refused += 1;
+        let id = self.new_id();
+        self.send(conn, wire::error_reply(&id, msg_id, &text));
+        self.refuse(conn, text);
+    }
+
+    pub(super) fn finish_put(&mut self, put: PendingPut) {
+        let id = self.new_id();
+        match put.failure {
+            None => {
+                self.stats.puts_acked += 1;
+                self.send_to(put.conn, wire::ack(&id, &put.msg_id));
+            }
+            Some(reason) => {
+                self.stats.puts_refused += 1;
+                self.send_to(put.conn, wire::error_reply(&id, &put.msg_id, &reason));
+            }
+        }
+    }
+
+    pub(super) fn on_merge_done(&mut self, put: u64, soul: Soul, result: StoreResult) {
+        let sender = self.puts.get(&put).map(|p| p.conn.id);
+        match result {
+            StoreResult::Merged { changed } => {
+                if !changed.is_empty() {
+                    self.publish(sender, soul, changed);
+                }
+            }
+            StoreResult::Failed { reason } => {
+                // The store's state is uncertain after a failure; reads go back to it.
+                self.cache.clear();
+                self.outputs.push_back(Output::Event(Event::StoreFailed {
+                    reason: reason.clone(),
+                }));
+                if let Some(p) = self.puts.get_mut(&put) {
+                    p.failure.get_or_insert(format!("Storage failed: {reason}"));
+                }
+            }
+            StoreResult::Read { .. } => {
+                debug_assert!(false, "a merge op got a read result");
+            }
+        }
+        let done = self.puts.get_mut(&put).is_some_and(|p| {
+            p.parts_left -= 1;
+            p.parts_left == 0
+        });
+        if done {
+            let p = self.puts.remove(&put).expect("entry was just found");
+            self.finish_put(p);
+        }
+    }
+
+    fn publish(&mut self, sender: Option<ConnId>, soul: Soul, changed: Vec<(Key, Field)>) {
+        self.cache.apply(&soul, &changed);
+        let subscribers: Vec<ConnId> = self
+            .subs
+            .subscribers(&soul)
+            .into_iter()
+            .filter(|c| Some(*c) != sender)
+            .collect();
+        if !subscribers.is_empty() {
+            let mut graph = String::with_capacity(64 + changed.len() * 32);
+            graph.push('{');
+            crate::json::write_string(&mut graph, soul.as_str());
+            graph.push(':');
+            write_node(&mut graph, &soul, changed.iter().map(|(k, f)| (k, f)));
+            graph.push('}');
+            for conn in subscribers {
+                self.stats.fields_pushed += changed.len() as u64;
+                let id = self.new_id();
+                let msg = wire::put_message(&id, None, |out| out.push_str(&graph));
+                self.send(conn, msg);
+            }
+        }
+        if self.emit_changes {
+            self.outputs.push_back(Output::Event(Event::Changed {
+                soul,
+                fields: changed,
+            }));
+        }
+    }
+}
