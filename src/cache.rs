@@ -3,60 +3,102 @@
 //!
 //! Coherence rests on the store's ordering rule: results arrive in op order, so a read's result
 //! reflects every merge before it, and each later merge result is applied on top.
+//!
+//! The cache is bounded in bytes (an estimate of what each node holds); a node that is known to be
+//! missing costs an entry too, so GETs for missing souls cannot grow it without bound.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::graph::{Field, Key, Soul};
 use crate::HashMap;
 
-/// Whole nodes, bounded by a total field count, evicted oldest-first.
+/// What one cached entry costs beyond its fields: the map slot, the soul, the queue entry.
+const ENTRY_BYTES: usize = 96;
+
+fn field_bytes(key: &Key, field: &Field) -> usize {
+    48 + key.as_str().len() + field.value.budget_bytes() as usize
+}
+
+fn node_bytes(soul: &Soul, fields: &BTreeMap<Key, Field>) -> usize {
+    ENTRY_BYTES + soul.as_str().len() + fields.iter().map(|(k, f)| field_bytes(k, f)).sum::<usize>()
+}
+
+#[derive(Debug)]
+struct Entry {
+    fields: BTreeMap<Key, Field>,
+    bytes: usize,
+}
+
+/// Whole nodes, bounded in bytes, evicted oldest-first.
 #[derive(Debug)]
 pub struct NodeCache {
-    nodes: HashMap<Soul, BTreeMap<Key, Field>>,
+    nodes: HashMap<Soul, Entry>,
     order: VecDeque<Soul>,
-    fields: usize,
-    max_fields: usize,
+    bytes: usize,
+    max_bytes: usize,
 }
 
 impl NodeCache {
-    /// A cache holding at most `max_fields` fields.
-    pub fn new(max_fields: usize, hasher: foldhash::fast::FixedState) -> NodeCache {
+    /// A cache holding about `max_bytes`.
+    pub fn new(max_bytes: usize, hasher: foldhash::fast::FixedState) -> NodeCache {
         NodeCache {
-            nodes: HashMap::with_hasher(hasher.clone()),
+            nodes: HashMap::with_hasher(hasher),
             order: VecDeque::new(),
-            fields: 0,
-            max_fields,
+            bytes: 0,
+            max_bytes,
         }
     }
 
     /// The whole node, if cached. A cached empty node means the store has nothing for it.
     pub fn node(&self, soul: &Soul) -> Option<&BTreeMap<Key, Field>> {
-        self.nodes.get(soul)
+        self.nodes.get(soul).map(|e| &e.fields)
     }
 
-    /// Caches a whole node just read from the store.
+    /// Caches a whole node just read from the store. Nodes bigger than an eighth of the cache are
+    /// not kept (they would push out too much).
     pub fn insert(&mut self, soul: Soul, fields: BTreeMap<Key, Field>) {
-        if fields.len() > self.max_fields {
+        let bytes = node_bytes(&soul, &fields);
+        if bytes > self.max_bytes / 8 {
+            self.remove(&soul);
             return;
         }
-        if let Some(old) = self.nodes.insert(soul.clone(), fields) {
-            self.fields -= old.len();
-        } else {
-            self.order.push_back(soul.clone());
+        match self.nodes.insert(soul.clone(), Entry { fields, bytes }) {
+            Some(old) => self.bytes -= old.bytes,
+            None => self.order.push_back(soul),
         }
-        self.fields += self.nodes[&soul].len();
+        self.bytes += bytes;
         self.evict();
     }
 
     /// Applies fields a merge changed, if the node is cached.
     pub fn apply(&mut self, soul: &Soul, changed: &[(Key, Field)]) {
-        if let Some(node) = self.nodes.get_mut(soul) {
-            for (k, f) in changed {
-                if node.insert(k.clone(), f.clone()).is_none() {
-                    self.fields += 1;
+        let Some(entry) = self.nodes.get_mut(soul) else {
+            return;
+        };
+        for (k, f) in changed {
+            let added = field_bytes(k, f);
+            match entry.fields.insert(k.clone(), f.clone()) {
+                Some(old) => {
+                    let removed = field_bytes(k, &old);
+                    entry.bytes = entry.bytes + added - removed;
+                    self.bytes = self.bytes + added - removed;
+                }
+                None => {
+                    entry.bytes += added;
+                    self.bytes += added;
                 }
             }
-            self.evict();
+        }
+        if entry.bytes > self.max_bytes / 8 {
+            self.remove(soul);
+        }
+        self.evict();
+    }
+
+    fn remove(&mut self, soul: &Soul) {
+        if let Some(old) = self.nodes.remove(soul) {
+            self.bytes -= old.bytes;
+            // The queue entry goes stale and is skipped when it reaches the front.
         }
     }
 
@@ -64,17 +106,63 @@ impl NodeCache {
     pub fn clear(&mut self) {
         self.nodes.clear();
         self.order.clear();
-        self.fields = 0;
+        self.bytes = 0;
+    }
+
+    /// Bytes held, as estimated.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Nodes held.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 
     fn evict(&mut self) {
-        while self.fields > self.max_fields {
+        while self.bytes > self.max_bytes || self.order.len() > 2 * self.nodes.len() + 64 {
             let Some(soul) = self.order.pop_front() else {
                 break;
             };
-            if let Some(node) = self.nodes.remove(&soul) {
-                self.fields -= node.len();
+            // A soul removed and cached again may be queued twice; evicting it early is harmless.
+            if let Some(entry) = self.nodes.remove(&soul) {
+                self.bytes -= entry.bytes;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{State, Value};
+
+    #[test]
+    fn missing_nodes_cost_room_and_the_cache_stays_bounded() {
+        let mut c = NodeCache::new(10_000, foldhash::fast::FixedState::with_seed(0));
+        for i in 0..10_000 {
+            c.insert(Soul::new(&format!("missing{i}")).unwrap(), BTreeMap::new());
+            assert!(c.bytes() <= 10_000);
+        }
+        assert!(c.len() < 100, "{} entries", c.len());
+        let big: BTreeMap<Key, Field> = (0..100)
+            .map(|i| {
+                let f = Field {
+                    value: Value::String("x".repeat(100).into()),
+                    state: State::new(1.0).unwrap(),
+                };
+                (Key::new(&format!("k{i}")).unwrap(), f)
+            })
+            .collect();
+        c.insert(Soul::new("big").unwrap(), big);
+        assert!(
+            c.node(&Soul::new("big").unwrap()).is_none(),
+            "too big to keep"
+        );
     }
 }

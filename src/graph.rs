@@ -349,6 +349,11 @@ impl Node {
                     "invalid graph: value of key '{kat}' of '{at}' is {why}"
                 ))
             })?;
+            if let Value::Link(target) = &value {
+                limits.check_soul_key(target.as_str(), "").map_err(|e| {
+                    GraphError(format!("invalid graph: link of key '{kat}' of '{at}': {e}"))
+                })?;
+            }
             node.fields.insert(key, Field { value, state });
         }
         Ok(node)

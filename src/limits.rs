@@ -34,10 +34,11 @@ pub struct Limits {
     /// Bytes queued for sending to one connection before the runtime drops it as too slow.
     /// Enforced by the runtime, which owns the queue. Default 8 MiB.
     pub max_outbound_queue_bytes: usize,
-    /// Most writes held because their state is ahead of the wall clock. Default 10,000.
+    /// Most fields held because their state is ahead of the wall clock. Default 10,000.
     pub max_deferred_writes: usize,
     /// How far ahead of the wall clock a state may be, in milliseconds, to be held until its
-    /// time; a state further ahead is refused. Default 86,400,000 (one day).
+    /// time; a state further ahead is refused. Default 86,400,000 (one day); at most 2^31-1
+    /// (GUN's own longest wait).
     pub max_future_state_ms: f64,
     /// Most soul-range answers (such as a relay's whole-graph dump) one connection may have
     /// streaming at once. Default 4.
@@ -46,8 +47,10 @@ pub struct Limits {
     pub max_subscriptions_per_connection: usize,
     /// Most open connections; more are closed as they arrive. Default 10,000.
     pub max_connections: usize,
-    /// Most fields kept in the read cache. Default 1,000,000.
-    pub max_cached_fields: usize,
+    /// Bytes the read cache may hold (an estimate). Default 64 MiB.
+    pub max_cache_bytes: usize,
+    /// Longest message id (`#`, `@`), peer id or `><` list, in bytes. Default 256.
+    pub max_id_bytes: usize,
     /// Byte budget of a lex GET that gives no `%`, and the cap on any `%`. Default 1 MiB.
     pub max_lex_reply_bytes: u64,
     /// Size at which outbound messages to one connection stop being batched into one frame.
@@ -76,7 +79,8 @@ impl Default for Limits {
             max_streams_per_connection: 4,
             max_subscriptions_per_connection: 100_000,
             max_connections: 10_000,
-            max_cached_fields: 1_000_000,
+            max_cache_bytes: 64 << 20,
+            max_id_bytes: 256,
             max_lex_reply_bytes: 1 << 20,
             batch_frame_bytes: 64 << 10,
             keepalive_ms: 20_000,
@@ -96,5 +100,104 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+}
+
+/// A limit that makes no sense.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidLimits(pub String);
+
+impl std::fmt::Display for InvalidLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid limits: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidLimits {}
+
+impl Limits {
+    /// Checks that the limits can work: sizes and counts above zero, timers that neither spin nor
+    /// overflow.
+    pub fn validate(&self) -> Result<(), InvalidLimits> {
+        let positive = [
+            ("max_frame_bytes", self.max_frame_bytes),
+            ("max_json_depth", self.max_json_depth),
+            ("max_messages_per_frame", self.max_messages_per_frame),
+            ("max_nodes_per_put", self.max_nodes_per_put),
+            ("max_keys_per_node", self.max_keys_per_node),
+            ("max_soul_key_bytes", self.max_soul_key_bytes),
+            ("max_value_bytes", self.max_value_bytes),
+            ("max_pending_store_ops", self.max_pending_store_ops),
+            ("max_dedup_entries", self.max_dedup_entries),
+            ("max_outbound_queue_bytes", self.max_outbound_queue_bytes),
+            (
+                "max_streams_per_connection",
+                self.max_streams_per_connection,
+            ),
+            (
+                "max_subscriptions_per_connection",
+                self.max_subscriptions_per_connection,
+            ),
+            ("max_connections", self.max_connections),
+            ("max_id_bytes", self.max_id_bytes),
+            ("batch_frame_bytes", self.batch_frame_bytes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(InvalidLimits(format!("{name} must be above 0")));
+            }
+        }
+        if self.max_soul_key_bytes > 500 {
+            return Err(InvalidLimits(
+                "max_soul_key_bytes above 500 does not fit LMDB keys".into(),
+            ));
+        }
+        if !(0.0..=2_147_483_647.0).contains(&self.max_future_state_ms) {
+            return Err(InvalidLimits(
+                "max_future_state_ms must be within 0..=2147483647".into(),
+            ));
+        }
+        if !(100..=86_400_000).contains(&self.keepalive_ms) {
+            return Err(InvalidLimits(
+                "keepalive_ms must be within 100..=86400000".into(),
+            ));
+        }
+        if !(1..=86_400_000).contains(&self.dedup_ttl_ms) {
+            return Err(InvalidLimits(
+                "dedup_ttl_ms must be within 1..=86400000".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_nonsense_is_not() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+        let bad = [
+            Limits {
+                keepalive_ms: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_future_state_ms: f64::INFINITY,
+                ..Limits::default()
+            },
+            Limits {
+                max_frame_bytes: 0,
+                ..Limits::default()
+            },
+            Limits {
+                max_soul_key_bytes: 600,
+                ..Limits::default()
+            },
+        ];
+        for limits in bad {
+            assert!(limits.validate().is_err(), "{limits:?}");
+        }
     }
 }

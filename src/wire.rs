@@ -178,32 +178,148 @@ pub fn parse_frame(
     json::check_depth(body, limits.max_json_depth).map_err(|_| FrameError::TooDeep {
         max: limits.max_json_depth,
     })?;
-    let value: Json = serde_json::from_str(body).map_err(|e| FrameError::BadJson(e.to_string()))?;
-    match value {
-        Json::Object(map) => Ok(vec![parse_message(map, limits, &mut new_id)]),
-        Json::Array(items) => {
-            if items.len() > limits.max_messages_per_frame {
-                return Err(FrameError::TooManyMessages {
-                    count: items.len(),
-                    max: limits.max_messages_per_frame,
+    if body.starts_with('{') {
+        let map = parse_object(body).map_err(|e| FrameError::BadJson(e.reason))?;
+        return Ok(vec![parse_message(map, limits, &mut new_id)]);
+    }
+    // An array is read element by element, so one bad message does not sink the others.
+    let elements =
+        split_array(body).ok_or_else(|| FrameError::BadJson("the array is not closed".into()))?;
+    if elements.len() > limits.max_messages_per_frame {
+        return Err(FrameError::TooManyMessages {
+            count: elements.len(),
+            max: limits.max_messages_per_frame,
+        });
+    }
+    Ok(elements
+        .into_iter()
+        .map(|element| {
+            if !element.starts_with('{') {
+                return Err(MessageError {
+                    id: None,
+                    reason: format!(
+                        "A frame element must be a message object, not {}.",
+                        excerpt(element)
+                    ),
                 });
             }
-            Ok(items
-                .into_iter()
-                .map(|item| match item {
-                    Json::Object(map) => parse_message(map, limits, &mut new_id),
-                    other => Err(MessageError {
-                        id: None,
-                        reason: format!(
-                            "A frame element must be a message object, not {}.",
-                            excerpt(&json::stringify(&other))
-                        ),
-                    }),
-                })
-                .collect())
-        }
-        _ => Err(FrameError::NotMessages),
+            parse_object(element).and_then(|map| parse_message(map, limits, &mut new_id))
+        })
+        .collect())
+}
+
+/// Parses one JSON object. Escapes of lone UTF-16 surrogates (which JavaScript can write but UTF-8
+/// cannot hold) become U+FFFD. On failure, the error names the message's id if it can be found.
+fn parse_object(text: &str) -> Result<Map<String, Json>, MessageError> {
+    let fixed = replace_lone_surrogates(text);
+    match serde_json::from_str::<Json>(&fixed) {
+        Ok(Json::Object(map)) => Ok(map),
+        Ok(_) => Err(MessageError {
+            id: None,
+            reason: "A message must be a JSON object.".into(),
+        }),
+        Err(e) => Err(MessageError {
+            id: find_id(text),
+            reason: format!("DAM JSON parse error: {e}"),
+        }),
     }
+}
+
+/// The top-level elements of a JSON array, as text, or `None` if the array is not closed. Only
+/// brackets and strings are tracked; each element is parsed on its own afterwards.
+fn split_array(text: &str) -> Option<Vec<&str>> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut start = 1;
+    let mut out = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    let last = text[start..i].trim();
+                    if !last.is_empty() || !out.is_empty() {
+                        out.push(last);
+                    }
+                    return text[i + 1..].trim().is_empty().then_some(out);
+                }
+            }
+            b',' if depth == 1 => {
+                out.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Finds `"#":"…"` among the top-level fields of a message that did not parse, so the error can
+/// go back as a reply to it.
+fn find_id(text: &str) -> Option<String> {
+    let at = text.find("\"#\":")?;
+    let rest = text[at + 4..].trim_start();
+    let end = rest.char_indices().skip(1).scan(false, |escaped, (i, c)| {
+        let done = !*escaped && c == '"';
+        *escaped = !*escaped && c == '\\';
+        Some((i, done))
+    });
+    let close = end.filter(|(_, done)| *done).map(|(i, _)| i).next()?;
+    serde_json::from_str::<String>(&replace_lone_surrogates(&rest[..=close])).ok()
+}
+
+/// Rewrites `\uD800`..`\uDFFF` escapes that are not part of a surrogate pair as `\uFFFD`.
+fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("\\ud") && !text.contains("\\uD") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let hex = |s: &str| u16::from_str_radix(s, 16).ok();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'u' && i + 6 <= bytes.len() {
+                if let Some(unit) = text.get(i + 2..i + 6).and_then(hex) {
+                    let next = text
+                        .get(i + 6..i + 12)
+                        .filter(|n| n.starts_with("\\u"))
+                        .and_then(|n| hex(&n[2..]));
+                    let is_high = (0xd800..0xdc00).contains(&unit);
+                    let is_low = (0xdc00..0xe000).contains(&unit);
+                    if is_high && next.is_some_and(|n| (0xdc00..0xe000).contains(&n)) {
+                        out.push_str(&text[i..i + 12]);
+                        i += 12;
+                        continue;
+                    }
+                    if is_high || is_low {
+                        out.push_str("\\ufffd");
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+            // Any other escape: copy it whole, so an escaped backslash is not read as a new escape.
+            out.push_str(&text[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        let len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + len]);
+        i += len;
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn take_string(map: &mut Map<String, Json>, key: &str) -> Result<Option<String>, String> {
@@ -224,6 +340,16 @@ pub fn parse_message(
     new_id: &mut impl FnMut() -> String,
 ) -> Parsed {
     let id = match take_string(&mut map, "#") {
+        Ok(Some(id)) if id.len() > limits.max_id_bytes => {
+            return Err(MessageError {
+                id: None,
+                reason: format!(
+                    "'#' of {} bytes, over the limit of {}",
+                    id.len(),
+                    limits.max_id_bytes
+                ),
+            })
+        }
         Ok(Some(id)) => id,
         Ok(None) => new_id(),
         Err(reason) => return Err(MessageError { id: None, reason }),
@@ -237,6 +363,25 @@ pub fn parse_message(
     let skip = take_string(&mut map, "><").map_err(fail)?;
     let pid = take_string(&mut map, "pid").map_err(fail)?;
     let dam = take_string(&mut map, "dam").map_err(fail)?;
+    for (name, value) in [("@", &reply_to), ("pid", &pid), ("dam", &dam)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.len() > limits.max_id_bytes)
+        {
+            return Err(fail(format!(
+                "'{name}' over the limit of {} bytes",
+                limits.max_id_bytes
+            )));
+        }
+    }
+    // GUN reads only the first 99 characters of `><`; keep no more than a few times that.
+    let skip = skip.map(|s| {
+        let mut end = s.len().min(4 * limits.max_id_bytes);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_owned()
+    });
     let ok = map.shift_remove("ok");
     let hash = match map.shift_remove("##") {
         None => None,
@@ -281,13 +426,16 @@ fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
     };
     check_get_sizes(&get, limits)?;
     let mut reverse = is_truthy(get.get("-"));
+    // GUN allows `%` as a number or a numeric string.
     let budget = match get.get("%") {
         None => None,
-        Some(Json::Number(n)) => match n.as_f64() {
+        Some(v) => match v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        {
             Some(f) if f >= 0.0 => Some((f as u64).min(limits.max_lex_reply_bytes)),
             _ => return Err("get '%' must be a non-negative number".into()),
         },
-        Some(_) => return Err("get '%' must be a number".into()),
     };
     match get.get("#") {
         None => Err("'get' has no soul '#'".into()),
@@ -674,6 +822,45 @@ mod tests {
         }
         assert_eq!(one(r##"{"#":5}"##).unwrap_err().id, None);
         assert!(parse(r##"[1,{"#":"g","get":{"#":"a"}}]"##).unwrap()[0].is_err());
+    }
+
+    #[test]
+    fn one_bad_element_does_not_sink_the_frame() {
+        let v = parse(r##"[{"#":"g1","get":{"#":"a"}},{"#":"p1","put":{"a":1e400}},{"#":"g2","get":{"#":"b"}}]"##).unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(v[0].is_ok() && v[2].is_ok());
+        let e = v[1].as_ref().unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("p1"));
+        assert!(e.reason.contains("parse error"));
+        assert!(matches!(
+            parse(r##"[{"#":"g1"},{"#":"b"##),
+            Err(FrameError::BadJson(_))
+        ));
+        assert!(matches!(parse("[1,"), Err(FrameError::BadJson(_))));
+        assert!(parse("[1]").unwrap()[0].is_err());
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let m = one(r##"{"#":"p","put":{"a":{"_":{"#":"a",">":{"x":1,"y":1}},"x":"\ud83d!","y":"\ud83d\ude00\\ud800"}}}"##).unwrap();
+        let Body::Put(g) = m.body else { panic!() };
+        assert_eq!(
+            g.nodes[0].fields["x"].value,
+            crate::Value::String("\u{fffd}!".into())
+        );
+        assert_eq!(
+            g.nodes[0].fields["y"].value,
+            crate::Value::String("😀\\ud800".into())
+        );
+    }
+
+    #[test]
+    fn ids_are_bounded() {
+        let long = "x".repeat(300);
+        let e = one(&format!(r##"{{"#":"{long}","get":{{"#":"a"}}}}"##)).unwrap_err();
+        assert!(e.reason.contains("over the limit"));
+        let e = one(&format!(r##"{{"#":"g","@":"{long}"}}"##)).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("g"));
     }
 
     #[test]

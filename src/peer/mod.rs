@@ -240,12 +240,17 @@ enum OpPurpose {
     Page(u64),
 }
 
-/// A soul-range GET being answered page by page.
+/// A GET answered page by page: a soul range, or one whole node (which may be large).
 #[derive(Debug)]
 struct Stream {
     conn: ConnId,
     msg_id: String,
     range: Range,
+    /// A whole-node GET: cache the node if it fits in its first page.
+    cache_as: Option<Soul>,
+    /// The request, to forward to links if nothing is found here.
+    forward: Option<Get>,
+    pages: u32,
     /// Bytes the asker still wants (`%`); `None` for everything.
     budget_left: Option<u64>,
     /// Where the last page ended.
@@ -280,6 +285,8 @@ pub struct Peer {
     next_put: u64,
     deferred: BTreeMap<(Instant, u64), Deferred>,
     deferred_seq: u64,
+    /// Fields held in `deferred`.
+    deferred_fields: usize,
     streams: HashMap<u64, Stream>,
     next_stream: u64,
     next_generation: u64,
@@ -290,12 +297,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// A peer with no connections, at time `now`.
+    /// A peer with no connections, at time `now`. Invalid limits (see [`Limits::validate`]) are
+    /// replaced by the defaults; runtimes should validate them first and report the error.
     pub fn new(config: Config, now: Now) -> Peer {
         let mut rng = Rng::new(config.seed);
         let hasher = foldhash::fast::FixedState::with_seed(rng.next_u64());
         let pid = config.pid.unwrap_or_else(|| rng.id(9));
-        let limits = config.limits;
+        let limits = match config.limits.validate() {
+            Ok(()) => config.limits,
+            Err(_) => Limits::default(),
+        };
         Peer {
             dedup: Dedup::new(
                 limits.max_dedup_entries,
@@ -303,7 +314,7 @@ impl Peer {
                 hasher.clone(),
             ),
             subs: Subscriptions::new(limits.max_subscriptions_per_connection, hasher.clone()),
-            cache: NodeCache::new(limits.max_cached_fields, hasher.clone()),
+            cache: NodeCache::new(limits.max_cache_bytes, hasher.clone()),
             outbox: Outbox::new(limits.batch_frame_bytes, hasher.clone()),
             puts: HashMap::with_hasher(hasher.clone()),
             streams: HashMap::with_hasher(hasher.clone()),
@@ -320,6 +331,7 @@ impl Peer {
             next_put: 0,
             deferred: BTreeMap::new(),
             deferred_seq: 0,
+            deferred_fields: 0,
             next_keepalive: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
@@ -531,6 +543,7 @@ impl Peer {
                 break;
             }
             let d = entry.remove();
+            self.deferred_fields -= d.fields.len();
             // The monotonic deadline came; HAM decides on the wall clock, which may have been set
             // back meanwhile. A state still ahead of it waits again.
             let ahead = d
@@ -540,9 +553,7 @@ impl Peer {
                 .fold(f64::MIN, f64::max)
                 - self.now.wall_ms;
             if ahead > 0.0 {
-                let at = now + Duration::from_secs_f64(ahead / 1000.0);
-                self.deferred_seq += 1;
-                self.deferred.insert((at, self.deferred_seq), d);
+                self.defer(ahead, d);
                 continue;
             }
             let purpose = OpPurpose::PutPart {
@@ -555,6 +566,16 @@ impl Peer {
                 fields: d.fields,
             });
         }
+    }
+
+    /// Holds fields until `ahead_ms` from now. The wait is at least a millisecond, so a clock that
+    /// moves in tiny steps cannot make the timer fire again and again at once.
+    fn defer(&mut self, ahead_ms: f64, d: Deferred) {
+        let wait = Duration::from_secs_f64(ahead_ms.clamp(1.0, 2_147_483_647.0) / 1000.0);
+        let at = self.now.mono.checked_add(wait).unwrap_or(self.now.mono);
+        self.deferred_seq += 1;
+        self.deferred_fields += d.fields.len();
+        self.deferred.insert((at, self.deferred_seq), d);
     }
 
     // Frames and messages.

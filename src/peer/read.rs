@@ -1,8 +1,8 @@
-//! Reads: GETs by soul, key and lex, answered from the cache or the store (always with a reply),
-//! and soul-range GETs answered page by page.
+//! Reads: GETs by soul, key and lex, answered from the cache or the store (always with a reply).
+//! Whole nodes and soul ranges are read and sent page by page, so no answer is too big to send.
 
 use super::{ConnId, ConnRef, OpPurpose, Peer, Stream};
-use crate::graph::Node;
+use crate::graph::{Node, Soul};
 use crate::lex::Range;
 use crate::store::{select_fields, ReadQuery, StoreOp, StoreResult};
 use crate::wire::{self, Get, KeyQuery};
@@ -37,6 +37,7 @@ impl Peer {
                 "subscription limit reached; GET answered without live updates".into(),
             );
         }
+        let budget_given = *budget;
         let budget = budget.unwrap_or(self.limits.max_lex_reply_bytes);
         if let Some(cached) = self.cache.node(soul) {
             let node = Node {
@@ -53,6 +54,27 @@ impl Peer {
             self.send(conn, wire::error_reply(&id, &msg_id, BUSY));
             return;
         }
+        if *keys == KeyQuery::All && !*reverse {
+            // A whole node can be large: it is read and sent page by page.
+            let exact = Range {
+                prefix: None,
+                lower: Some(soul.as_str().to_owned()),
+                upper: Some(soul.as_str().to_owned()),
+            };
+            let soul = soul.clone();
+            self.start_stream(Stream {
+                conn,
+                msg_id,
+                range: exact,
+                cache_as: Some(soul),
+                forward: Some(get),
+                pages: 0,
+                budget_left: budget_given,
+                after: None,
+                sent_any: false,
+            });
+            return;
+        }
         let query = ReadQuery::Node {
             soul: soul.clone(),
             keys: keys.clone(),
@@ -62,7 +84,7 @@ impl Peer {
         let purpose = OpPurpose::Get {
             conn: self.conn_ref(conn),
             msg_id,
-            cache_as: (*keys == KeyQuery::All).then(|| soul.clone()),
+            cache_as: None,
             forward: Some(get),
         };
         self.issue(purpose, |op| StoreOp::Read { op, query });
@@ -108,28 +130,36 @@ impl Peer {
             self.issue(purpose, |op| StoreOp::Read { op, query });
             return;
         }
+        self.start_stream(Stream {
+            conn,
+            msg_id,
+            range,
+            cache_as: None,
+            forward: None,
+            pages: 0,
+            budget_left: budget,
+            after: None,
+            sent_any: false,
+        });
+    }
+
+    fn start_stream(&mut self, stream: Stream) {
         let id = self.next_stream;
         self.next_stream += 1;
-        self.streams.insert(
-            id,
-            Stream {
-                conn,
-                msg_id,
-                range,
-                budget_left: budget,
-                after: None,
-                sent_any: false,
-            },
-        );
+        self.streams.insert(id, stream);
         self.next_page(id);
     }
 
+    /// The value bytes one page reads: half a batch frame, leaving room for keys and states.
+    fn page_bytes(&self) -> u64 {
+        (self.limits.batch_frame_bytes / 2).max(1) as u64
+    }
+
     fn next_page(&mut self, stream: u64) {
+        let page = self.page_bytes();
         let Some(s) = self.streams.get(&stream) else {
             return;
         };
-        // Budgets count value bytes; half a batch frame of them leaves room for keys and states.
-        let page = (self.limits.batch_frame_bytes / 2) as u64;
         let query = ReadQuery::Souls {
             range: s.range.clone(),
             reverse: false,
@@ -148,14 +178,19 @@ impl Peer {
             StoreResult::Read { nodes } => nodes,
             StoreResult::Failed { reason } => {
                 let id = self.new_id();
-                self.send(
-                    s.conn,
-                    wire::error_reply(&id, &s.msg_id, &format!("Storage failed: {reason}")),
-                );
+                let text = format!("Storage failed: {reason}");
+                self.send(s.conn, wire::error_reply(&id, &s.msg_id, &text));
                 return;
             }
-            StoreResult::Merged { .. } => unreachable!("a read op got a merge result"),
+            StoreResult::Merged { .. } => {
+                let id = self.new_id();
+                let text = "Storage failed: the store answered a read with a write";
+                self.send(s.conn, wire::error_reply(&id, &s.msg_id, text));
+                return;
+            }
         };
+        let first_page = s.pages == 0;
+        s.pages += 1;
         let last = nodes.last().and_then(|n| {
             n.fields
                 .keys()
@@ -163,8 +198,13 @@ impl Peer {
                 .map(|k| (n.soul.clone(), k.clone()))
         });
         let Some(last) = last else {
-            if !s.sent_any {
-                self.answer_get(s.conn, &s.msg_id, &[]);
+            if let (Some(soul), true) = (s.cache_as.take(), first_page) {
+                self.cache.insert(soul, Default::default());
+            }
+            if !s.sent_any && !self.answer_get(s.conn, &s.msg_id, &[]) {
+                if let Some(get) = &s.forward {
+                    self.forward_get(s.conn, &s.msg_id, get);
+                }
             }
             return;
         };
@@ -173,12 +213,22 @@ impl Peer {
             .flat_map(|n| n.fields.values())
             .map(|f| f.value.budget_bytes())
             .sum();
+        // A page the store did not fill is the last one.
+        let complete = spent < self.page_bytes().min(s.budget_left.unwrap_or(u64::MAX));
+        if let (Some(soul), true, true) = (s.cache_as.take(), first_page, complete) {
+            if let Some(node) = nodes.first() {
+                self.cache.insert(soul, node.fields.clone());
+            }
+        }
         self.send_nodes(s.conn, &s.msg_id, &nodes);
         if !s.sent_any {
             self.stats.gets_answered += 1;
         }
         s.sent_any = true;
         s.after = Some(last);
+        if complete {
+            return;
+        }
         if let Some(left) = s.budget_left {
             if left <= spent {
                 return;
@@ -200,26 +250,29 @@ impl Peer {
         false
     }
 
-    /// Sends a reply carrying the nodes that have fields; returns false if none had.
+    /// Sends replies carrying the nodes that have fields, cut into messages of about a batch frame
+    /// each (GUN sends several replies to one GET too); returns false if no node had fields.
     fn send_nodes(&mut self, conn: ConnId, msg_id: &str, nodes: &[Node]) -> bool {
-        let nodes: Vec<&Node> = nodes.iter().filter(|n| !n.fields.is_empty()).collect();
-        if nodes.is_empty() {
+        let chunks = chunk_nodes(nodes, self.limits.batch_frame_bytes);
+        if chunks.is_empty() {
             return false;
         }
-        let id = self.new_id();
-        let reply = wire::put_message(&id, Some(msg_id), |out| {
-            out.push('{');
-            for (i, node) in nodes.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+        for chunk in chunks {
+            let id = self.new_id();
+            let reply = wire::put_message(&id, Some(msg_id), |out| {
+                out.push('{');
+                for (i, node) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    crate::json::write_string(out, node.soul.as_str());
+                    out.push(':');
+                    node.write_json(out);
                 }
-                crate::json::write_string(out, node.soul.as_str());
-                out.push(':');
-                node.write_json(out);
-            }
-            out.push('}');
-        });
-        self.send(conn, reply);
+                out.push('}');
+            });
+            self.send(conn, reply);
+        }
         true
     }
 
@@ -227,33 +280,104 @@ impl Peer {
         &mut self,
         conn: ConnRef,
         msg_id: &str,
-        cache_as: Option<crate::graph::Soul>,
+        cache_as: Option<Soul>,
         forward: Option<Get>,
         result: StoreResult,
     ) {
-        match result {
-            StoreResult::Read { nodes } => {
-                if let Some(soul) = cache_as {
-                    let fields = nodes.first().map(|n| n.fields.clone()).unwrap_or_default();
-                    self.cache.insert(soul, fields);
-                }
-                if !self.is_current(conn) {
-                    return; // the asker has gone; its connection id may belong to another now
-                }
-                if !self.answer_get(conn.id, msg_id, &nodes) {
-                    if let Some(get) = forward {
-                        self.forward_get(conn.id, msg_id, &get);
-                    }
-                }
-            }
+        let nodes = match result {
+            StoreResult::Read { nodes } => nodes,
             StoreResult::Failed { reason } => {
                 let id = self.new_id();
                 self.send_to(
                     conn,
                     wire::error_reply(&id, msg_id, &format!("Storage failed: {reason}")),
                 );
+                return;
             }
-            StoreResult::Merged { .. } => unreachable!("a read op got a merge result"),
+            StoreResult::Merged { .. } => {
+                let id = self.new_id();
+                let text = "Storage failed: the store answered a read with a write";
+                self.send_to(conn, wire::error_reply(&id, msg_id, text));
+                return;
+            }
+        };
+        if let Some(soul) = cache_as {
+            let fields = nodes.first().map(|n| n.fields.clone()).unwrap_or_default();
+            self.cache.insert(soul, fields);
+        }
+        if !self.is_current(conn) {
+            return; // the asker has gone; its connection id may belong to another now
+        }
+        if !self.answer_get(conn.id, msg_id, &nodes) {
+            if let Some(get) = forward {
+                self.forward_get(conn.id, msg_id, &get);
+            }
+        }
+    }
+}
+
+/// Splits nodes into groups whose JSON is about `max_bytes` at most (a single field larger than
+/// that goes alone). Nodes without fields are left out.
+fn chunk_nodes(nodes: &[Node], max_bytes: usize) -> Vec<Vec<Node>> {
+    let mut chunks: Vec<Vec<Node>> = Vec::new();
+    let mut current: Vec<Node> = Vec::new();
+    let mut size = 0;
+    for node in nodes {
+        for (key, field) in &node.fields {
+            // Key (twice: in the node and its states), value, state and punctuation, roughly.
+            let cost = 2 * key.as_str().len() + field.value.budget_bytes() as usize + 40;
+            if size + cost > max_bytes && size > 0 {
+                chunks.push(std::mem::take(&mut current));
+                size = 0;
+            }
+            if current.last().is_none_or(|n| n.soul != node.soul) {
+                size += node.soul.as_str().len() * 2 + 24;
+                current.push(Node::new(node.soul.clone()));
+            }
+            current
+                .last_mut()
+                .expect("a node was just pushed")
+                .fields
+                .insert(key.clone(), field.clone());
+            size += cost;
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::{Field, Key, State, Value};
+
+    #[test]
+    fn chunks_respect_the_size_and_keep_every_field() {
+        let node = |soul: &str, n: usize| Node {
+            soul: Soul::new(soul).unwrap(),
+            fields: (0..n)
+                .map(|i| {
+                    let f = Field {
+                        value: Value::String("x".repeat(100).into()),
+                        state: State::new(1.0).unwrap(),
+                    };
+                    (Key::new(&format!("k{i:03}")).unwrap(), f)
+                })
+                .collect(),
+        };
+        let nodes = [node("a", 50), node("b", 1), node("c", 0)];
+        let chunks = chunk_nodes(&nodes, 1000);
+        assert!(chunks.len() > 5);
+        let fields: usize = chunks.iter().flatten().map(|n| n.fields.len()).sum();
+        assert_eq!(fields, 51);
+        for chunk in &chunks {
+            let mut text = String::new();
+            for n in chunk {
+                n.write_json(&mut text);
+            }
+            assert!(text.len() <= 1000, "{} bytes", text.len());
         }
     }
 }

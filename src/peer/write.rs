@@ -2,7 +2,6 @@
 //! time, merged by the store, acknowledged after the commit, and pushed to subscribers.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use super::{ConnId, Deferred, Event, OpPurpose, Output, Peer, PendingPut};
 use crate::graph::{write_node, Field, Graph, Key, Soul, State};
@@ -29,7 +28,7 @@ impl Peer {
                 }
             }
         }
-        if self.deferred.len() + deferred_count > self.limits.max_deferred_writes {
+        if self.deferred_fields + deferred_count > self.limits.max_deferred_writes {
             let text = "Too many writes with future states are waiting; retry later.".to_string();
             return self.put_refused(conn, &msg_id, text);
         }
@@ -66,16 +65,12 @@ impl Peer {
             }
             for (state, fields) in later {
                 parts += 1;
-                let wait = Duration::from_secs_f64((state.ms() - wall) / 1000.0);
-                self.deferred_seq += 1;
-                self.deferred.insert(
-                    (self.now.mono + wait, self.deferred_seq),
-                    Deferred {
-                        put,
-                        soul: node.soul.clone(),
-                        fields,
-                    },
-                );
+                let deferred = Deferred {
+                    put,
+                    soul: node.soul.clone(),
+                    fields,
+                };
+                self.defer(state.ms() - wall, deferred);
             }
         }
         let pending = PendingPut {
@@ -132,7 +127,12 @@ impl Peer {
                 }
             }
             StoreResult::Read { .. } => {
-                debug_assert!(false, "a merge op got a read result");
+                // A store bug; never report it as success.
+                if let Some(p) = self.puts.get_mut(&put) {
+                    p.failure.get_or_insert(
+                        "Storage failed: the store answered a write with a read".into(),
+                    );
+                }
             }
         }
         let done = self.puts.get_mut(&put).is_some_and(|p| {
