@@ -8,6 +8,17 @@ use std::time::{Duration, Instant};
 use common::{get_msg, put_msg, temp_data_dir, Peer, Server};
 use serde_json::json;
 
+/// Sockets the process holds open.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn a_client_that_does_not_read_is_disconnected() {
     let dir = temp_data_dir();
@@ -17,6 +28,9 @@ fn a_client_that_does_not_read_is_disconnected() {
     slow.send_json(&get_msg("sub", "firehose", None));
     slow.expect_reply("sub", Duration::from_secs(5));
     let mut writer = Peer::connect(&server.ws_url());
+    // Once the writer is answered, the relay holds both connections.
+    writer.get("ready", "firehose", None, Duration::from_secs(5));
+    let with_both = sockets(server.pid().expect("running"));
     let big = "x".repeat(64 << 10);
     let started = Instant::now();
     let mut state = 1_700_000_000_000.0;
@@ -39,6 +53,18 @@ fn a_client_that_does_not_read_is_disconnected() {
         server.log()
     );
     server.assert_alive("after dropping a slow client");
+    // The relay really let go of it while it still reads nothing: its socket is closed on the
+    // server's side, not kept open behind a writer blocked on the full socket.
+    let pid = server.pid().expect("running");
+    let end = Instant::now() + Duration::from_secs(10);
+    while sockets(pid) >= with_both && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        sockets(pid) < with_both,
+        "the dropped client's socket is still held by the relay"
+    );
+    drop(slow);
     // The relay still serves others.
     let mut other = Peer::connect(&server.ws_url());
     let reply = other.get("g", "firehose", Some("blob"), Duration::from_secs(5));

@@ -9,6 +9,7 @@ use async_io::Timer;
 use fibergun::{ConnId, Direction, Event, Input, Output, Peer, StoreOp};
 use smol::channel::{Receiver, Sender};
 
+use crate::budget::ByteBudget;
 use crate::clock;
 use crate::store_thread::BatchResults;
 
@@ -21,13 +22,15 @@ pub enum Outgoing {
     Close(String),
 }
 
-/// The driver's handle on one connection's writer.
+/// The driver's handle on one connection's socket task.
 #[derive(Clone, Debug)]
 pub struct ConnSender {
     /// Frames for the writer task.
     pub tx: Sender<Outgoing>,
     /// Bytes queued and not yet written; the writer subtracts what it sends.
     pub queued: Arc<AtomicUsize>,
+    /// Ends the socket task at once, even while a write is blocked on a client that does not read.
+    pub kill: Sender<()>,
 }
 
 /// Everything the driver reacts to.
@@ -48,6 +51,8 @@ pub enum DriverEvent {
         conn: ConnId,
         /// The text.
         text: String,
+        /// Bytes it holds of the inbound budget, given back once it is handled.
+        budget: usize,
     },
     /// A binary frame arrived.
     Binary {
@@ -79,11 +84,18 @@ pub struct Driver {
     shutting_down: bool,
     /// Connections closed from this side, to report to the core after the current drain.
     closed_by_us: Vec<ConnId>,
+    /// The inbound frame budget, released as frames are handled.
+    inbound: Arc<ByteBudget>,
 }
 
 impl Driver {
     /// A driver for `peer`, reading `events` and sending store batches to `store`.
-    pub fn new(peer: Peer, events: Receiver<DriverEvent>, store: Sender<Vec<StoreOp>>) -> Driver {
+    pub fn new(
+        peer: Peer,
+        events: Receiver<DriverEvent>,
+        store: Sender<Vec<StoreOp>>,
+        inbound: Arc<ByteBudget>,
+    ) -> Driver {
         Driver {
             peer,
             events,
@@ -93,6 +105,7 @@ impl Driver {
             batch_in_flight: false,
             shutting_down: false,
             closed_by_us: Vec::new(),
+            inbound,
         }
     }
 
@@ -155,10 +168,11 @@ impl Driver {
                 self.conns.insert(conn, sender);
                 self.input(Input::Connected { conn, direction });
             }
-            DriverEvent::Frame { conn, text } => {
+            DriverEvent::Frame { conn, text, budget } => {
                 if !self.shutting_down && self.conns.contains_key(&conn) {
                     self.input(Input::Frame { conn, text: &text });
                 }
+                self.inbound.release(budget);
             }
             DriverEvent::Binary { conn, bytes } => {
                 if !self.shutting_down && self.conns.contains_key(&conn) {
@@ -200,9 +214,8 @@ impl Driver {
                             queued,
                             "closing a connection that does not read its frames"
                         );
-                        let _ = sender
-                            .tx
-                            .try_send(Outgoing::Close("too slow: outbound queue full".into()));
+                        // Its writer may be blocked on the socket, so end the task outright.
+                        let _ = sender.kill.try_send(());
                         self.conns.remove(&conn);
                         self.input_disconnected_later(conn);
                         continue;

@@ -22,6 +22,7 @@ use smol::net::TcpStream;
 use smol::Executor;
 use smol_hyper::rt::FuturesIo;
 
+use crate::budget::ByteBudget;
 use crate::driver::{ConnSender, DriverEvent, Outgoing};
 
 /// What every HTTP connection task shares.
@@ -35,6 +36,8 @@ pub struct HttpContext {
     pub max_frame_bytes: usize,
     /// Source of connection ids.
     pub next_conn: AtomicU64,
+    /// Bytes of inbound frames waiting for the driver.
+    pub inbound: Arc<ByteBudget>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -140,10 +143,12 @@ where
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = ws.split();
     let (tx, rx) = smol::channel::unbounded::<Outgoing>();
+    let (kill, killed) = smol::channel::bounded::<()>(1);
     let queued = Arc::new(AtomicUsize::new(0));
     let sender = ConnSender {
         tx,
         queued: queued.clone(),
+        kill,
     };
     let opened = DriverEvent::Opened {
         conn,
@@ -178,10 +183,11 @@ where
     let reader = async {
         while let Some(message) = stream.next().await {
             let event = match message {
-                Ok(Message::Text(t)) => DriverEvent::Frame {
-                    conn,
-                    text: t.as_str().to_owned(),
-                },
+                Ok(Message::Text(t)) => {
+                    let text = t.as_str().to_owned();
+                    let budget = ctx.inbound.acquire(text.len()).await;
+                    DriverEvent::Frame { conn, text, budget }
+                }
                 Ok(Message::Binary(b)) => DriverEvent::Binary {
                     conn,
                     bytes: b.len(),
@@ -193,11 +199,17 @@ where
                     break;
                 }
             };
-            if ctx.events.send(event).await.is_err() {
+            if let Err(unsent) = ctx.events.send(event).await {
+                if let DriverEvent::Frame { budget, .. } = unsent.0 {
+                    ctx.inbound.release(budget);
+                }
                 break;
             }
         }
     };
-    smol::future::or(reader, writer).await;
+    let killed = async {
+        let _ = killed.recv().await;
+    };
+    smol::future::or(smol::future::or(reader, writer), killed).await;
     let _ = ctx.events.send(DriverEvent::Closed { conn }).await;
 }

@@ -10,6 +10,7 @@ use fibergun::{Config, Limits, Peer};
 use fibergun_lmdb::LmdbStore;
 use smol::Executor;
 
+use crate::budget::ByteBudget;
 use crate::driver::{Driver, DriverEvent};
 use crate::http::{serve_connection, HttpContext};
 use crate::{clock, store_thread};
@@ -109,13 +110,18 @@ pub fn serve(
         })
         .collect();
 
+    // Frames waiting for the driver hold at most four of the largest frames.
+    let inbound = Arc::new(ByteBudget::new(
+        config.limits.max_frame_bytes.saturating_mul(4),
+    ));
     let ctx = Arc::new(HttpContext {
         events: events_tx.clone(),
         executor: executor.clone(),
         max_frame_bytes: config.limits.max_frame_bytes,
         next_conn: AtomicU64::new(1),
+        inbound: inbound.clone(),
     });
-    let driver = executor.spawn(Driver::new(peer, events_rx, store_tx).run());
+    let driver = executor.spawn(Driver::new(peer, events_rx, store_tx, inbound).run());
     let accept_ex = executor.clone();
     let accept = async move {
         loop {

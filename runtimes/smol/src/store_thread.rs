@@ -6,6 +6,15 @@ use std::thread::JoinHandle;
 use fibergun::{OpId, Store, StoreOp, StoreResult};
 use smol::channel::{Receiver, Sender};
 
+fn failed(n: usize, reason: &str) -> Vec<StoreResult> {
+    tracing::error!("store batch failed: {reason}");
+    (0..n)
+        .map(|_| StoreResult::Failed {
+            reason: reason.to_owned(),
+        })
+        .collect()
+}
+
 /// The results of one batch, in op order.
 pub type BatchResults = Vec<(OpId, StoreResult)>;
 
@@ -27,7 +36,15 @@ where
         .spawn(move || {
             while let Ok(batch) = rx.recv_blocking() {
                 let ids: Vec<OpId> = batch.iter().map(StoreOp::id).collect();
-                let results = store.apply(batch);
+                // A store that panics fails its batch, so the driver is answered and no write
+                // waits for ever; the next batch tries again.
+                let applied =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.apply(batch)));
+                let results = match applied {
+                    Ok(results) if results.len() == ids.len() => results,
+                    Ok(_) => failed(ids.len(), "the store returned the wrong number of results"),
+                    Err(_) => failed(ids.len(), "the store panicked"),
+                };
                 done(ids.into_iter().zip(results).collect());
             }
             sync(&store);
