@@ -38,6 +38,24 @@ pub struct HttpContext {
     pub next_conn: AtomicU64,
     /// Bytes of inbound frames waiting for the driver.
     pub inbound: Arc<ByteBudget>,
+    /// WebSockets whose task is still running (writers may still be flushing at shutdown).
+    pub open_sockets: AtomicUsize,
+}
+
+/// Counts a socket task as open while it lives.
+struct OpenSocket<'a>(&'a AtomicUsize);
+
+impl<'a> OpenSocket<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        OpenSocket(count)
+    }
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -140,6 +158,7 @@ pub async fn run_socket<S>(ws: WebSocketStream<S>, ctx: Arc<HttpContext>)
 where
     S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let _open = OpenSocket::new(&ctx.open_sockets);
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = ws.split();
     let (tx, rx) = smol::channel::unbounded::<Outgoing>();

@@ -120,7 +120,9 @@ pub fn serve(
         max_frame_bytes: config.limits.max_frame_bytes,
         next_conn: AtomicU64::new(1),
         inbound: inbound.clone(),
+        open_sockets: Default::default(),
     });
+    let sockets = ctx.clone();
     let driver = executor.spawn(Driver::new(peer, events_rx, store_tx, inbound).run());
     let accept_ex = executor.clone();
     let accept = async move {
@@ -143,6 +145,17 @@ pub fn serve(
         smol::future::or(accept, shutdown).await;
         let _ = events_tx.send(DriverEvent::Shutdown).await;
         driver.await;
+        // The driver has answered every write and asked each socket to close; give the writers a
+        // moment to send those last frames.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while sockets
+            .open_sockets
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && std::time::Instant::now() < deadline
+        {
+            async_io::Timer::after(std::time::Duration::from_millis(10)).await;
+        }
     }));
     // The driver owned the store's channel; with it gone the store thread syncs and ends.
     let _ = store_thread.join();
