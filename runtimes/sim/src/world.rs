@@ -1,0 +1,768 @@
+//! The simulated world: relays running the real core, clients, a virtual network with faults, and
+//! virtual clocks, all driven by one event queue. Nothing here reads a clock or draws ambient
+//! randomness: a run is a function of its seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::{Duration, Instant};
+
+use fibergun::rng::Rng;
+use fibergun::{
+    Config, ConnId, Direction, Field, Input, Key, MemStore, Now, Output, Peer, Soul, State, Store,
+    StoreOp, Value,
+};
+use serde_json::{json, Value as Json};
+
+use crate::config::SimConfig;
+
+/// Virtual time, in microseconds since the start of the run.
+pub type Time = u64;
+
+const MS: Time = 1_000;
+/// The wall clock at the start of every run: 2023-11-14T22:13:20Z.
+const START_WALL_MS: f64 = 1_700_000_000_000.0;
+
+/// One end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum End {
+    Relay(usize),
+    Client(usize),
+}
+
+/// A connection between two ends. `a` dialled `b`.
+#[derive(Debug)]
+struct Conn {
+    a: End,
+    b: End,
+    open: bool,
+    /// The last delivery time scheduled in each direction, to keep frames in order (TCP).
+    last_to_a: Time,
+    last_to_b: Time,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Deliver { conn: u64, to_b: bool, text: String },
+    Commit { relay: usize, epoch: u64 },
+    Timer { relay: usize, epoch: u64 },
+    ClientOp { client: usize },
+    DialLink { link: usize },
+    DialClient { client: usize },
+    Fault,
+    Restart { relay: usize },
+    EndPartition { id: u64 },
+    Heal,
+}
+
+impl Ev {
+    /// Events that are work still to do (not just clock ticks), for the quiescence test.
+    fn is_work(&self) -> bool {
+        !matches!(self, Ev::Timer { .. } | Ev::Fault)
+    }
+}
+
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+struct Relay {
+    peer: Option<Peer>,
+    /// What the store has committed: survives crashes.
+    store: MemStore,
+    /// Ops emitted and not yet committed: lost in a crash.
+    pending: Vec<StoreOp>,
+    commit_scheduled: bool,
+    /// Bumped at every crash, so events of an earlier life are ignored.
+    epoch: u64,
+    skew_ms: i64,
+    timer_at: Option<Time>,
+    lives: u64,
+}
+
+struct Client {
+    relay: usize,
+    conn: Option<u64>,
+    ops_left: u32,
+    skew_ms: i64,
+    puts: BTreeMap<String, (Soul, Key, Field)>,
+    next_id: u64,
+}
+
+/// Counts of what happened in a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events processed.
+    pub events: u64,
+    /// Frames delivered.
+    pub frames: u64,
+    /// Messages in those frames.
+    pub messages: u64,
+    /// Frames lost, duplicated, and held back.
+    pub dropped: u64,
+    /// Frames delivered twice.
+    pub duplicated: u64,
+    /// Frames held back so later ones overtook them.
+    pub reordered: u64,
+    /// Partitions.
+    pub partitions: u64,
+    /// Relay crashes.
+    pub crashes: u64,
+    /// Puts issued by clients, and acknowledged.
+    pub puts: u64,
+    /// Puts acknowledged.
+    pub acked: u64,
+    /// GETs issued by clients.
+    pub gets: u64,
+    /// Store batches committed.
+    pub commits: u64,
+}
+
+/// A simulated world in progress.
+pub struct World {
+    pub(crate) config: SimConfig,
+    rng: Rng,
+    base: Instant,
+    now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    /// Queued events that are work (see [`Ev::is_work`]).
+    queued_work: usize,
+    relays: Vec<Relay>,
+    clients: Vec<Client>,
+    conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    /// Relay links (dialler, dialled) and their current connection.
+    links: Vec<((usize, usize), Option<u64>)>,
+    /// Relay pairs that cannot reach each other (a partition), by partition id.
+    cuts: BTreeMap<u64, BTreeSet<(usize, usize)>>,
+    next_partition: u64,
+    chaos: bool,
+    pub(crate) counts: Counts,
+    /// Every field any store committed (the input to the reference merge).
+    pub(crate) committed: Vec<(Soul, Key, Field)>,
+    /// Every write a client saw acknowledged.
+    pub(crate) acked: Vec<(Soul, Key, Field)>,
+    trace: u64,
+}
+
+impl World {
+    /// A world for `config`, not yet started.
+    pub fn new(config: SimConfig) -> World {
+        let mut rng = Rng::new(config.seed);
+        let skew = |rng: &mut Rng, max: u64| {
+            if max == 0 {
+                0
+            } else {
+                rng.below(2 * max + 1) as i64 - max as i64
+            }
+        };
+        let relays = (0..config.relays)
+            .map(|_| Relay {
+                peer: None,
+                store: MemStore::new(),
+                pending: Vec::new(),
+                commit_scheduled: false,
+                epoch: 0,
+                skew_ms: skew(&mut rng, config.faults.max_skew_ms),
+                timer_at: None,
+                lives: 0,
+            })
+            .collect();
+        let clients = (0..config.clients)
+            .map(|i| Client {
+                relay: i % config.relays,
+                conn: None,
+                ops_left: config.ops_per_client,
+                skew_ms: skew(&mut rng, config.faults.max_skew_ms),
+                puts: BTreeMap::new(),
+                next_id: 0,
+            })
+            .collect();
+        let links = config.links().into_iter().map(|l| (l, None)).collect();
+        World {
+            rng,
+            // The only clock read: an origin for the Instants the core needs. Only differences
+            // from it ever matter, so runs stay deterministic.
+            base: Instant::now(),
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            queued_work: 0,
+            relays,
+            clients,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            links,
+            cuts: BTreeMap::new(),
+            next_partition: 0,
+            chaos: true,
+            counts: Counts::default(),
+            committed: Vec::new(),
+            acked: Vec::new(),
+            trace: 0xcbf2_9ce4_8422_2325,
+            config,
+        }
+    }
+
+    /// A hash of everything that happened, in order: equal for two runs of the same seed.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace
+    }
+
+    /// Virtual milliseconds elapsed.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.now / MS
+    }
+
+    /// The relays' committed graphs.
+    pub fn stores(&self) -> Vec<&MemStore> {
+        self.relays.iter().map(|r| &r.store).collect()
+    }
+
+    fn record(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.trace = (self.trace ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn schedule(&mut self, at: Time, ev: Ev) {
+        self.seq += 1;
+        self.queued_work += usize::from(ev.is_work());
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            ev,
+        }));
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.rng.below(1_000_000) as f64) < p * 1_000_000.0
+    }
+
+    fn between(&mut self, (lo, hi): (u64, u64)) -> u64 {
+        lo + self.rng.below(hi.saturating_sub(lo) + 1)
+    }
+
+    fn now_for(&self, relay: usize) -> Now {
+        Now {
+            mono: self.base + Duration::from_micros(self.now),
+            wall_ms: START_WALL_MS + (self.now / MS) as f64 + self.relays[relay].skew_ms as f64,
+        }
+    }
+
+    /// Runs the chaos phase, heals, and drives the world until nothing is left to do. Returns an
+    /// error if it does not settle within the event budget.
+    pub fn run(&mut self) -> Result<(), String> {
+        for r in 0..self.relays.len() {
+            self.start_relay(r);
+        }
+        for l in 0..self.links.len() {
+            self.schedule(0, Ev::DialLink { link: l });
+        }
+        for c in 0..self.clients.len() {
+            self.schedule(0, Ev::DialClient { client: c });
+            let first = self.rng.below(50) * MS;
+            self.schedule(first, Ev::ClientOp { client: c });
+        }
+        self.schedule(100 * MS, Ev::Fault);
+        let heal_at = self.config.chaos_ms * MS;
+        self.schedule(heal_at, Ev::Heal);
+        // After the heal: frames, commits and deferred states (ahead by at most the skew plus a
+        // few seconds) all settle well within this.
+        let settle_until = heal_at + (self.config.faults.max_skew_ms + 10_000) * MS;
+        while let Some(Reverse(next)) = self.queue.pop() {
+            self.counts.events += 1;
+            if self.counts.events > self.config.max_events {
+                return Err(format!(
+                    "no quiescence within {} events",
+                    self.config.max_events
+                ));
+            }
+            self.now = self.now.max(next.at);
+            self.queued_work -= usize::from(next.ev.is_work());
+            self.handle(next.ev);
+            let busy = self.queued_work > 0 || self.relays.iter().any(|r| !r.pending.is_empty());
+            if self.now >= settle_until && !busy {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Deliver { conn, to_b, text } => self.deliver(conn, to_b, text),
+            Ev::Commit { relay, epoch } => self.commit(relay, epoch),
+            Ev::Timer { relay, epoch } => {
+                if self.relays[relay].epoch == epoch {
+                    self.relays[relay].timer_at = None;
+                    self.relay_input(relay, Input::Timeout);
+                }
+            }
+            Ev::ClientOp { client } => self.client_op(client),
+            Ev::DialLink { link } => self.dial_link(link),
+            Ev::DialClient { client } => self.dial_client(client),
+            Ev::Fault => self.fault(),
+            Ev::Restart { relay } => {
+                if self.relays[relay].peer.is_none() {
+                    self.start_relay(relay);
+                }
+            }
+            Ev::EndPartition { id } => {
+                self.cuts.remove(&id);
+            }
+            Ev::Heal => self.heal(),
+        }
+    }
+
+    // Relays.
+
+    fn start_relay(&mut self, r: usize) {
+        let lives = self.relays[r].lives;
+        self.relays[r].lives += 1;
+        let config = Config {
+            seed: self.config.seed ^ ((r as u64 + 1) << 32) ^ (lives << 48),
+            ..Config::default()
+        };
+        let now = self.now_for(r);
+        self.relays[r].peer = Some(Peer::new(config, now));
+        self.relays[r].timer_at = None;
+        self.reschedule_timer(r);
+    }
+
+    fn relay_input(&mut self, r: usize, input: Input<'_>) {
+        let now = self.now_for(r);
+        let Some(peer) = self.relays[r].peer.as_mut() else {
+            return;
+        };
+        peer.handle_input(now, input)
+            .expect("the simulator follows the driving contract");
+        let mut outputs = Vec::new();
+        while let Some(out) = peer.poll_output() {
+            outputs.push(out);
+        }
+        for out in outputs {
+            match out {
+                Output::Send { conn, text } => self.transmit(conn.0, End::Relay(r), text),
+                Output::Close { conn, .. } => self.close(conn.0),
+                Output::Store(op) => {
+                    self.relays[r].pending.push(op);
+                    if !self.relays[r].commit_scheduled {
+                        self.relays[r].commit_scheduled = true;
+                        let at = self.now + self.between(self.config.commit_ms) * MS;
+                        let epoch = self.relays[r].epoch;
+                        self.schedule(at, Ev::Commit { relay: r, epoch });
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.reschedule_timer(r);
+    }
+
+    fn reschedule_timer(&mut self, r: usize) {
+        let Some(peer) = self.relays[r].peer.as_ref() else {
+            return;
+        };
+        let Some(deadline) = peer.poll_timeout() else {
+            return;
+        };
+        // Round up: a timer delivered even a nanosecond early finds nothing due and is re-armed
+        // for the same instant.
+        let nanos = deadline.saturating_duration_since(self.base).as_nanos();
+        let at = (nanos.div_ceil(1_000) as Time).max(self.now);
+        if self.relays[r].timer_at.is_none_or(|t| at < t) {
+            self.relays[r].timer_at = Some(at);
+            let epoch = self.relays[r].epoch;
+            self.schedule(at, Ev::Timer { relay: r, epoch });
+        }
+    }
+
+    fn commit(&mut self, r: usize, epoch: u64) {
+        if self.relays[r].epoch != epoch {
+            return; // scheduled before a crash
+        }
+        self.relays[r].commit_scheduled = false;
+        let ops = std::mem::take(&mut self.relays[r].pending);
+        if ops.is_empty() {
+            return;
+        }
+        self.counts.commits += 1;
+        for op in &ops {
+            if let StoreOp::Merge { soul, fields, .. } = op {
+                for (k, f) in fields {
+                    self.committed.push((soul.clone(), k.clone(), f.clone()));
+                }
+            }
+        }
+        let ids: Vec<_> = ops.iter().map(StoreOp::id).collect();
+        let results = self.relays[r].store.apply(ops);
+        self.record(format!("commit {r} {}", ids.len()).as_bytes());
+        for (op, result) in ids.into_iter().zip(results) {
+            self.relay_input(r, Input::StoreDone { op, result });
+        }
+    }
+
+    fn crash(&mut self, r: usize) {
+        if self.relays[r].peer.is_none() {
+            return;
+        }
+        self.counts.crashes += 1;
+        self.record(format!("crash {r}").as_bytes());
+        let relay = &mut self.relays[r];
+        relay.peer = None;
+        relay.pending.clear();
+        relay.commit_scheduled = false;
+        relay.timer_at = None;
+        relay.epoch += 1;
+        let touching: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.open && (c.a == End::Relay(r) || c.b == End::Relay(r)))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in touching {
+            self.close(conn);
+        }
+        let downtime = self.between((100, 2_000)) * MS;
+        self.schedule(self.now + downtime, Ev::Restart { relay: r });
+    }
+
+    // The network.
+
+    fn transmit(&mut self, conn: u64, from: End, text: String) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.open {
+            return;
+        }
+        let to_b = c.a == from;
+        let faults = self.chaos && matches!((c.a, c.b), (End::Relay(_), End::Relay(_)));
+        let latency = self.between(self.config.latency_ms) * MS;
+        if faults && self.chance(self.config.faults.drop) {
+            self.counts.dropped += 1;
+            return;
+        }
+        let copies = if faults && self.chance(self.config.faults.duplicate) {
+            self.counts.duplicated += 1;
+            2
+        } else {
+            1
+        };
+        let reorder = faults && self.chance(self.config.faults.reorder);
+        for _ in 0..copies {
+            let mut at = self.now + latency;
+            if reorder {
+                self.counts.reordered += 1;
+                at += self.rng.below(self.config.faults.max_extra_delay_ms + 1) * MS;
+            } else {
+                // In order, as on one TCP connection.
+                let c = self.conns.get_mut(&conn).expect("looked up above");
+                let last = if to_b {
+                    &mut c.last_to_b
+                } else {
+                    &mut c.last_to_a
+                };
+                at = at.max(*last + 1);
+                *last = at;
+            }
+            self.schedule(
+                at,
+                Ev::Deliver {
+                    conn,
+                    to_b,
+                    text: text.clone(),
+                },
+            );
+        }
+    }
+
+    fn deliver(&mut self, conn: u64, to_b: bool, text: String) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.open {
+            return;
+        }
+        let to = if to_b { c.b } else { c.a };
+        if std::env::var_os("FIBERGUN_SIM_TRACE").is_some() {
+            let from = if to_b { c.a } else { c.b };
+            eprintln!(
+                "{:>9.3} {from:?} -> {to:?} #{conn}: {}",
+                self.now as f64 / 1000.0,
+                &text[..text.len().min(300)]
+            );
+        }
+        self.counts.frames += 1;
+        self.counts.messages += if text.starts_with('[') {
+            text.matches("{\"#\"").count().max(1) as u64
+        } else {
+            1
+        };
+        self.record(&conn.to_le_bytes());
+        self.record(text.as_bytes());
+        match to {
+            End::Relay(r) => self.relay_input(
+                r,
+                Input::Frame {
+                    conn: ConnId(conn),
+                    text: &text,
+                },
+            ),
+            End::Client(c) => self.client_receive(c, &text),
+        }
+    }
+
+    fn open_conn(&mut self, a: End, b: End) -> u64 {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                a,
+                b,
+                open: true,
+                last_to_a: 0,
+                last_to_b: 0,
+            },
+        );
+        self.record(format!("open {id} {a:?} {b:?}").as_bytes());
+        if let End::Relay(r) = b {
+            self.relay_input(
+                r,
+                Input::Connected {
+                    conn: ConnId(id),
+                    direction: Direction::Inbound,
+                },
+            );
+        }
+        if let End::Relay(r) = a {
+            self.relay_input(
+                r,
+                Input::Connected {
+                    conn: ConnId(id),
+                    direction: Direction::Outbound,
+                },
+            );
+        }
+        id
+    }
+
+    fn close(&mut self, conn: u64) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !c.open {
+            return;
+        }
+        c.open = false;
+        let ends = [c.a, c.b];
+        self.record(format!("close {conn}").as_bytes());
+        for end in ends {
+            match end {
+                End::Relay(r) => self.relay_input(r, Input::Disconnected { conn: ConnId(conn) }),
+                End::Client(c) => {
+                    self.clients[c].conn = None;
+                    let at = self.now + self.between((50, 500)) * MS;
+                    self.schedule(at, Ev::DialClient { client: c });
+                }
+            }
+        }
+        if let Some(l) = self.links.iter().position(|(_, c)| *c == Some(conn)) {
+            self.links[l].1 = None;
+            let at = self.now + self.between((100, 1_000)) * MS;
+            self.schedule(at, Ev::DialLink { link: l });
+        }
+    }
+
+    fn cut(&self, a: usize, b: usize) -> bool {
+        self.cuts
+            .values()
+            .any(|c| c.contains(&(a.min(b), a.max(b))))
+    }
+
+    fn dial_link(&mut self, l: usize) {
+        let ((a, b), current) = self.links[l];
+        if current.is_some() {
+            return;
+        }
+        let up = self.relays[a].peer.is_some() && self.relays[b].peer.is_some();
+        if !up || self.cut(a, b) {
+            let at = self.now + self.between((200, 1_000)) * MS;
+            self.schedule(at, Ev::DialLink { link: l });
+            return;
+        }
+        let conn = self.open_conn(End::Relay(a), End::Relay(b));
+        self.links[l].1 = Some(conn);
+    }
+
+    fn dial_client(&mut self, c: usize) {
+        if self.clients[c].conn.is_some() {
+            return;
+        }
+        let relay = self.clients[c].relay;
+        if self.relays[relay].peer.is_none() {
+            let at = self.now + self.between((100, 500)) * MS;
+            self.schedule(at, Ev::DialClient { client: c });
+            return;
+        }
+        let conn = self.open_conn(End::Client(c), End::Relay(relay));
+        self.clients[c].conn = Some(conn);
+    }
+
+    // Faults.
+
+    fn fault(&mut self) {
+        if !self.chaos {
+            return;
+        }
+        let n = self.relays.len();
+        if n > 1 && self.chance(self.config.faults.partition) {
+            // Split the relays in two: every link across the split goes down until it ends.
+            let side: Vec<bool> = (0..n).map(|_| self.rng.below(2) == 1).collect();
+            let cut: BTreeSet<(usize, usize)> = (0..n)
+                .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+                .filter(|&(i, j)| side[i] != side[j])
+                .collect();
+            if !cut.is_empty() {
+                self.counts.partitions += 1;
+                let id = self.next_partition;
+                self.next_partition += 1;
+                let across: Vec<u64> = self
+                    .links
+                    .iter()
+                    .filter(|((a, b), _)| cut.contains(&((*a).min(*b), (*a).max(*b))))
+                    .filter_map(|(_, c)| *c)
+                    .collect();
+                self.cuts.insert(id, cut);
+                for conn in across {
+                    self.close(conn);
+                }
+                let until = self.now + self.between((200, 3_000)) * MS;
+                self.schedule(until, Ev::EndPartition { id });
+            }
+        }
+        if self.chance(self.config.faults.crash) {
+            let r = self.rng.below(n as u64) as usize;
+            self.crash(r);
+        }
+        let next = self.now + self.between((100, 400)) * MS;
+        self.schedule(next, Ev::Fault);
+    }
+
+    /// Ends the chaos: partitions end, crashed relays restart, faults stop, and every relay link is
+    /// made anew, so that relays exchange what they have.
+    fn heal(&mut self) {
+        self.chaos = false;
+        self.cuts.clear();
+        self.record(b"heal");
+        for r in 0..self.relays.len() {
+            if self.relays[r].peer.is_none() {
+                self.start_relay(r);
+            }
+        }
+        let open: Vec<u64> = self.links.iter().filter_map(|(_, c)| *c).collect();
+        for conn in open {
+            self.close(conn);
+        }
+        for l in 0..self.links.len() {
+            self.dial_link(l);
+        }
+        for c in 0..self.clients.len() {
+            self.dial_client(c);
+        }
+    }
+
+    // Clients.
+
+    fn client_op(&mut self, c: usize) {
+        if !self.chaos || self.clients[c].ops_left == 0 {
+            return;
+        }
+        let gap = self.config.chaos_ms / u64::from(self.config.ops_per_client.max(1));
+        let next = self.now + self.between((1, gap.max(2))) * MS;
+        self.schedule(next, Ev::ClientOp { client: c });
+        let Some(conn) = self.clients[c].conn else {
+            return;
+        };
+        self.clients[c].ops_left -= 1;
+        self.clients[c].next_id += 1;
+        let id = format!("c{c}.{}", self.clients[c].next_id);
+        let soul = format!("s{}", self.rng.below(u64::from(self.config.souls)));
+        if self.rng.below(10) < 3 {
+            self.counts.gets += 1;
+            let get = json!({"#": id, "get": {"#": soul}});
+            self.transmit(conn, End::Client(c), get.to_string());
+            return;
+        }
+        let key = format!("k{}", self.rng.below(u64::from(self.config.keys)));
+        let value = match self.rng.below(6) {
+            0 => Value::Null,
+            1 => Value::Bool(self.rng.below(2) == 1),
+            2 => Value::Number(self.rng.below(4) as f64),
+            3 => Value::Link(Soul::new(&format!("s{}", self.rng.below(3))).expect("non-empty")),
+            _ => {
+                Value::String(["a", "b", "a!", "😀", "\u{ff61}"][self.rng.below(5) as usize].into())
+            }
+        };
+        let wall = START_WALL_MS + (self.now / MS) as f64 + self.clients[c].skew_ms as f64;
+        let state = match self.rng.below(10) {
+            // A coarse state, shared by every client writing in the same second: ties.
+            0..=2 => (wall / 1000.0).floor() * 1000.0,
+            // Ahead of the relays' clocks: held until its time comes.
+            3 => wall + self.rng.below(3_000) as f64,
+            4 => wall - self.rng.below(5_000) as f64,
+            _ => wall + self.rng.below(999) as f64 / 999.0,
+        };
+        let field = Field {
+            value,
+            state: State::new(state).expect("finite"),
+        };
+        let msg = json!({"#": id, "put": {&soul: {"_": {"#": &soul, ">": {&key: state}}, &key: field.value.to_json()}}});
+        self.counts.puts += 1;
+        let soul = Soul::new(&soul).expect("non-empty");
+        let key = Key::new(&key).expect("valid");
+        self.clients[c].puts.insert(id, (soul, key, field));
+        self.transmit(conn, End::Client(c), msg.to_string());
+    }
+
+    fn client_receive(&mut self, c: usize, text: &str) {
+        let msgs = match serde_json::from_str::<Json>(text) {
+            Ok(Json::Array(items)) => items,
+            Ok(one) => vec![one],
+            Err(e) => panic!("a relay sent a frame that is not JSON ({e}): {text}"),
+        };
+        for msg in msgs {
+            if msg.get("ok") != Some(&Json::Bool(true)) {
+                continue;
+            }
+            let Some(to) = msg.get("@").and_then(Json::as_str) else {
+                continue;
+            };
+            if let Some(write) = self.clients[c].puts.remove(to) {
+                self.counts.acked += 1;
+                self.acked.push(write);
+            }
+        }
+    }
+}
