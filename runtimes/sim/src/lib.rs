@@ -76,6 +76,33 @@ pub fn run(config: SimConfig) -> Result<Report, Failure> {
     })
 }
 
+/// The fuzz target's body: a run whose seed and fault mix come from the bytes, which must
+/// converge. Kept here so that every input a fuzzer finds can be replayed by a plain test.
+pub fn fuzz(data: &[u8]) {
+    let byte = |i: usize| u64::from(data.get(i).copied().unwrap_or(0));
+    let seed = u64::from_le_bytes(std::array::from_fn(|i| data.get(i).copied().unwrap_or(0)));
+    let mut config = SimConfig::from_seed(seed);
+    if data.len() > 8 {
+        config.relays = 1 + (byte(8) % 5) as usize;
+        config.topology = [
+            Topology::Line,
+            Topology::Ring,
+            Topology::Full,
+            Topology::Star,
+        ][(byte(9) % 4) as usize];
+        config.faults.drop = byte(10) as f64 / 1024.0;
+        config.faults.duplicate = byte(11) as f64 / 1024.0;
+        config.faults.reorder = byte(12) as f64 / 512.0;
+        config.faults.partition = byte(13) as f64 / 512.0;
+        config.faults.crash = byte(14) as f64 / 1024.0;
+        config.faults.max_skew_ms = byte(15) * 16;
+        config.ops_per_client = 5 + (byte(16) % 20) as u32;
+    }
+    if let Err(failure) = run(config) {
+        panic!("{failure}");
+    }
+}
+
 /// Seeds from the environment: `FIBERGUN_SIM_SEED` (one seed), else `FIBERGUN_SIM_RUNS` seeds
 /// from `FIBERGUN_SIM_FIRST` (default 0), else `default_runs` seeds from 0.
 pub fn seeds_from_env(default_runs: u64) -> Vec<u64> {
