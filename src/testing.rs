@@ -71,18 +71,22 @@ impl Harness {
 
     fn pump(&mut self) {
         loop {
-            while let Some(out) = self.peer.poll_output() {
-                match out {
-                    Output::Send { conn, text } => self.frames.push((conn, text)),
-                    Output::Close { conn, .. } => self.closed.push(conn),
-                    Output::Store(op) => self.held.push(op),
-                    Output::Event(e) => self.events.push(e),
-                }
-            }
+            self.drain_outputs();
             if !self.auto_store || self.held.is_empty() {
                 return;
             }
             self.apply_held();
+        }
+    }
+
+    fn drain_outputs(&mut self) {
+        while let Some(out) = self.peer.poll_output() {
+            match out {
+                Output::Send { conn, text } => self.frames.push((conn, text)),
+                Output::Close { conn, .. } => self.closed.push(conn),
+                Output::Store(op) => self.held.push(op),
+                Output::Event(e) => self.events.push(e),
+            }
         }
     }
 
@@ -93,14 +97,7 @@ impl Harness {
             self.peer
                 .handle_input(self.now, Input::StoreDone { op, result })
                 .expect("results are fed in op order");
-            while let Some(out) = self.peer.poll_output() {
-                match out {
-                    Output::Send { conn, text } => self.frames.push((conn, text)),
-                    Output::Close { conn, .. } => self.closed.push(conn),
-                    Output::Store(op) => self.held.push(op),
-                    Output::Event(e) => self.events.push(e),
-                }
-            }
+            self.drain_outputs();
         }
     }
 

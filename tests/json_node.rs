@@ -90,6 +90,22 @@ fn value(rng: &mut Rng, depth: u32) -> Json {
     }
 }
 
+/// Runs a node script with `input` on its stdin; returns its stdout.
+fn node(script: &str, input: String) -> Vec<u8> {
+    let mut child = Command::new("node")
+        .args(["-e", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node must be installed to run this test (see README)");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(output.status.success(), "node failed");
+    output.stdout
+}
+
 #[test]
 fn stringify_matches_node() {
     let mut rng = Rng::new(20261125);
@@ -101,27 +117,14 @@ fn stringify_matches_node() {
             return JSON.stringify([s, h]); });
         process.stdout.write(out.join('\n') + '\n');
     "#;
-    let mut child = Command::new("node")
-        .args(["-e", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node must be installed to run this test (see README)");
     let mut input = String::new();
     for v in &values {
         // serde_json (float_roundtrip) writes numbers that parse back to the same f64 in node.
         input.push_str(&serde_json::to_string(v).unwrap());
         input.push('\n');
     }
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(output.status.success());
-    let lines: Vec<&str> = std::str::from_utf8(&output.stdout)
-        .unwrap()
-        .lines()
-        .collect();
+    let output = node(script, input);
+    let lines: Vec<&str> = std::str::from_utf8(&output).unwrap().lines().collect();
     assert_eq!(lines.len(), values.len());
     for (v, line) in values.iter().zip(lines) {
         let (expected, hash): (String, i32) = serde_json::from_str(line).unwrap();
@@ -142,18 +145,8 @@ fn utf16_comparison_matches_node() {
         const pairs = JSON.parse(require('fs').readFileSync(0, 'utf8'));
         process.stdout.write(JSON.stringify(pairs.map(([a, b]) => a < b ? -1 : a > b ? 1 : 0)));
     "#;
-    let mut child = Command::new("node")
-        .args(["-e", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("node must be installed to run this test (see README)");
-    let input = serde_json::to_string(&pairs).unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    let verdicts: Vec<i8> = serde_json::from_slice(&output.stdout).unwrap();
+    let output = node(script, serde_json::to_string(&pairs).unwrap());
+    let verdicts: Vec<i8> = serde_json::from_slice(&output).unwrap();
     for ((a, b), v) in pairs.iter().zip(verdicts) {
         assert_eq!(cmp_utf16(a, b) as i8, v, "{a:?} vs {b:?}");
     }
