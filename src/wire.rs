@@ -310,9 +310,11 @@ fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
                     }
                 }
             }
-            // Any other escape: copy it whole, so an escaped backslash is not read as a new escape.
-            out.push_str(&text[i..i + 2]);
-            i += 2;
+            // Any other escape: copy it whole (the backslash and the character after it, which may
+            // take several bytes), so an escaped backslash is not read as a new escape.
+            let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&text[i..i + 1 + next]);
+            i += 1 + next;
             continue;
         }
         let len = text[i..].chars().next().map_or(1, char::len_utf8);
@@ -852,6 +854,16 @@ mod tests {
             g.nodes[0].fields["y"].value,
             crate::Value::String("😀\\ud800".into())
         );
+    }
+
+    #[test]
+    fn a_backslash_before_a_multibyte_character_is_not_split() {
+        // Found by the parse_frame fuzzer (fuzz/regressions/parse_frame/).
+        let text = "{\"#\":\"\\é\\ud800\"}";
+        assert!(matches!(parse(text), Err(FrameError::BadJson(_))));
+        let batch = format!("[{text},{{\"#\":\"g\",\"get\":{{\"#\":\"a\"}}}}]");
+        let v = parse(&batch).unwrap();
+        assert!(v[0].is_err() && v[1].is_ok());
     }
 
     #[test]
