@@ -1,0 +1,233 @@
+//! The load generator: GUN's wire protocol over raw WebSockets, one task per connection, a fixed
+//! number of requests in flight on each (closed loop: every completion sends the next request).
+//! A put completes when a reply whose `@` is the put's `#` arrives (the ack); a GET completes on
+//! its first reply.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::Message;
+use futures_util::StreamExt;
+use serde_json::Value as Json;
+
+/// What a scenario sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A put of one 64-byte string to a new soul.
+    Put,
+    /// A GET of one of `souls` souls written beforehand by [`prefill`].
+    Get {
+        /// How many souls were prefilled.
+        souls: u64,
+    },
+}
+
+/// A scenario's shape.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Connections.
+    pub conns: usize,
+    /// Requests in flight per connection.
+    pub inflight: usize,
+    /// Requests in all.
+    pub total: usize,
+    /// Give up on a request after this long.
+    pub timeout: Duration,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Requests completed.
+    pub completed: usize,
+    /// Requests never answered within the timeout.
+    pub missing: usize,
+    /// Replies that were errors.
+    pub errors: usize,
+    /// Completed requests per second.
+    pub ops_per_s: f64,
+    /// Latency percentiles, in milliseconds.
+    pub p50_ms: f64,
+    /// 99th percentile latency, in milliseconds.
+    pub p99_ms: f64,
+}
+
+const VALUE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn wall_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+        .floor()
+}
+
+fn put_text(id: &str, soul: &str) -> String {
+    format!(
+        r##"{{"#":"{id}","put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"v":{}}}}},"v":"{VALUE}"}}}}}}"##,
+        wall_ms()
+    )
+}
+
+fn get_text(id: &str, soul: &str) -> String {
+    format!(r##"{{"#":"{id}","get":{{"#":"{soul}"}}}}"##)
+}
+
+/// Writes `souls` souls `bench/prefill/<i>` (acked) for a GET scenario.
+pub fn prefill(url: &str, souls: u64) -> Result<(), String> {
+    let shape = Shape {
+        conns: 10,
+        inflight: 10,
+        total: souls as usize,
+        timeout: Duration::from_secs(30),
+    };
+    let out = run_inner(url, Op::Put, shape, "bench/prefill", true)?;
+    if out.completed < souls as usize {
+        return Err(format!(
+            "prefill: only {} of {souls} puts acked",
+            out.completed
+        ));
+    }
+    Ok(())
+}
+
+/// Runs one scenario against `url` (`ws://host:port/gun`).
+pub fn run(url: &str, op: Op, shape: Shape, run_id: &str) -> Result<Outcome, String> {
+    run_inner(url, op, shape, run_id, false)
+}
+
+fn run_inner(
+    url: &str,
+    op: Op,
+    shape: Shape,
+    run_id: &str,
+    prefill: bool,
+) -> Result<Outcome, String> {
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(shape.total)));
+    let counts = Arc::new(Mutex::new((0usize, 0usize)));
+    let per_conn = shape.total.div_ceil(shape.conns);
+    let started = Instant::now();
+    let ex = Arc::new(smol::Executor::new());
+    let tasks: Vec<_> = (0..shape.conns)
+        .map(|c| {
+            let (url, latencies, counts) = (url.to_owned(), latencies.clone(), counts.clone());
+            let run_id = run_id.to_owned();
+            ex.spawn(async move {
+                let n = per_conn.min(shape.total.saturating_sub(c * per_conn));
+                let result = connection(&url, op, shape, c, n, &run_id, prefill).await;
+                let (lat, errors) = result?;
+                let missing = n - lat.len() - errors;
+                latencies.lock().expect("lock").extend(lat);
+                let mut k = counts.lock().expect("lock");
+                k.0 += errors;
+                k.1 += missing;
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    smol::block_on(ex.run(async {
+        for t in tasks {
+            t.await?;
+        }
+        Ok::<(), String>(())
+    }))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut lat = std::mem::take(&mut *latencies.lock().expect("lock"));
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(0.0, |us| *us as f64 / 1000.0)
+    };
+    let (errors, missing) = *counts.lock().expect("lock");
+    Ok(Outcome {
+        completed: lat.len(),
+        missing,
+        errors,
+        ops_per_s: lat.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
+/// One connection's closed loop. Returns the latencies (µs) of completed requests and the number
+/// of error replies.
+async fn connection(
+    url: &str,
+    op: Op,
+    shape: Shape,
+    conn: usize,
+    n: usize,
+    run_id: &str,
+    prefill: bool,
+) -> Result<(Vec<u64>, usize), String> {
+    let (ws, _) = async_tungstenite::smol::connect_async(url)
+        .await
+        .map_err(|e| format!("connect {url}: {e}"))?;
+    let (mut tx, mut rx) = ws.split();
+    let mut sent_at: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    let mut latencies = Vec::with_capacity(n);
+    let mut errors = 0;
+    let mut next = 0usize;
+    let mut rng = (conn as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut request = |i: usize| -> (String, String) {
+        // Ids end with '.' so that none equals GUN JS's internal per-key ids (id + counter),
+        // which it shares with wire ids and would drop as duplicates.
+        let id = format!("{run_id}.{conn}.{i}.");
+        let text = match op {
+            Op::Put if prefill => put_text(&id, &format!("bench/prefill/{}", conn * n + i)),
+            Op::Put => put_text(&id, &format!("{run_id}/c{conn}/{i}")),
+            Op::Get { souls } => {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                get_text(&id, &format!("bench/prefill/{}", rng % souls))
+            }
+        };
+        (id, text)
+    };
+    let deadline_for = |t: Instant| t + shape.timeout;
+    let mut last_progress = Instant::now();
+    while latencies.len() + errors < n {
+        while sent_at.len() < shape.inflight && next < n {
+            let (id, text) = request(next);
+            next += 1;
+            sent_at.insert(id, Instant::now());
+            tx.send(Message::text(text))
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+        }
+        let frame = smol::future::or(async { rx.next().await.map(Some) }, async {
+            smol::Timer::at(deadline_for(last_progress)).await;
+            None
+        })
+        .await;
+        let text = match frame {
+            None => break, // nothing for a whole timeout: the rest are missing
+            Some(None) => break,
+            Some(Some(Ok(Message::Text(t)))) => t,
+            Some(Some(Ok(_))) => continue,
+            Some(Some(Err(e))) => return Err(format!("read: {e}")),
+        };
+        let msgs = match serde_json::from_str::<Json>(text.as_str()) {
+            Ok(Json::Array(items)) => items,
+            Ok(one) => vec![one],
+            Err(_) => continue,
+        };
+        for m in msgs {
+            let Some(to) = m.get("@").and_then(Json::as_str) else {
+                continue;
+            };
+            // A GET completes on its first reply; a put on an ack (or an error).
+            if let Some(t) = sent_at.remove(to) {
+                if m.get("err").is_some() {
+                    errors += 1;
+                } else {
+                    latencies.push(t.elapsed().as_micros() as u64);
+                }
+                last_progress = Instant::now();
+            }
+        }
+    }
+    let _ = tx.close(None).await;
+    Ok((latencies, errors))
+}

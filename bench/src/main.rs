@@ -1,0 +1,351 @@
+//! `fibergun-bench`: the same load against the stock GUN JS relay and against fibergun, in one run.
+//!
+//! ```text
+//! fibergun-bench compare [--fibergun target/release/fibergun] [--quick]
+//! fibergun-bench load --url ws://127.0.0.1:8765/gun --op put|get --conns 10 --inflight 10 --total 10000
+//! ```
+//!
+//! `compare` starts each server fresh for each row (on an empty data folder, pinned to CPU 0 when
+//! `taskset` exists, the load on CPU 1), runs the row, reads the server's peak RSS, and prints a
+//! table with the ratio fibergun / GUN JS and the targets it checks.
+
+mod load;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use load::{Op, Outcome, Shape};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Server {
+    GunJs,
+    Fibergun,
+}
+
+struct Running {
+    child: Child,
+    url: String,
+    _dir: TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch folder removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "fibergun-bench-{name}-{}-{}",
+            std::process::id(),
+            nanos()
+        ));
+        std::fs::create_dir_all(&dir).expect("create a scratch folder");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ is in the repository")
+        .to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn has_taskset() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn start(server: Server, fibergun: &Path) -> Result<Running, String> {
+    let port = free_port();
+    let dir = TempDir::new(match server {
+        Server::GunJs => "gunjs",
+        Server::Fibergun => "fibergun",
+    });
+    let mut cmd = if has_taskset() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]);
+        c
+    } else {
+        Command::new("env")
+    };
+    match server {
+        Server::GunJs => {
+            let script = repo_root().join("tests/interop/gunjs-relay.js");
+            cmd.arg("node")
+                .arg(script)
+                .arg(port.to_string())
+                .arg(&dir.0)
+                .env("MULTICAST", "false");
+        }
+        Server::Fibergun => {
+            cmd.arg(fibergun)
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+                .arg(&dir.0);
+            cmd.env("RUST_LOG", "warn");
+        }
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start {server:?}: {e}"))?;
+    let running = Running {
+        child,
+        url: format!("ws://127.0.0.1:{port}/gun"),
+        _dir: dir,
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > end {
+            return Err(format!("{server:?} did not listen on {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(running)
+}
+
+/// Peak resident memory of a process, in MiB (Linux).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Row {
+    name: &'static str,
+    op: Op,
+    conns: usize,
+    inflight: usize,
+    /// Requests for GUN JS (slow) and for fibergun.
+    totals: (usize, usize),
+}
+
+struct Result_ {
+    outcome: Outcome,
+    rss: f64,
+}
+
+fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String> {
+    let running = start(server, fibergun)?;
+    let total = match server {
+        Server::GunJs => row.totals.0,
+        Server::Fibergun => row.totals.1,
+    };
+    if let Op::Get { souls } = row.op {
+        load::prefill(&running.url, souls)?;
+    }
+    let shape = Shape {
+        conns: row.conns,
+        inflight: row.inflight,
+        total,
+        timeout: Duration::from_secs(15),
+    };
+    let outcome = load::run(
+        &running.url,
+        row.op,
+        shape,
+        &format!("r{}", nanos() % 1_000_000),
+    )?;
+    let rss = peak_rss_mib(running.child.id());
+    Ok(Result_ { outcome, rss })
+}
+
+fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
+    if !fibergun.is_file() {
+        return Err(format!(
+            "{} not found: build it with `cargo build --release -p fibergun-smol`",
+            fibergun.display()
+        ));
+    }
+    let scale = if quick { 5 } else { 1 };
+    let rows = [
+        Row {
+            name: "durable puts 1x1",
+            op: Op::Put,
+            conns: 1,
+            inflight: 1,
+            totals: (40 / scale, 2_000 / scale),
+        },
+        Row {
+            name: "durable puts 10x10",
+            op: Op::Put,
+            conns: 10,
+            inflight: 10,
+            totals: (3_000 / scale, 30_000 / scale),
+        },
+        Row {
+            name: "durable puts 50x10",
+            op: Op::Put,
+            conns: 50,
+            inflight: 10,
+            totals: (5_000 / scale, 100_000 / scale),
+        },
+        Row {
+            name: "hot gets 10x10",
+            op: Op::Get { souls: 2_000 },
+            conns: 10,
+            inflight: 10,
+            totals: (10_000 / scale, 100_000 / scale),
+        },
+    ];
+    println!("| scenario | server | ops/s | p50 ms | p99 ms | missing | peak RSS MiB | ops/s fibergun/GUN | p99 fibergun/GUN |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut pass = true;
+    let mut checks = Vec::new();
+    for row in &rows {
+        let gun = run_row(Server::GunJs, row, fibergun)?;
+        let fg = run_row(Server::Fibergun, row, fibergun)?;
+        let ratio = fg.outcome.ops_per_s / gun.outcome.ops_per_s.max(1e-9);
+        let p99_ratio = fg.outcome.p99_ms / gun.outcome.p99_ms.max(1e-9);
+        for (name, r, ratios) in [
+            ("GUN JS", &gun, None),
+            ("fibergun", &fg, Some((ratio, p99_ratio))),
+        ] {
+            let o = &r.outcome;
+            let ratios = ratios.map_or("| |".to_string(), |(a, b)| format!("| {a:.1}x | {b:.3} |"));
+            println!(
+                "| {} | {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} {ratios}",
+                row.name,
+                o.ops_per_s,
+                o.p50_ms,
+                o.p99_ms,
+                o.missing + o.errors,
+                r.rss
+            );
+        }
+        if fg.outcome.missing + fg.outcome.errors > 0 {
+            checks.push((
+                format!("{}: every fibergun request answered", row.name),
+                false,
+            ));
+        }
+        match row.name {
+            "durable puts 50x10" => {
+                checks.push((
+                    format!("durable puts/s at 50x10 at least 30x GUN JS (is {ratio:.1}x)"),
+                    ratio >= 30.0,
+                ));
+                checks.push((
+                    format!("put ack p99 at 50x10 at most 1/20 of GUN JS (is {p99_ratio:.3})"),
+                    p99_ratio <= 0.05,
+                ));
+            }
+            "hot gets 10x10" => checks.push((
+                format!("hot gets/s at least 20x GUN JS (is {ratio:.1}x)"),
+                ratio >= 20.0,
+            )),
+            _ => {}
+        }
+    }
+    println!();
+    for (what, ok) in &checks {
+        println!("{} {what}", if *ok { "PASS" } else { "FAIL" });
+        pass &= ok;
+    }
+    Ok(pass)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    // The load generator runs on CPU 1, the servers on CPU 0.
+    if has_taskset() {
+        let _ = Command::new("taskset")
+            .args(["-cp", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+    }
+    match args.first().map(String::as_str) {
+        Some("compare") => {
+            let fibergun = flag("--fibergun").map_or_else(
+                || repo_root().join("target/release/fibergun"),
+                PathBuf::from,
+            );
+            match compare(&fibergun, args.iter().any(|a| a == "--quick")) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("fibergun-bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("load") => {
+            let num = |name: &str, default: usize| {
+                flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+            };
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let op = match flag("--op").as_deref() {
+                Some("get") => {
+                    let souls = num("--souls", 2_000) as u64;
+                    if let Err(e) = load::prefill(&url, souls) {
+                        eprintln!("fibergun-bench: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    Op::Get { souls }
+                }
+                _ => Op::Put,
+            };
+            let shape = Shape {
+                conns: num("--conns", 10),
+                inflight: num("--inflight", 10),
+                total: num("--total", 10_000),
+                timeout: Duration::from_secs(15),
+            };
+            match load::run(&url, op, shape, &format!("l{}", nanos() % 1_000_000)) {
+                Ok(o) => {
+                    println!("{o:?}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fibergun-bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: fibergun-bench compare [--fibergun PATH] [--quick] | load --url URL --op put|get --conns N --inflight N --total N");
+            ExitCode::FAILURE
+        }
+    }
+}
