@@ -55,7 +55,9 @@
 //! ```
 //!
 //! Rules of the loop:
-//! - Drain [`Peer::poll_output`] to `None` after every [`Peer::handle_input`].
+//! - Drain [`Peer::poll_output`] to `None` after handling input. Several inputs may be fed before
+//!   one drain (every result of a store batch, every frame already waiting): replies to one
+//!   connection are then packed into fewer frames.
 //! - Apply storage ops in the order they were emitted and return their results in that order, each
 //!   only after the transaction holding it has committed durably ([`store`] states the contract).
 //!   The peer acknowledges a put only when its results arrive, so an ack always follows a commit.

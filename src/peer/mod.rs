@@ -374,7 +374,7 @@ impl Peer {
     /// handled (answered with an error, or dropped) and never fails this call.
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) -> Result<(), ApiMisuse> {
         self.advance(now);
-        let result = match input {
+        match input {
             Input::Connected { conn, direction } => self.on_connected(conn, direction),
             Input::Frame { conn, text } => self.on_frame(conn, text),
             Input::Binary { conn, bytes } => self.on_binary(conn, bytes),
@@ -384,14 +384,19 @@ impl Peer {
                 self.on_timeout();
                 Ok(())
             }
-        };
-        self.flush();
-        result
+        }
     }
 
     /// The next output, until `None`.
+    ///
+    /// Messages for a connection are packed into frames only when they are polled, so a runtime
+    /// that feeds several inputs before draining (say, every result of one store batch) sends
+    /// their replies in fewer frames.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.flush();
+        }
         self.outputs.pop_front()
     }
 

@@ -135,7 +135,17 @@ impl Driver {
             };
             match event {
                 None => self.input(Input::Timeout),
-                Some(event) => self.on_event(event),
+                Some(event) => {
+                    self.on_event(event);
+                    // Take what else is already waiting before draining, so replies and storage
+                    // ops of many frames go out together (bounded, to keep latency fair).
+                    for _ in 0..256 {
+                        match self.events.try_recv() {
+                            Ok(event) => self.on_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
             }
         }
         for (_, conn) in self.conns.drain() {

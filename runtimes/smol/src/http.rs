@@ -10,7 +10,7 @@ use async_tungstenite::tungstenite::protocol::{
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use fibergun::{ConnId, Direction};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
@@ -178,24 +178,39 @@ where
         return;
     }
     let writer = async {
-        while let Ok(out) = rx.recv().await {
-            match out {
-                Outgoing::Frame(text) => {
-                    let len = text.len();
-                    if sink.send(Message::text(text)).await.is_err() {
-                        break;
-                    }
-                    queued.fetch_sub(len, Ordering::Relaxed);
-                }
-                Outgoing::Close(reason) => {
-                    let frame = CloseFrame {
-                        code: CloseCode::Policy,
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
+        // Frames already queued are written together and flushed once: fewer syscalls under load.
+        'frames: while let Ok(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < 64 {
+                match rx.try_recv() {
+                    Ok(more) => batch.push(more),
+                    Err(_) => break,
                 }
             }
+            let mut written = 0;
+            for out in batch {
+                match out {
+                    Outgoing::Frame(text) => {
+                        written += text.len();
+                        if sink.feed(Message::text(text)).await.is_err() {
+                            break 'frames;
+                        }
+                    }
+                    Outgoing::Close(reason) => {
+                        let _ = sink.flush().await;
+                        let frame = CloseFrame {
+                            code: CloseCode::Policy,
+                            reason: reason.into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        break 'frames;
+                    }
+                }
+            }
+            if sink.flush().await.is_err() {
+                break;
+            }
+            queued.fetch_sub(written, Ordering::Relaxed);
         }
         let _ = sink.close(None).await;
     };
