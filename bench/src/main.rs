@@ -10,6 +10,7 @@
 //! table with the ratio fibergun / GUN JS and the targets it checks.
 
 mod load;
+mod scenarios;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,13 @@ struct Result_ {
     rss: f64,
 }
 
+fn name(server: Server) -> &'static str {
+    match server {
+        Server::GunJs => "GUN JS",
+        Server::Fibergun => "fibergun",
+    }
+}
+
 fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String> {
     let running = start(server, fibergun)?;
     let total = match server {
@@ -273,6 +281,81 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         }
     }
     println!();
+    println!("| fan-out (100 subscribers) | server | updates/s | delivered / expected | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for rate in [20u32, 100, 500] {
+        let seconds = if quick { 2 } else { 5 };
+        for server in [Server::GunJs, Server::Fibergun] {
+            let running = start(server, fibergun)?;
+            let f = scenarios::fanout(
+                &running.url,
+                100,
+                rate,
+                seconds,
+                &format!("f{}", nanos() % 1_000_000),
+            )?;
+            println!(
+                "| fan-out | {} | {rate} | {} / {} | {:.2} | {:.2} | {:.2} |",
+                name(server),
+                f.delivered,
+                f.expected,
+                f.p50_ms,
+                f.p99_ms,
+                f.max_ms
+            );
+            if server == Server::Fibergun && rate == 500 {
+                checks.push((
+                    format!(
+                        "fan-out p99 at most 5 ms at 100 subscribers x 500 updates/s (is {:.2} ms)",
+                        f.p99_ms
+                    ),
+                    f.p99_ms <= 5.0,
+                ));
+                checks.push((
+                    format!(
+                        "fan-out loses nothing ({} of {} delivered)",
+                        f.delivered, f.expected
+                    ),
+                    f.delivered == f.expected,
+                ));
+            }
+        }
+    }
+    println!();
+    println!("| idle connections | server | RSS before MiB | RSS with connections MiB | KiB per connection |");
+    println!("|---|---|---|---|---|");
+    for conns in [1_000usize, 10_000] {
+        for server in [Server::GunJs, Server::Fibergun] {
+            let running = start(server, fibergun)?;
+            let idle = scenarios::idle(&running.url, conns, running.child.id())?;
+            println!(
+                "| {conns} | {} | {:.1} | {:.1} | {:.1} |",
+                name(server),
+                idle.before_kib as f64 / 1024.0,
+                idle.with_kib as f64 / 1024.0,
+                idle.per_conn_bytes() / 1024.0
+            );
+            if server == Server::Fibergun {
+                if conns == 1_000 {
+                    checks.push((
+                        format!(
+                            "idle RSS at most 8 MiB (is {:.1} MiB)",
+                            idle.before_kib as f64 / 1024.0
+                        ),
+                        idle.before_kib <= 8 * 1024,
+                    ));
+                }
+                checks.push((
+                    format!(
+                        "at most 16 KiB per idle connection at {conns} (is {:.1} KiB)",
+                        idle.per_conn_bytes() / 1024.0
+                    ),
+                    idle.per_conn_bytes() <= 16.0 * 1024.0,
+                ));
+            }
+        }
+    }
+    println!();
     for (what, ok) in &checks {
         println!("{} {what}", if *ok { "PASS" } else { "FAIL" });
         pass &= ok;
@@ -304,6 +387,46 @@ fn main() -> ExitCode {
             match compare(&fibergun, args.iter().any(|a| a == "--quick")) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("fibergun-bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("idle") => {
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let conns = flag("--conns")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000);
+            let Some(pid) = flag("--pid").and_then(|v| v.parse().ok()) else {
+                eprintln!("fibergun-bench: idle needs --pid (the server's process id)");
+                return ExitCode::FAILURE;
+            };
+            match scenarios::idle(&url, conns, pid) {
+                Ok(i) => {
+                    println!(
+                        "{i:?}: {:.1} KiB per connection",
+                        i.per_conn_bytes() / 1024.0
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("fibergun-bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("fanout") => {
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let rate = flag("--rate").and_then(|v| v.parse().ok()).unwrap_or(500);
+            let subs = flag("--subscribers")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100);
+            match scenarios::fanout(&url, subs, rate, 5, &format!("f{}", nanos() % 1_000_000)) {
+                Ok(f) => {
+                    println!("{f:?}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("fibergun-bench: {e}");
                     ExitCode::FAILURE
