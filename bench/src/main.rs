@@ -9,6 +9,7 @@
 //! `taskset` exists, the load on CPU 1), runs the row, reads the server's peak RSS, and prints a
 //! table with the ratio fibergun / GUN JS and the targets it checks.
 
+mod limit;
 mod load;
 mod scenarios;
 
@@ -23,12 +24,15 @@ use load::{Op, Outcome, Shape};
 enum Server {
     GunJs,
     Fibergun,
+    /// The physical limit: a bare server on the same WebSocket stack that answers every message
+    /// at once, doing nothing else.
+    Limit,
 }
 
 struct Running {
     child: Child,
     url: String,
-    _dir: TempDir,
+    dir: Option<TempDir>,
 }
 
 impl Drop for Running {
@@ -89,11 +93,20 @@ fn has_taskset() -> bool {
 }
 
 fn start(server: Server, fibergun: &Path) -> Result<Running, String> {
+    start_in(server, fibergun, TempDir::new(name(server)))
+}
+
+/// Stops a server (SIGKILL) and starts it again on the same data folder.
+fn restart(mut running: Running, server: Server, fibergun: &Path) -> Result<Running, String> {
+    let _ = running.child.kill();
+    let _ = running.child.wait();
+    let dir = running.dir.take().expect("a running server has its folder");
+    drop(running);
+    start_in(server, fibergun, dir)
+}
+
+fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, String> {
     let port = free_port();
-    let dir = TempDir::new(match server {
-        Server::GunJs => "gunjs",
-        Server::Fibergun => "fibergun",
-    });
     let mut cmd = if has_taskset() {
         let mut c = Command::new("taskset");
         c.args(["-c", "0"]);
@@ -116,6 +129,11 @@ fn start(server: Server, fibergun: &Path) -> Result<Running, String> {
                 .arg(&dir.0);
             cmd.env("RUST_LOG", "warn");
         }
+        Server::Limit => {
+            let me = std::env::current_exe().map_err(|e| e.to_string())?;
+            cmd.arg(me)
+                .args(["ack-server", "--listen", &format!("127.0.0.1:{port}")]);
+        }
     }
     let child = cmd
         .stdout(Stdio::null())
@@ -125,7 +143,7 @@ fn start(server: Server, fibergun: &Path) -> Result<Running, String> {
     let running = Running {
         child,
         url: format!("ws://127.0.0.1:{port}/gun"),
-        _dir: dir,
+        dir: Some(dir),
     };
     let end = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -150,6 +168,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 struct Row {
     name: &'static str,
     op: Op,
+    /// Restart the server between writing and reading (reads then come from disk).
+    restart: bool,
     conns: usize,
     inflight: usize,
     /// Requests for GUN JS (slow) and for fibergun.
@@ -165,17 +185,21 @@ fn name(server: Server) -> &'static str {
     match server {
         Server::GunJs => "GUN JS",
         Server::Fibergun => "fibergun",
+        Server::Limit => "limit",
     }
 }
 
 fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String> {
-    let running = start(server, fibergun)?;
+    let mut running = start(server, fibergun)?;
     let total = match server {
         Server::GunJs => row.totals.0,
-        Server::Fibergun => row.totals.1,
+        Server::Fibergun | Server::Limit => row.totals.1,
     };
     if let Op::Get { souls } = row.op {
         load::prefill(&running.url, souls)?;
+        if row.restart {
+            running = restart(running, server, fibergun)?;
+        }
     }
     let shape = Shape {
         conns: row.conns,
@@ -205,6 +229,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         Row {
             name: "durable puts 1x1",
             op: Op::Put,
+            restart: false,
             conns: 1,
             inflight: 1,
             totals: (40 / scale, 2_000 / scale),
@@ -212,6 +237,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         Row {
             name: "durable puts 10x10",
             op: Op::Put,
+            restart: false,
             conns: 10,
             inflight: 10,
             totals: (3_000 / scale, 30_000 / scale),
@@ -219,6 +245,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         Row {
             name: "durable puts 50x10",
             op: Op::Put,
+            restart: false,
             conns: 50,
             inflight: 10,
             totals: (5_000 / scale, 100_000 / scale),
@@ -226,26 +253,40 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         Row {
             name: "hot gets 10x10",
             op: Op::Get { souls: 2_000 },
+            restart: false,
             conns: 10,
             inflight: 10,
             totals: (10_000 / scale, 100_000 / scale),
         },
+        Row {
+            name: "gets after restart 10x10",
+            op: Op::Get { souls: 2_000 },
+            restart: true,
+            conns: 10,
+            inflight: 10,
+            totals: (2_000 / scale, 20_000 / scale),
+        },
     ];
-    println!("| scenario | server | ops/s | p50 ms | p99 ms | missing | peak RSS MiB | ops/s fibergun/GUN | p99 fibergun/GUN |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | server | ops/s | p50 ms | p99 ms | missing | peak RSS MiB | ops/s fibergun/GUN | p99 fibergun/GUN | ops/s fibergun/limit |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut pass = true;
     let mut checks = Vec::new();
     for row in &rows {
         let gun = run_row(Server::GunJs, row, fibergun)?;
         let fg = run_row(Server::Fibergun, row, fibergun)?;
+        let limit = run_row(Server::Limit, row, fibergun)?;
         let ratio = fg.outcome.ops_per_s / gun.outcome.ops_per_s.max(1e-9);
         let p99_ratio = fg.outcome.p99_ms / gun.outcome.p99_ms.max(1e-9);
+        let of_limit = fg.outcome.ops_per_s / limit.outcome.ops_per_s.max(1e-9);
         for (name, r, ratios) in [
             ("GUN JS", &gun, None),
             ("fibergun", &fg, Some((ratio, p99_ratio))),
+            ("limit", &limit, None),
         ] {
             let o = &r.outcome;
-            let ratios = ratios.map_or("| |".to_string(), |(a, b)| format!("| {a:.1}x | {b:.3} |"));
+            let ratios = ratios.map_or("| | |".to_string(), |(a, b)| {
+                format!("| {a:.1}x | {b:.3} | {:.0} % |", of_limit * 100.0)
+            });
             println!(
                 "| {} | {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} {ratios}",
                 row.name,
@@ -273,10 +314,19 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
                     p99_ratio <= 0.05,
                 ));
             }
-            "hot gets 10x10" => checks.push((
-                format!("hot gets/s at least 20x GUN JS (is {ratio:.1}x)"),
-                ratio >= 20.0,
-            )),
+            "hot gets 10x10" => {
+                checks.push((
+                    format!("hot gets/s at least 20x GUN JS (is {ratio:.1}x)"),
+                    ratio >= 20.0,
+                ));
+                checks.push((
+                    format!(
+                        "hot gets/s at least 50 % of the bare-server limit (is {:.0} %)",
+                        of_limit * 100.0
+                    ),
+                    of_limit >= 0.5,
+                ));
+            }
             _ => {}
         }
     }
@@ -387,6 +437,16 @@ fn main() -> ExitCode {
             match compare(&fibergun, args.iter().any(|a| a == "--quick")) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(2),
+                Err(e) => {
+                    eprintln!("fibergun-bench: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some("ack-server") => {
+            let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:8766".into());
+            match limit::serve(&listen) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fibergun-bench: {e}");
                     ExitCode::FAILURE
