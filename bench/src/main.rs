@@ -413,6 +413,20 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
     Ok(pass)
 }
 
+/// Prints a subcommand's outcome, or its error; the exit code says which.
+fn report<T>(result: Result<T, String>, print: impl FnOnce(T)) -> ExitCode {
+    match result {
+        Ok(value) => {
+            print(value);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fibergun-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| {
@@ -445,13 +459,7 @@ fn main() -> ExitCode {
         }
         Some("ack-server") => {
             let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:8766".into());
-            match limit::serve(&listen) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("fibergun-bench: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(limit::serve(&listen), |()| {})
         }
         Some("idle") => {
             let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
@@ -462,19 +470,12 @@ fn main() -> ExitCode {
                 eprintln!("fibergun-bench: idle needs --pid (the server's process id)");
                 return ExitCode::FAILURE;
             };
-            match scenarios::idle(&url, conns, pid) {
-                Ok(i) => {
-                    println!(
-                        "{i:?}: {:.1} KiB per connection",
-                        i.per_conn_bytes() / 1024.0
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("fibergun-bench: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(scenarios::idle(&url, conns, pid), |i| {
+                println!(
+                    "{i:?}: {:.1} KiB per connection",
+                    i.per_conn_bytes() / 1024.0
+                )
+            })
         }
         Some("fanout") => {
             let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
@@ -482,16 +483,10 @@ fn main() -> ExitCode {
             let subs = flag("--subscribers")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100);
-            match scenarios::fanout(&url, subs, rate, 5, &format!("f{}", nanos() % 1_000_000)) {
-                Ok(f) => {
-                    println!("{f:?}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("fibergun-bench: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(
+                scenarios::fanout(&url, subs, rate, 5, &format!("f{}", nanos() % 1_000_000)),
+                |f| println!("{f:?}"),
+            )
         }
         Some("load") => {
             let num = |name: &str, default: usize| {
@@ -515,16 +510,10 @@ fn main() -> ExitCode {
                 total: num("--total", 10_000),
                 timeout: Duration::from_secs(15),
             };
-            match load::run(&url, op, shape, &format!("l{}", nanos() % 1_000_000)) {
-                Ok(o) => {
-                    println!("{o:?}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("fibergun-bench: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(
+                load::run(&url, op, shape, &format!("l{}", nanos() % 1_000_000)),
+                |o| println!("{o:?}"),
+            )
         }
         _ => {
             eprintln!("usage: fibergun-bench compare [--fibergun PATH] [--quick] | load --url URL --op put|get --conns N --inflight N --total N");
