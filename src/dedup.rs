@@ -4,8 +4,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
 use crate::peer::ConnId;
-use crate::HashMap;
 
 /// What is remembered about a message id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,13 +19,23 @@ pub struct Seen {
     pub via: ConnId,
 }
 
+/// One remembered id. Its hash is kept so queue entries can find it without the id itself.
+#[derive(Debug)]
+struct Entry {
+    id: Box<str>,
+    hash: u64,
+    seen: Seen,
+}
+
 /// A bounded table of recent message ids.
 #[derive(Debug)]
 pub struct Dedup {
-    seen: HashMap<Box<str>, Seen>,
-    /// Ids in the order they were last seen; an id seen again is queued again, and stale queue
-    /// entries are skipped when they reach the front.
-    order: VecDeque<(Box<str>, Instant)>,
+    seen: HashTable<Entry>,
+    /// (hash, time) of ids in the order they were last seen; an id seen again is queued again,
+    /// and stale queue entries are skipped when they reach the front. Holding hashes rather than
+    /// ids keeps one allocation per id: this table is on every message's path.
+    order: VecDeque<(u64, Instant)>,
+    hasher: foldhash::fast::FixedState,
     ttl: Duration,
     max: usize,
 }
@@ -31,38 +44,53 @@ impl Dedup {
     /// A table keeping up to `max` ids for `ttl` after they were last seen.
     pub fn new(max: usize, ttl: Duration, hasher: foldhash::fast::FixedState) -> Dedup {
         Dedup {
-            seen: HashMap::with_hasher(hasher.clone()),
+            seen: HashTable::new(),
             order: VecDeque::new(),
+            hasher,
             ttl,
             max: max.max(1),
         }
+    }
+
+    fn find(&self, id: &str) -> Option<&Entry> {
+        let hash = self.hasher.hash_one(id);
+        self.seen.find(hash, |e| e.hash == hash && *e.id == *id)
     }
 
     /// Records `id` as seen now from `via`. Returns the earlier sighting if it was seen within
     /// the time-to-live (the message is a duplicate), refreshing it.
     pub fn check_and_track(&mut self, id: &str, via: ConnId, now: Instant) -> Option<Seen> {
         self.expire(now);
-        if let Some(seen) = self.seen.get_mut(id) {
-            let earlier = *seen;
-            seen.at = now;
-            self.order.push_back((id.into(), now));
-            self.trim();
-            return Some(earlier);
-        }
-        self.seen.insert(id.into(), Seen { at: now, via });
-        self.order.push_back((id.into(), now));
+        let hash = self.hasher.hash_one(id);
+        let earlier = match self.seen.find_mut(hash, |e| e.hash == hash && *e.id == *id) {
+            Some(entry) => {
+                let earlier = entry.seen;
+                entry.seen.at = now;
+                Some(earlier)
+            }
+            None => {
+                let entry = Entry {
+                    id: id.into(),
+                    hash,
+                    seen: Seen { at: now, via },
+                };
+                self.seen.insert_unique(hash, entry, |e| e.hash);
+                None
+            }
+        };
+        self.order.push_back((hash, now));
         self.trim();
-        None
+        earlier
     }
 
     /// The connection `id` first came from, if it is remembered.
     pub fn via(&self, id: &str) -> Option<ConnId> {
-        self.seen.get(id).map(|s| s.via)
+        self.find(id).map(|e| e.seen.via)
     }
 
     /// Whether `id` is remembered (without refreshing it).
     pub fn contains(&self, id: &str) -> bool {
-        self.seen.contains_key(id)
+        self.find(id).is_some()
     }
 
     /// How many ids are remembered.
@@ -75,36 +103,45 @@ impl Dedup {
         self.seen.is_empty()
     }
 
+    /// Forgets the id a queue entry stands for, unless it was seen again since.
+    fn forget(&mut self, hash: u64, at: Instant) {
+        if let Ok(entry) = self
+            .seen
+            .find_entry(hash, |e| e.hash == hash && e.seen.at == at)
+        {
+            entry.remove();
+        }
+    }
+
     /// Forgets ids not seen for the time-to-live.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((id, at)) = self.order.front() {
-            if now.saturating_duration_since(*at) < self.ttl {
+        while let Some(&(hash, at)) = self.order.front() {
+            if now.saturating_duration_since(at) < self.ttl {
                 break;
             }
-            if self.seen.get(id).is_some_and(|s| s.at == *at) {
-                self.seen.remove(id);
-            }
             self.order.pop_front();
+            self.forget(hash, at);
         }
     }
 
     /// Keeps the table within its bounds, forgetting the oldest ids first.
     fn trim(&mut self) {
         while self.seen.len() > self.max {
-            let Some((id, at)) = self.order.pop_front() else {
+            let Some((hash, at)) = self.order.pop_front() else {
                 break;
             };
-            if self.seen.get(&id).is_some_and(|s| s.at == at) {
-                self.seen.remove(&id);
-            }
+            self.forget(hash, at);
         }
         // Ids seen again leave stale entries behind in the queue; when they pile up, rebuild the
         // queue from the table (oldest first, ties by id so the order is deterministic).
         if self.order.len() > 2 * self.max + 16 {
-            let mut live: Vec<(Box<str>, Instant)> =
-                self.seen.iter().map(|(id, s)| (id.clone(), s.at)).collect();
-            live.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-            self.order = live.into();
+            let mut live: Vec<(Instant, &str, u64)> = self
+                .seen
+                .iter()
+                .map(|e| (e.seen.at, &*e.id, e.hash))
+                .collect();
+            live.sort_unstable();
+            self.order = live.into_iter().map(|(at, _, hash)| (hash, at)).collect();
         }
     }
 }

@@ -120,12 +120,23 @@ pub fn select_fields<'a>(
     reverse: bool,
     budget: u64,
 ) -> BTreeMap<Key, Field> {
+    selected_fields(fields, keys, reverse, budget)
+        .into_iter()
+        .map(|(k, f)| (k.clone(), f.clone()))
+        .collect()
+}
+
+/// [`select_fields`] without copying: the chosen fields, borrowed, in the order they were taken
+/// (descending when `reverse`).
+pub fn selected_fields<'a>(
+    fields: impl DoubleEndedIterator<Item = (&'a Key, &'a Field)>,
+    keys: &KeyQuery,
+    reverse: bool,
+    budget: u64,
+) -> Vec<(&'a Key, &'a Field)> {
     let all = Range::default();
     match keys {
-        KeyQuery::One(key) => fields
-            .filter(|(k, _)| *k == key)
-            .map(|(k, f)| (k.clone(), f.clone()))
-            .collect(),
+        KeyQuery::One(key) => fields.filter(|(k, _)| *k == key).collect(),
         KeyQuery::All | KeyQuery::Range(_) => {
             let range = match keys {
                 KeyQuery::Range(r) => r,
@@ -136,8 +147,7 @@ pub fn select_fields<'a>(
             let mut take = |iter: &mut dyn Iterator<Item = (&'a Key, &'a Field)>| {
                 iter.filter(in_range)
                     .take_while(|(_, f)| budget.admit(&f.value))
-                    .map(|(k, f)| (k.clone(), f.clone()))
-                    .collect::<BTreeMap<_, _>>()
+                    .collect::<Vec<_>>()
             };
             if reverse {
                 take(&mut fields.rev())

@@ -1,10 +1,12 @@
 //! The physical limit of the network path: a bare server on the same WebSocket stack
 //! (smol and async-tungstenite) that answers every message with nothing but its `@`, at once,
-//! writing queued replies together as fibergun's writers do. Whatever fibergun does beyond this
+//! packing the replies to everything already read into one frame, as fibergun does. Whatever fibergun does beyond this
 //! (parsing, merging, storing, subscribing) is what the fibergun / limit column shows.
 
 use async_tungstenite::tungstenite::Message;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use std::fmt::Write as _;
+
+use futures_util::{FutureExt, StreamExt};
 
 /// The id of a message, found without parsing it: the string after `"#":"`.
 fn message_ids(text: &str) -> impl Iterator<Item = &str> {
@@ -30,16 +32,17 @@ pub fn serve(listen: &str) -> Result<(), String> {
                     return;
                 };
                 let (mut tx, mut rx) = ws.split();
+                let mut replies = String::new();
                 while let Some(Ok(first)) = rx.next().await {
-                    // Answer everything already readable, then flush once, as fibergun does.
+                    // Answer everything already readable in one array frame, as fibergun packs
+                    // its replies.
+                    replies.clear();
                     let mut msg = Some(first);
                     while let Some(m) = msg.take() {
                         if let Message::Text(text) = m {
                             for id in message_ids(text.as_str()) {
-                                let reply = format!(r##"{{"#":"a","@":"{id}","ok":true}}"##);
-                                if tx.feed(Message::text(reply)).await.is_err() {
-                                    return;
-                                }
+                                replies.push(if replies.is_empty() { '[' } else { ',' });
+                                let _ = write!(replies, r##"{{"#":"a","@":"{id}","ok":true}}"##);
                             }
                         }
                         msg = match rx.next().now_or_never() {
@@ -47,7 +50,11 @@ pub fn serve(listen: &str) -> Result<(), String> {
                             _ => None,
                         };
                     }
-                    if tx.flush().await.is_err() {
+                    if replies.is_empty() {
+                        continue;
+                    }
+                    replies.push(']');
+                    if tx.send(Message::text(replies.as_str())).await.is_err() {
                         break;
                     }
                 }

@@ -3,6 +3,7 @@
 //! A put completes when a reply whose `@` is the put's `#` arrives (the ack); a GET completes on
 //! its first reply.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,15 +63,16 @@ pub fn wall_ms() -> f64 {
         .floor()
 }
 
-fn put_text(id: &str, soul: &str) -> String {
-    format!(
+fn put_text(out: &mut String, id: &str, soul: &str) {
+    let _ = write!(
+        out,
         r##"{{"#":"{id}","put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"v":{}}}}},"v":"{VALUE}"}}}}}}"##,
         wall_ms()
-    )
+    );
 }
 
-fn get_text(id: &str, soul: &str) -> String {
-    format!(r##"{{"#":"{id}","get":{{"#":"{soul}"}}}}"##)
+fn get_text(out: &mut String, id: &str, soul: &str) {
+    let _ = write!(out, r##"{{"#":"{id}","get":{{"#":"{soul}"}}}}"##);
 }
 
 /// Writes `souls` souls `bench/prefill/<i>` (acked) for a GET scenario.
@@ -149,8 +151,30 @@ fn run_inner(
     })
 }
 
+/// The ids that replies in `text` answer: each string after `"@":"`. Found by scanning, not by
+/// parsing the frame: the load generator must not be what limits the run.
+fn reply_ids(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices(r#""@":""#).filter_map(move |(at, pat)| {
+        let rest = &text[at + pat.len()..];
+        rest.find('"').map(|end| &rest[..end])
+    })
+}
+
+/// The `@` of every error reply in a frame (rare, so a full parse is fine).
+fn error_reply_ids(text: &str) -> Vec<String> {
+    let msgs = match serde_json::from_str::<Json>(text) {
+        Ok(Json::Array(items)) => items,
+        Ok(one) => vec![one],
+        Err(_) => return Vec::new(),
+    };
+    msgs.iter()
+        .filter(|m| m.get("err").is_some())
+        .filter_map(|m| m.get("@").and_then(Json::as_str).map(str::to_owned))
+        .collect()
+}
+
 /// One connection's closed loop. Returns the latencies (µs) of completed requests and the number
-/// of error replies.
+/// of error replies. Requests that become due together go out as one array frame, as GUN batches.
 async fn connection(
     url: &str,
     op: Op,
@@ -164,68 +188,75 @@ async fn connection(
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
     let (mut tx, mut rx) = ws.split();
-    let mut sent_at: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    // At most `inflight` entries: a linear search beats hashing here.
+    let mut in_flight: Vec<(String, Instant)> = Vec::with_capacity(shape.inflight);
     let mut latencies = Vec::with_capacity(n);
     let mut errors = 0;
     let mut next = 0usize;
     let mut rng = (conn as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut request = |i: usize| -> (String, String) {
+    let mut request = |i: usize, out: &mut String| -> String {
         // Ids end with '.' so that none equals GUN JS's internal per-key ids (id + counter),
         // which it shares with wire ids and would drop as duplicates.
         let id = format!("{run_id}.{conn}.{i}.");
-        let text = match op {
-            Op::Put if prefill => put_text(&id, &format!("bench/prefill/{}", conn * n + i)),
-            Op::Put => put_text(&id, &format!("{run_id}/c{conn}/{i}")),
+        match op {
+            Op::Put if prefill => put_text(out, &id, &format!("bench/prefill/{}", conn * n + i)),
+            Op::Put => put_text(out, &id, &format!("{run_id}/c{conn}/{i}")),
             Op::Get { souls } => {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
-                get_text(&id, &format!("bench/prefill/{}", rng % souls))
+                get_text(out, &id, &format!("bench/prefill/{}", rng % souls))
             }
-        };
-        (id, text)
+        }
+        id
     };
-    let deadline_for = |t: Instant| t + shape.timeout;
     let mut last_progress = Instant::now();
+    let mut frame = String::new();
     while latencies.len() + errors < n {
-        while sent_at.len() < shape.inflight && next < n {
-            let (id, text) = request(next);
+        frame.clear();
+        let mut batched = 0;
+        while in_flight.len() < shape.inflight && next < n {
+            frame.push(if batched == 0 { '[' } else { ',' });
+            let id = request(next, &mut frame);
             next += 1;
-            sent_at.insert(id, Instant::now());
-            tx.send(Message::text(text))
+            batched += 1;
+            in_flight.push((id, Instant::now()));
+        }
+        if batched > 0 {
+            frame.push(']');
+            tx.send(Message::text(frame.as_str()))
                 .await
                 .map_err(|e| format!("send: {e}"))?;
         }
-        let frame = smol::future::or(async { rx.next().await.map(Some) }, async {
-            smol::Timer::at(deadline_for(last_progress)).await;
+        let received = smol::future::or(async { rx.next().await.map(Some) }, async {
+            smol::Timer::at(last_progress + shape.timeout).await;
             None
         })
         .await;
-        let text = match frame {
+        let text = match received {
             None => break, // nothing for a whole timeout: the rest are missing
             Some(None) => break,
             Some(Some(Ok(Message::Text(t)))) => t,
             Some(Some(Ok(_))) => continue,
             Some(Some(Err(e))) => return Err(format!("read: {e}")),
         };
-        let msgs = match serde_json::from_str::<Json>(text.as_str()) {
-            Ok(Json::Array(items)) => items,
-            Ok(one) => vec![one],
-            Err(_) => continue,
+        let failed = if text.contains(r#""err""#) {
+            error_reply_ids(text.as_str())
+        } else {
+            Vec::new()
         };
-        for m in msgs {
-            let Some(to) = m.get("@").and_then(Json::as_str) else {
+        // A GET completes on its first reply; a put on its ack (or an error).
+        for to in reply_ids(text.as_str()) {
+            let Some(at) = in_flight.iter().position(|(id, _)| id == to) else {
                 continue;
             };
-            // A GET completes on its first reply; a put on an ack (or an error).
-            if let Some(t) = sent_at.remove(to) {
-                if m.get("err").is_some() {
-                    errors += 1;
-                } else {
-                    latencies.push(t.elapsed().as_micros() as u64);
-                }
-                last_progress = Instant::now();
+            let (_, sent) = in_flight.swap_remove(at);
+            if failed.iter().any(|f| f == to) {
+                errors += 1;
+            } else {
+                latencies.push(sent.elapsed().as_micros() as u64);
             }
+            last_progress = Instant::now();
         }
     }
     let _ = tx.close(None).await;

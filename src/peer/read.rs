@@ -2,9 +2,10 @@
 //! Whole nodes and soul ranges are read and sent page by page, so no answer is too big to send.
 
 use super::{ConnId, ConnRef, OpPurpose, Peer, Stream};
+use crate::graph::{write_node, Field, Key};
 use crate::graph::{Node, Soul};
 use crate::lex::Range;
-use crate::store::{select_fields, ReadQuery, StoreOp, StoreResult};
+use crate::store::{selected_fields, ReadQuery, StoreOp, StoreResult};
 use crate::wire::{self, Get, KeyQuery};
 
 const BUSY: &str = "Server busy: storage is behind, retry later.";
@@ -40,11 +41,19 @@ impl Peer {
         let budget_given = *budget;
         let budget = budget.unwrap_or(self.limits.max_lex_reply_bytes);
         if let Some(cached) = self.cache.node(soul) {
-            let node = Node {
-                soul: soul.clone(),
-                fields: select_fields(cached.iter(), keys, *reverse, budget),
-            };
-            if !self.answer_get(conn, &msg_id, &[node]) {
+            // Written straight from the cache: a hot GET copies no field.
+            let mut fields = selected_fields(cached.iter(), keys, *reverse, budget);
+            if *reverse {
+                fields.reverse(); // a node's fields go out in key order
+            }
+            let rng = &mut self.rng;
+            let replies = node_replies(
+                [(soul, fields.as_slice())],
+                self.limits.batch_frame_bytes,
+                &msg_id,
+                || rng.id(9),
+            );
+            if !self.answer_get_with(conn, &msg_id, replies) {
                 self.forward_get(conn, &msg_id, &get);
             }
             return;
@@ -220,7 +229,9 @@ impl Peer {
                 self.cache.insert(soul, node.fields.clone());
             }
         }
-        self.send_nodes(s.conn, &s.msg_id, &nodes);
+        for reply in self.replies_for(&s.msg_id, &nodes) {
+            self.send(s.conn, reply);
+        }
         if !s.sent_any {
             self.stats.gets_answered += 1;
         }
@@ -241,39 +252,37 @@ impl Peer {
 
     /// Answers a GET: the nodes found, or "not found". Returns whether anything was found.
     pub(super) fn answer_get(&mut self, conn: ConnId, msg_id: &str, nodes: &[Node]) -> bool {
-        self.stats.gets_answered += 1;
-        if self.send_nodes(conn, msg_id, nodes) {
-            return true;
-        }
-        let id = self.new_id();
-        self.send(conn, wire::not_found(&id, msg_id));
-        false
+        let replies = self.replies_for(msg_id, nodes);
+        self.answer_get_with(conn, msg_id, replies)
     }
 
-    /// Sends replies carrying the nodes that have fields, cut into messages of about a batch frame
-    /// each (GUN sends several replies to one GET too); returns false if no node had fields.
-    fn send_nodes(&mut self, conn: ConnId, msg_id: &str, nodes: &[Node]) -> bool {
-        let chunks = chunk_nodes(nodes, self.limits.batch_frame_bytes);
-        if chunks.is_empty() {
+    /// Answers a GET with replies already written, or "not found" when there are none.
+    fn answer_get_with(&mut self, conn: ConnId, msg_id: &str, replies: Vec<String>) -> bool {
+        self.stats.gets_answered += 1;
+        if replies.is_empty() {
+            let id = self.new_id();
+            self.send(conn, wire::not_found(&id, msg_id));
             return false;
         }
-        for chunk in chunks {
-            let id = self.new_id();
-            let reply = wire::put_message(&id, Some(msg_id), |out| {
-                out.push('{');
-                for (i, node) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    crate::json::write_string(out, node.soul.as_str());
-                    out.push(':');
-                    node.write_json(out);
-                }
-                out.push('}');
-            });
+        for reply in replies {
             self.send(conn, reply);
         }
         true
+    }
+
+    fn replies_for(&mut self, msg_id: &str, nodes: &[Node]) -> Vec<String> {
+        let fields: Vec<Vec<(&Key, &Field)>> =
+            nodes.iter().map(|n| n.fields.iter().collect()).collect();
+        let rng = &mut self.rng;
+        node_replies(
+            nodes
+                .iter()
+                .map(|n| &n.soul)
+                .zip(fields.iter().map(Vec::as_slice)),
+            self.limits.batch_frame_bytes,
+            msg_id,
+            || rng.id(9),
+        )
     }
 
     pub(super) fn on_read_done(
@@ -316,36 +325,62 @@ impl Peer {
     }
 }
 
-/// Splits nodes into groups whose JSON is about `max_bytes` at most (a single field larger than
-/// that goes alone). Nodes without fields are left out.
-fn chunk_nodes(nodes: &[Node], max_bytes: usize) -> Vec<Vec<Node>> {
-    let mut chunks: Vec<Vec<Node>> = Vec::new();
-    let mut current: Vec<Node> = Vec::new();
+/// The replies carrying `nodes`' fields to the GET `msg_id`, cut into messages of about
+/// `max_bytes` each (GUN sends several replies to one GET too; a single field larger than that goes
+/// alone). Empty when no node has a field. Written from borrowed fields: nothing is copied.
+fn node_replies<'a>(
+    nodes: impl IntoIterator<Item = (&'a Soul, &'a [(&'a Key, &'a Field)])>,
+    max_bytes: usize,
+    msg_id: &str,
+    mut new_id: impl FnMut() -> String,
+) -> Vec<String> {
+    let mut replies = Vec::new();
+    // The current message's nodes, each a run of fields.
+    let mut current: Vec<(&Soul, &[(&Key, &Field)])> = Vec::new();
     let mut size = 0;
-    for node in nodes {
-        for (key, field) in &node.fields {
+    let mut flush = |current: &mut Vec<(&Soul, &[(&Key, &Field)])>| {
+        if current.is_empty() {
+            return;
+        }
+        let reply = wire::put_message(&new_id(), Some(msg_id), |out| {
+            out.push('{');
+            for (i, (soul, fields)) in current.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                crate::json::write_string(out, soul.as_str());
+                out.push(':');
+                write_node(out, soul, fields.iter().map(|(k, f)| (*k, *f)));
+            }
+            out.push('}');
+        });
+        replies.push(reply);
+        current.clear();
+    };
+    for (soul, fields) in nodes {
+        let mut start = 0;
+        for (i, (key, field)) in fields.iter().enumerate() {
             // Key (twice: in the node and its states), value, state and punctuation, roughly.
             let cost = 2 * key.as_str().len() + field.value.budget_bytes() as usize + 40;
             if size + cost > max_bytes && size > 0 {
-                chunks.push(std::mem::take(&mut current));
+                if i > start {
+                    current.push((soul, &fields[start..i]));
+                }
+                flush(&mut current);
+                start = i;
                 size = 0;
             }
-            if current.last().is_none_or(|n| n.soul != node.soul) {
-                size += node.soul.as_str().len() * 2 + 24;
-                current.push(Node::new(node.soul.clone()));
+            if i == start {
+                size += soul.as_str().len() * 2 + 24;
             }
-            current
-                .last_mut()
-                .expect("a node was just pushed")
-                .fields
-                .insert(key.clone(), field.clone());
             size += cost;
         }
+        if fields.len() > start {
+            current.push((soul, &fields[start..]));
+        }
     }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
+    flush(&mut current);
+    replies
 }
 
 #[cfg(test)]
@@ -354,7 +389,7 @@ mod tests {
     use crate::graph::{Field, Key, State, Value};
 
     #[test]
-    fn chunks_respect_the_size_and_keep_every_field() {
+    fn replies_respect_the_size_and_keep_every_field() {
         let node = |soul: &str, n: usize| Node {
             soul: Soul::new(soul).unwrap(),
             fields: (0..n)
@@ -368,16 +403,31 @@ mod tests {
                 .collect(),
         };
         let nodes = [node("a", 50), node("b", 1), node("c", 0)];
-        let chunks = chunk_nodes(&nodes, 1000);
-        assert!(chunks.len() > 5);
-        let fields: usize = chunks.iter().flatten().map(|n| n.fields.len()).sum();
-        assert_eq!(fields, 51);
-        for chunk in &chunks {
-            let mut text = String::new();
-            for n in chunk {
-                n.write_json(&mut text);
-            }
-            assert!(text.len() <= 1000, "{} bytes", text.len());
+        let fields: Vec<Vec<(&Key, &Field)>> =
+            nodes.iter().map(|n| n.fields.iter().collect()).collect();
+        let mut ids = 0;
+        let replies = node_replies(
+            nodes
+                .iter()
+                .map(|n| &n.soul)
+                .zip(fields.iter().map(Vec::as_slice)),
+            1000,
+            "get",
+            || {
+                ids += 1;
+                format!("r{ids}")
+            },
+        );
+        assert!(replies.len() > 5);
+        let mut seen = 0;
+        for reply in &replies {
+            let msg: serde_json::Value = serde_json::from_str(reply).unwrap();
+            assert_eq!(msg["@"], "get");
+            let graph = crate::graph::Graph::from_json(&msg["put"], &Default::default()).unwrap();
+            seen += graph.field_count();
+            let put_len = msg["put"].to_string().len();
+            assert!(put_len <= 1000, "{put_len} bytes");
         }
+        assert_eq!(seen, 51, "every field is sent once");
     }
 }
