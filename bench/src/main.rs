@@ -3,14 +3,20 @@
 //! ```text
 //! fibergun-bench compare [--fibergun target/release/fibergun] [--quick]
 //! fibergun-bench load --url ws://127.0.0.1:8765/gun --op put|get --conns 10 --inflight 10 --total 10000
+//! fibergun-bench micro [--seconds 2] [--only parse]
+//! fibergun-bench lmdb-limit --batch 500 --total 100000
 //! ```
+//!
+//! `bench/compare` (a script) installs GUN JS, builds both binaries and runs `compare`.
 //!
 //! `compare` starts each server fresh for each row (on an empty data folder, pinned to CPU 0 when
 //! `taskset` exists, the load on CPU 1), runs the row, reads the server's peak RSS, and prints a
 //! table with the ratio fibergun / GUN JS and the targets it checks.
 
 mod limit;
+mod lmdb_limit;
 mod load;
+mod micro;
 mod scenarios;
 
 use std::net::TcpListener;
@@ -174,6 +180,9 @@ struct Row {
     inflight: usize,
     /// Requests for GUN JS (slow) and for fibergun.
     totals: (usize, usize),
+    /// For puts: the raw LMDB limit is measured with commits of this many records (the most a
+    /// group commit can hold at this row's concurrency).
+    lmdb_batch: Option<usize>,
 }
 
 struct Result_ {
@@ -199,6 +208,20 @@ fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String
         load::prefill(&running.url, souls)?;
         if row.restart {
             running = restart(running, server, fibergun)?;
+        } else {
+            // "Hot": an unmeasured pass first, so every server is measured warm.
+            let warm = Shape {
+                conns: row.conns,
+                inflight: row.inflight,
+                total: total / 5,
+                timeout: Duration::from_secs(15),
+            };
+            load::run(
+                &running.url,
+                row.op,
+                warm,
+                &format!("w{}", nanos() % 1_000_000),
+            )?;
         }
     }
     let shape = Shape {
@@ -224,6 +247,11 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             fibergun.display()
         ));
     }
+    if !repo_root().join("tests/interop/node_modules/gun").is_dir() {
+        return Err(
+            "GUN JS not installed: run `npm ci --prefix tests/interop` (bench/compare does)".into(),
+        );
+    }
     let scale = if quick { 5 } else { 1 };
     let rows = [
         Row {
@@ -233,6 +261,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             conns: 1,
             inflight: 1,
             totals: (40 / scale, 2_000 / scale),
+            lmdb_batch: Some(1),
         },
         Row {
             name: "durable puts 10x10",
@@ -241,6 +270,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             conns: 10,
             inflight: 10,
             totals: (3_000 / scale, 30_000 / scale),
+            lmdb_batch: Some(100),
         },
         Row {
             name: "durable puts 50x10",
@@ -249,6 +279,17 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             conns: 50,
             inflight: 10,
             totals: (5_000 / scale, 100_000 / scale),
+            lmdb_batch: Some(500),
+        },
+        Row {
+            // The heaviest put load: 10,000 puts in flight, for peak memory.
+            name: "durable puts 100x100",
+            op: Op::Put,
+            restart: false,
+            conns: 100,
+            inflight: 100,
+            totals: (10_000 / scale, 200_000 / scale),
+            lmdb_batch: Some(10_000),
         },
         Row {
             name: "hot gets 10x10",
@@ -257,6 +298,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             conns: 10,
             inflight: 10,
             totals: (10_000 / scale, 100_000 / scale),
+            lmdb_batch: None,
         },
         Row {
             name: "gets after restart 10x10",
@@ -265,27 +307,41 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             conns: 10,
             inflight: 10,
             totals: (2_000 / scale, 20_000 / scale),
+            lmdb_batch: None,
         },
     ];
-    println!("| scenario | server | ops/s | p50 ms | p99 ms | missing | peak RSS MiB | ops/s fibergun/GUN | p99 fibergun/GUN | ops/s fibergun/limit |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| scenario | server | ops/s | p50 ms | p99 ms | missing | peak RSS MiB | ops/s fibergun/GUN | p99 fibergun/GUN | fibergun/bare server | fibergun/raw LMDB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut pass = true;
     let mut checks = Vec::new();
     for row in &rows {
         let gun = run_row(Server::GunJs, row, fibergun)?;
         let fg = run_row(Server::Fibergun, row, fibergun)?;
         let limit = run_row(Server::Limit, row, fibergun)?;
+        let lmdb = match row.lmdb_batch {
+            Some(batch) => {
+                let dir = TempDir::new("lmdb");
+                Some(lmdb_limit::puts_per_second(&dir.0, batch, row.totals.1)?)
+            }
+            None => None,
+        };
         let ratio = fg.outcome.ops_per_s / gun.outcome.ops_per_s.max(1e-9);
         let p99_ratio = fg.outcome.p99_ms / gun.outcome.p99_ms.max(1e-9);
         let of_limit = fg.outcome.ops_per_s / limit.outcome.ops_per_s.max(1e-9);
+        let of_lmdb = lmdb.map(|l| fg.outcome.ops_per_s / l.max(1e-9));
+        let percent = |r: Option<f64>| r.map_or(String::new(), |r| format!("{:.0} %", r * 100.0));
         for (name, r, ratios) in [
             ("GUN JS", &gun, None),
             ("fibergun", &fg, Some((ratio, p99_ratio))),
-            ("limit", &limit, None),
+            ("limit: bare server", &limit, None),
         ] {
             let o = &r.outcome;
-            let ratios = ratios.map_or("| | |".to_string(), |(a, b)| {
-                format!("| {a:.1}x | {b:.3} | {:.0} % |", of_limit * 100.0)
+            let ratios = ratios.map_or("| | | | |".to_string(), |(a, b)| {
+                format!(
+                    "| {a:.1}x | {b:.3} | {} | {} |",
+                    percent(Some(of_limit)),
+                    percent(of_lmdb)
+                )
             });
             println!(
                 "| {} | {name} | {:.0} | {:.2} | {:.2} | {} | {:.0} {ratios}",
@@ -295,6 +351,12 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
                 o.p99_ms,
                 o.missing + o.errors,
                 r.rss
+            );
+        }
+        if let (Some(l), Some(batch)) = (lmdb, row.lmdb_batch) {
+            println!(
+                "| {} | limit: raw LMDB, {batch} per commit | {l:.0} | | | | | | | | |",
+                row.name
             );
         }
         if fg.outcome.missing + fg.outcome.errors > 0 {
@@ -406,11 +468,26 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         }
     }
     println!();
+    print_micro(&micro::run(Duration::from_secs(1), ""));
+    println!();
     for (what, ok) in &checks {
         println!("{} {what}", if *ok { "PASS" } else { "FAIL" });
         pass &= ok;
     }
     Ok(pass)
+}
+
+fn print_micro(cases: &[micro::Case]) {
+    println!("| microbenchmark | ns/op | ops/s |");
+    println!("|---|---|---|");
+    for c in cases {
+        println!(
+            "| {} | {:.0} | {:.0} |",
+            c.name,
+            c.ns_per_op,
+            1e9 / c.ns_per_op
+        );
+    }
 }
 
 /// Prints a subcommand's outcome, or its error; the exit code says which.
@@ -456,6 +533,24 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Some("micro") => {
+            let seconds: f64 = flag("--seconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2.0);
+            let only = flag("--only").unwrap_or_default();
+            print_micro(&micro::run(Duration::from_secs_f64(seconds), &only));
+            ExitCode::SUCCESS
+        }
+        Some("lmdb-limit") => {
+            let num = |name: &str, default: usize| {
+                flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+            };
+            let dir = TempDir::new("lmdb");
+            let (batch, total) = (num("--batch", 500), num("--total", 100_000));
+            report(lmdb_limit::puts_per_second(&dir.0, batch, total), |r| {
+                println!("raw LMDB: {r:.0} puts/s in commits of {batch}")
+            })
         }
         Some("ack-server") => {
             let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:8766".into());
@@ -516,7 +611,15 @@ fn main() -> ExitCode {
             )
         }
         _ => {
-            eprintln!("usage: fibergun-bench compare [--fibergun PATH] [--quick] | load --url URL --op put|get --conns N --inflight N --total N");
+            eprintln!(
+                "usage: fibergun-bench compare [--fibergun PATH] [--quick]\n\
+                 \x20      fibergun-bench load --url URL --op put|get --conns N --inflight N --total N\n\
+                 \x20      fibergun-bench fanout --url URL [--rate N] [--subscribers N]\n\
+                 \x20      fibergun-bench idle --url URL --pid PID [--conns N]\n\
+                 \x20      fibergun-bench micro [--seconds S] [--only NAME]\n\
+                 \x20      fibergun-bench lmdb-limit [--batch N] [--total N]\n\
+                 \x20      fibergun-bench ack-server [--listen ADDR]"
+            );
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,55 @@
+//! The physical limit of durable writes: raw LMDB (heed) puts of the same records fibergun stores,
+//! committed in batches with the same durability (a synchronous flush per commit), and nothing
+//! else: no network, no parsing, no HAM read before the write.
+
+use std::path::Path;
+use std::time::Instant;
+
+use fibergun::{Field, Key, Soul, State, Value};
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, EnvOpenOptions};
+
+/// Puts per second when `total` records are written in transactions of `batch` records each.
+pub fn puts_per_second(dir: &Path, batch: usize, total: usize) -> Result<f64, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut options = EnvOpenOptions::new();
+    options.map_size(8 << 30).max_dbs(4);
+    // SAFETY: the folder is this function's own scratch folder, opened once.
+    #[allow(unsafe_code)]
+    let env = unsafe { options.open(dir) }.map_err(|e| format!("LMDB open: {e}"))?;
+    let wtxn = env.write_txn().map_err(|e| e.to_string())?;
+    let db: Database<Bytes, Bytes> = env
+        .create_databases_and_commit(wtxn, |opener, wtxn| {
+            opener
+                .database_options()
+                .types::<Bytes, Bytes>()
+                .name("fields")
+                .create(wtxn)
+                .map(CommitOrAbort::<_, ()>::Commit)
+        })
+        .map_err(|e| e.to_string())?
+        .unwrap_commit();
+    let key = Key::new("v").map_err(|e| e.to_string())?;
+    let value = Value::String("0123456789abcdef".repeat(4).into());
+    let batch = batch.max(1);
+    let started = Instant::now();
+    let mut written = 0;
+    while written < total {
+        let mut wtxn = env.write_txn().map_err(|e| e.to_string())?;
+        for i in written..(written + batch).min(total) {
+            // The same record fibergun writes for a bench put: soul, key, state, 64-byte value.
+            let soul = Soul::new(&format!("bench/lmdb/{i}")).map_err(|e| e.to_string())?;
+            let mut record = fibergun_lmdb::soul_prefix(&soul);
+            record.extend_from_slice(key.as_str().as_bytes());
+            let field = Field {
+                value: value.clone(),
+                state: State::new(1.7e12 + i as f64).map_err(|e| e.to_string())?,
+            };
+            db.put(&mut wtxn, &record, &fibergun_lmdb::encode_field(&field))
+                .map_err(|e| e.to_string())?;
+        }
+        wtxn.commit().map_err(|e| e.to_string())?;
+        written = (written + batch).min(total);
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
