@@ -63,3 +63,14 @@ pub fn serve(listen: &str) -> Result<(), String> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_message_ids_but_not_souls() {
+        let frame = r##"[{"#":"r.0.1.","put":{"s":{"_":{"#":"s",">":{"v":1}},"v":"x"}}},{"#":"r.0.2.","get":{"#":"s"}}]"##;
+        assert_eq!(message_ids(frame).collect::<Vec<_>>(), ["r.0.1.", "r.0.2."]);
+    }
+}

@@ -262,3 +262,22 @@ async fn connection(
     let _ = tx.close(None).await;
     Ok((latencies, errors))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_ids_are_found_in_single_and_array_frames() {
+        let frame = r##"[{"#":"a","@":"r1.0.1.","ok":true},{"#":"b","@":"r1.0.2.","put":{"s":{"_":{"#":"s",">":{"v":1}},"v":"x"}}}]"##;
+        assert_eq!(reply_ids(frame).collect::<Vec<_>>(), ["r1.0.1.", "r1.0.2."]);
+        assert_eq!(reply_ids(r##"{"#":"a","@":"x.","ok":1}"##).count(), 1);
+        assert_eq!(reply_ids("[]").count(), 0);
+    }
+
+    #[test]
+    fn only_error_replies_count_as_errors() {
+        let frame = r##"[{"#":"a","@":"ok.","ok":true},{"#":"b","@":"bad.","err":"no"}]"##;
+        assert_eq!(error_reply_ids(frame), ["bad."]);
+    }
+}

@@ -278,3 +278,15 @@ fn core_get() -> impl FnMut() {
         black_box(sent);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_case_runs_and_measures_something() {
+        let cases = super::run(std::time::Duration::from_millis(20), "");
+        assert_eq!(cases.len(), 8, "a case is missing");
+        for c in &cases {
+            assert!(c.ns_per_op.is_finite() && c.ns_per_op > 0.0, "{}", c.name);
+        }
+    }
+}
