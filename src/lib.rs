@@ -103,7 +103,10 @@ pub mod wire;
 
 pub use graph::{Field, Graph, GraphError, Key, Node, Soul, State, Value};
 pub use limits::Limits;
-pub use peer::{ApiMisuse, Config, ConnId, Direction, Event, Input, Now, Output, Peer, Stats};
+pub use peer::{
+    ApiMisuse, Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId, RemoteState,
+    RemoteStatus, Stats,
+};
 pub use store::{MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
 
 /// Hash maps in the core use a hasher seeded from the config, never from ambient randomness, and

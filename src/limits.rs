@@ -58,6 +58,17 @@ pub struct Limits {
     pub batch_frame_bytes: usize,
     /// Interval of the `[]` keepalive sent to every connection, in milliseconds. Default 20,000.
     pub keepalive_ms: u64,
+    /// First wait before dialling a configured peer again after a failure, in ms; it doubles with
+    /// each failure up to [`Limits::reconnect_max_ms`], less up to half at random (jitter).
+    pub reconnect_min_ms: u64,
+    /// Longest wait between dials of a configured peer, in ms.
+    pub reconnect_max_ms: u64,
+    /// Bytes of changes kept per configured peer for redelivery: pushed and not yet acknowledged,
+    /// or made while it was away. Past this the oldest are dropped (a fibergun peer still catches
+    /// up, as linked relays exchange their whole graphs on reconnect).
+    pub max_redelivery_bytes: usize,
+    /// GETs remembered per configured peer, to be sent again after a reconnect.
+    pub max_remote_gets: usize,
 }
 
 impl Default for Limits {
@@ -84,6 +95,10 @@ impl Default for Limits {
             max_lex_reply_bytes: 1 << 20,
             batch_frame_bytes: 64 << 10,
             keepalive_ms: 20_000,
+            reconnect_min_ms: 500,
+            reconnect_max_ms: 30_000,
+            max_redelivery_bytes: 8 << 20,
+            max_remote_gets: 10_000,
         }
     }
 }
@@ -160,6 +175,14 @@ impl Limits {
         if !(100..=86_400_000).contains(&self.keepalive_ms) {
             return Err(InvalidLimits(
                 "keepalive_ms must be within 100..=86400000".into(),
+            ));
+        }
+        if !(1..=86_400_000).contains(&self.reconnect_min_ms)
+            || !(self.reconnect_min_ms..=86_400_000).contains(&self.reconnect_max_ms)
+        {
+            return Err(InvalidLimits(
+                "reconnect_min_ms must be within 1..=reconnect_max_ms, and that at most 86400000"
+                    .into(),
             ));
         }
         if !(1..=86_400_000).contains(&self.dedup_ttl_ms) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::peer::{Config, ConnId, Direction, Event, Input, Now, Output, Peer};
+use crate::peer::{Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId};
 use crate::store::{MemStore, Store, StoreOp};
 
 /// One peer, its store, its clock, and everything it sent.
@@ -26,6 +26,8 @@ pub struct Harness {
     pub events: Vec<Event>,
     /// Connections the peer closed.
     pub closed: Vec<ConnId>,
+    /// Dials the peer asked for, in order.
+    pub dials: Vec<(RemoteId, String)>,
     /// Ops emitted and not yet applied (only when `auto_store` is off).
     pub held: Vec<StoreOp>,
     /// Apply storage ops as soon as they are emitted.
@@ -42,16 +44,20 @@ impl Harness {
             mono: Instant::now(),
             wall_ms: START_WALL_MS,
         };
-        Harness {
+        let mut h = Harness {
             peer: Peer::new(config, now),
             store: MemStore::new(),
             now,
             frames: Vec::new(),
             events: Vec::new(),
             closed: Vec::new(),
+            dials: Vec::new(),
             held: Vec::new(),
             auto_store: true,
-        }
+        };
+        // A new peer may already want something done (dial its configured peers).
+        h.pump();
+        h
     }
 
     /// A harness with the default config and `seed`.
@@ -86,6 +92,7 @@ impl Harness {
                 Output::Close { conn, .. } => self.closed.push(conn),
                 Output::Store(op) => self.held.push(op),
                 Output::Event(e) => self.events.push(e),
+                Output::Dial { remote, url } => self.dials.push((remote, url)),
             }
         }
     }
@@ -113,6 +120,19 @@ impl Harness {
             conn: ConnId(conn),
             direction: Direction::Inbound,
         });
+    }
+
+    /// Reports that the dial of `remote` connected, as connection `conn`.
+    pub fn dialled(&mut self, remote: RemoteId, conn: u64) {
+        self.input(Input::Dialled {
+            remote,
+            conn: ConnId(conn),
+        });
+    }
+
+    /// Reports that the dial of `remote` failed.
+    pub fn dial_failed(&mut self, remote: RemoteId) {
+        self.input(Input::DialFailed { remote });
     }
 
     /// Closes a connection.

@@ -14,6 +14,37 @@ use super::{ConnId, Peer};
 use crate::json;
 use crate::wire::{self, Get, Message};
 
+/// A GET to send on to the links if nothing is found here, with its `><`: the peers it was
+/// already sent to, which need not get it again.
+#[derive(Clone, Debug)]
+pub(super) struct Forward {
+    pub(super) get: Get,
+    skip: Option<String>,
+}
+
+impl Forward {
+    pub(super) fn new(get: Get, skip: Option<String>) -> Forward {
+        Forward { get, skip }
+    }
+
+    /// Whether the peer with this pid was already sent the request.
+    fn skips(&self, pid: Option<&str>) -> bool {
+        skip_list_names(self.skip.as_deref(), pid)
+    }
+}
+
+/// Whether a `><` list names `pid`. GUN reads only its first 99 characters.
+pub(super) fn skip_list_names(skip: Option<&str>, pid: Option<&str>) -> bool {
+    let (Some(skip), Some(pid)) = (skip, pid) else {
+        return false;
+    };
+    let head = match skip.char_indices().nth(99) {
+        Some((cut, _)) => &skip[..cut],
+        None => skip,
+    };
+    head.split(',').any(|p| p == pid)
+}
+
 impl Peer {
     /// Asks a connection for every soul: the answer is its whole graph, then every change to it.
     pub(super) fn ask_for_everything(&mut self, conn: ConnId) {
@@ -39,27 +70,39 @@ impl Peer {
         self.ask_for_everything(conn);
     }
 
-    /// Forwards a GET that found nothing here to every link but the one it came from, keeping its
-    /// `#` so that replies can find their way back.
-    pub(super) fn forward_get(&mut self, from: ConnId, msg_id: &str, get: &Get) {
-        let links: Vec<ConnId> = self
+    /// Forwards a GET that found nothing here to every link but the one it came from and those
+    /// its `><` names, keeping its `#` so that replies can find their way back. Its own `><` names
+    /// this peer and every link it goes to, so none of them sends it to another.
+    pub(super) fn forward_get(&mut self, from: ConnId, msg_id: &str, forward: &Forward) {
+        let links: Vec<(ConnId, Option<String>)> = self
             .conns
             .iter()
             .filter(|(c, state)| state.link && **c != from)
-            .map(|(c, _)| *c)
+            .filter(|(_, state)| !forward.skips(state.pid.as_deref()))
+            .map(|(c, state)| (*c, state.pid.clone()))
             .collect();
+        if let Get::Node { .. } = forward.get {
+            let mut get = String::with_capacity(48);
+            wire::write_get(&mut get, &forward.get);
+            self.remember_get(&get);
+        }
         if links.is_empty() {
             return;
+        }
+        let mut skip = self.pid.clone();
+        for pid in links.iter().filter_map(|(_, pid)| pid.as_deref()).take(7) {
+            skip.push(',');
+            skip.push_str(pid);
         }
         let mut msg = String::with_capacity(64);
         msg.push_str("{\"#\":");
         json::write_string(&mut msg, msg_id);
         msg.push_str(",\"get\":");
-        wire::write_get(&mut msg, get);
+        wire::write_get(&mut msg, &forward.get);
         msg.push_str(",\"><\":");
-        json::write_string(&mut msg, &self.pid);
+        json::write_string(&mut msg, &skip);
         msg.push('}');
-        for link in links {
+        for (link, _) in links {
             self.send(link, msg.clone());
         }
     }

@@ -13,12 +13,17 @@ use crate::outbox::Outbox;
 use crate::rng::Rng;
 use crate::store::{OpId, StoreOp, StoreResult};
 use crate::subscriptions::Subscriptions;
-use crate::wire::{self, Body, FrameError, Get, Message, MessageError};
+use crate::wire::{self, Body, FrameError, Message, MessageError};
 use crate::HashMap;
 
 mod mesh;
 mod read;
+mod remotes;
 mod write;
+
+use mesh::Forward;
+use remotes::Remote;
+pub use remotes::{RemoteId, RemoteState, RemoteStatus};
 
 /// Identifies one connection. Chosen by the runtime; unique while the connection is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,6 +58,8 @@ pub struct Config {
     pub limits: Limits,
     /// Emit [`Event::Changed`] for every committed change (for embedders that watch the graph).
     pub emit_changes: bool,
+    /// Relays to dial and keep dialling (`ws://host:port/gun`), as [`Peer::add_remote`] does.
+    pub peers: Vec<String>,
 }
 
 /// Something that happened outside the core.
@@ -93,6 +100,18 @@ pub enum Input<'a> {
     },
     /// The deadline from [`Peer::poll_timeout`] passed (early or spurious calls are harmless).
     Timeout,
+    /// A dial asked for by [`Output::Dial`] connected; `conn` is the new connection.
+    Dialled {
+        /// The configured peer.
+        remote: RemoteId,
+        /// Its connection.
+        conn: ConnId,
+    },
+    /// A dial asked for by [`Output::Dial`] failed; the peer asks again after a backoff.
+    DialFailed {
+        /// The configured peer.
+        remote: RemoteId,
+    },
 }
 
 /// Something the runtime must do.
@@ -118,6 +137,14 @@ pub enum Output {
     Store(StoreOp),
     /// Tell the application.
     Event(Event),
+    /// Open a WebSocket to a configured peer, then report [`Input::Dialled`] or
+    /// [`Input::DialFailed`].
+    Dial {
+        /// The configured peer.
+        remote: RemoteId,
+        /// Its address.
+        url: String,
+    },
 }
 
 /// Things an application or operator may want to know.
@@ -155,6 +182,8 @@ pub enum ApiMisuse {
     UnknownConn(ConnId),
     /// A storage result for an op that is not the oldest pending one.
     UnexpectedStoreResult(OpId),
+    /// A dial result for a configured peer that does not exist.
+    UnknownRemote(RemoteId),
 }
 
 impl std::fmt::Display for ApiMisuse {
@@ -165,6 +194,7 @@ impl std::fmt::Display for ApiMisuse {
             ApiMisuse::UnexpectedStoreResult(o) => {
                 write!(f, "storage result for op {} out of order or unknown", o.0)
             }
+            ApiMisuse::UnknownRemote(r) => write!(f, "no configured peer {}", r.0),
         }
     }
 }
@@ -210,6 +240,10 @@ struct Conn {
     link: bool,
     /// We have asked this connection for every soul.
     asked_all: bool,
+    /// We dialled it.
+    outbound: bool,
+    /// The configured peer it connects to, if it is one.
+    remote: Option<RemoteId>,
 }
 
 /// A put waiting for its parts to commit.
@@ -220,6 +254,8 @@ struct PendingPut {
     /// Merges issued or deferred and not yet done.
     parts_left: usize,
     failure: Option<String>,
+    /// Its `><`: peers it was already sent to, which need no push of it.
+    skip: Option<String>,
 }
 
 #[derive(Debug)]
@@ -234,7 +270,7 @@ enum OpPurpose {
         /// A whole-node read: cache the answer as this node.
         cache_as: Option<Soul>,
         /// The request, to forward to links if nothing is found here.
-        forward: Option<Get>,
+        forward: Option<Forward>,
     },
     /// One page of a soul-range answer.
     Page(u64),
@@ -249,7 +285,7 @@ struct Stream {
     /// A whole-node GET: cache the node if it fits in its first page.
     cache_as: Option<Soul>,
     /// The request, to forward to links if nothing is found here.
-    forward: Option<Get>,
+    forward: Option<Forward>,
     pages: u32,
     /// Bytes the asker still wants (`%`); `None` for everything.
     budget_left: Option<u64>,
@@ -294,6 +330,7 @@ pub struct Peer {
     outbox: Outbox,
     outputs: VecDeque<Output>,
     stats: Stats,
+    remotes: Vec<Remote>,
 }
 
 impl Peer {
@@ -307,7 +344,7 @@ impl Peer {
             Ok(()) => config.limits,
             Err(_) => Limits::default(),
         };
-        Peer {
+        let mut peer = Peer {
             dedup: Dedup::new(
                 limits.max_dedup_entries,
                 Duration::from_millis(limits.dedup_ttl_ms),
@@ -335,7 +372,12 @@ impl Peer {
             next_keepalive: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
+            remotes: Vec::new(),
+        };
+        for url in &config.peers {
+            peer.add_remote(url);
         }
+        peer
     }
 
     /// This peer's id, as sent in the DAM handshake.
@@ -384,6 +426,8 @@ impl Peer {
                 self.on_timeout();
                 Ok(())
             }
+            Input::Dialled { remote, conn } => self.on_dialled(remote, conn),
+            Input::DialFailed { remote } => self.on_dial_failed(remote),
         }
     }
 
@@ -404,7 +448,10 @@ impl Peer {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let deferred = self.deferred.keys().next().map(|(at, _)| *at);
-        [self.next_keepalive, deferred].into_iter().flatten().min()
+        [self.next_keepalive, deferred, self.next_redial()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn advance(&mut self, now: Now) {
@@ -495,6 +542,8 @@ impl Peer {
                 pid: None,
                 link: false,
                 asked_all: false,
+                outbound: direction == Direction::Outbound,
+                remote: None,
             },
         );
         if self.next_keepalive.is_none() {
@@ -522,6 +571,7 @@ impl Peer {
         self.subs.remove_conn(conn);
         self.streams.retain(|_, s| s.conn != conn);
         self.outbox.forget(conn);
+        self.remote_conn_closed(conn);
         if self.conns.is_empty() {
             self.next_keepalive = None;
         }
@@ -531,6 +581,7 @@ impl Peer {
     // Time.
 
     fn on_timeout(&mut self) {
+        self.remote_timers();
         let now = self.now.mono;
         if self.next_keepalive.is_some_and(|at| at <= now) {
             let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -648,12 +699,18 @@ impl Peer {
         if !matches!(msg.body, Body::Dam { .. }) {
             self.route_reply(conn, &msg);
         }
+        if let (Some(to), Some(remote)) = (
+            msg.reply_to.as_deref(),
+            self.conns.get(&conn).and_then(|c| c.remote),
+        ) {
+            self.remote_replied(remote, to);
+        }
         match msg.body {
             Body::Dam { verb, pid } => {
                 self.on_dam(conn, &msg.id, msg.reply_to.as_deref(), &verb, pid)
             }
-            Body::Get(get) => self.on_get(conn, msg.id, get),
-            Body::Put(graph) => self.on_put(conn, msg.id, graph),
+            Body::Get(get) => self.on_get(conn, msg.id, get, msg.skip),
+            Body::Put(graph) => self.on_put(conn, msg.id, graph, msg.skip),
             // Acks and errors were routed above if they answer a request that passed through
             // here; others answer nothing this relay knows of, and GUN drops them the same way.
             Body::Other => {}
@@ -671,7 +728,10 @@ impl Peer {
         match verb {
             "?" => {
                 if let (Some(pid), Some(c)) = (pid, self.conns.get_mut(&conn)) {
-                    c.pid.get_or_insert(pid);
+                    if c.pid.is_none() {
+                        c.pid = Some(pid.clone());
+                        self.identified(conn, &pid);
+                    }
                 }
                 if reply_to.is_none() {
                     let reply_id = self.new_id();

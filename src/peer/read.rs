@@ -1,6 +1,7 @@
 //! Reads: GETs by soul, key and lex, answered from the cache or the store (always with a reply).
 //! Whole nodes and soul ranges are read and sent page by page, so no answer is too big to send.
 
+use super::mesh::Forward;
 use super::{ConnId, ConnRef, OpPurpose, Peer, Stream};
 use crate::graph::{write_node, Field, Key};
 use crate::graph::{Node, Soul};
@@ -11,24 +12,25 @@ use crate::wire::{self, Get, KeyQuery};
 const BUSY: &str = "Server busy: storage is behind, retry later.";
 
 impl Peer {
-    pub(super) fn on_get(&mut self, conn: ConnId, msg_id: String, get: Get) {
+    /// A GET from `conn`; `skip` is its `><`, the peers it was already sent to.
+    pub(super) fn on_get(&mut self, conn: ConnId, msg_id: String, get: Get, skip: Option<String>) {
         match get {
             Get::Souls {
                 range,
                 reverse,
                 budget,
             } => self.on_souls_get(conn, msg_id, range, reverse, budget),
-            node_get => self.on_node_get(conn, msg_id, node_get),
+            node_get => self.on_node_get(conn, msg_id, Forward::new(node_get, skip)),
         }
     }
 
-    fn on_node_get(&mut self, conn: ConnId, msg_id: String, get: Get) {
+    fn on_node_get(&mut self, conn: ConnId, msg_id: String, forward: Forward) {
         let Get::Node {
             soul,
             keys,
             reverse,
             budget,
-        } = &get
+        } = &forward.get
         else {
             unreachable!("soul-range GETs are handled by on_souls_get");
         };
@@ -54,7 +56,7 @@ impl Peer {
                 || rng.id(9),
             );
             if !self.answer_get_with(conn, &msg_id, replies) {
-                self.forward_get(conn, &msg_id, &get);
+                self.forward_get(conn, &msg_id, &forward);
             }
             return;
         }
@@ -76,7 +78,7 @@ impl Peer {
                 msg_id,
                 range: exact,
                 cache_as: Some(soul),
-                forward: Some(get),
+                forward: Some(forward),
                 pages: 0,
                 budget_left: budget_given,
                 after: None,
@@ -94,7 +96,7 @@ impl Peer {
             conn: self.conn_ref(conn),
             msg_id,
             cache_as: None,
-            forward: Some(get),
+            forward: Some(forward),
         };
         self.issue(purpose, |op| StoreOp::Read { op, query });
     }
@@ -211,8 +213,8 @@ impl Peer {
                 self.cache.insert(soul, Default::default());
             }
             if !s.sent_any && !self.answer_get(s.conn, &s.msg_id, &[]) {
-                if let Some(get) = &s.forward {
-                    self.forward_get(s.conn, &s.msg_id, get);
+                if let Some(forward) = &s.forward {
+                    self.forward_get(s.conn, &s.msg_id, forward);
                 }
             }
             return;
@@ -290,7 +292,7 @@ impl Peer {
         conn: ConnRef,
         msg_id: &str,
         cache_as: Option<Soul>,
-        forward: Option<Get>,
+        forward: Option<Forward>,
         result: StoreResult,
     ) {
         let nodes = match result {
@@ -318,8 +320,8 @@ impl Peer {
             return; // the asker has gone; its connection id may belong to another now
         }
         if !self.answer_get(conn.id, msg_id, &nodes) {
-            if let Some(get) = forward {
-                self.forward_get(conn.id, msg_id, &get);
+            if let Some(forward) = forward {
+                self.forward_get(conn.id, msg_id, &forward);
             }
         }
     }

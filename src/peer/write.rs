@@ -3,13 +3,21 @@
 
 use std::collections::BTreeMap;
 
+use super::mesh::skip_list_names;
 use super::{ConnId, Deferred, Event, OpPurpose, Output, Peer, PendingPut};
 use crate::graph::{write_node, Field, Graph, Key, Soul, State};
 use crate::store::{StoreOp, StoreResult};
 use crate::wire;
 
 impl Peer {
-    pub(super) fn on_put(&mut self, conn: ConnId, msg_id: String, graph: Graph) {
+    /// A put from `conn`; `skip` is its `><`, the peers it was already sent to.
+    pub(super) fn on_put(
+        &mut self,
+        conn: ConnId,
+        msg_id: String,
+        graph: Graph,
+        skip: Option<String>,
+    ) {
         let wall = self.now.wall_ms;
         let max_ahead = self.limits.max_future_state_ms;
         let mut deferred_count = 0;
@@ -78,6 +86,7 @@ impl Peer {
             msg_id,
             parts_left: parts,
             failure: None,
+            skip,
         };
         if parts == 0 {
             // Nothing to write (nodes without fields): there is nothing to wait for.
@@ -109,11 +118,14 @@ impl Peer {
     }
 
     pub(super) fn on_merge_done(&mut self, put: u64, soul: Soul, result: StoreResult) {
-        let sender = self.puts.get(&put).map(|p| p.conn.id);
         match result {
             StoreResult::Merged { changed } => {
                 if !changed.is_empty() {
-                    self.publish(sender, soul, changed);
+                    let (sender, skip) = match self.puts.get_mut(&put) {
+                        Some(p) => (Some(p.conn.id), p.skip.clone()),
+                        None => (None, None),
+                    };
+                    self.publish(sender, skip.as_deref(), soul, changed);
                 }
             }
             StoreResult::Failed { reason } => {
@@ -145,15 +157,29 @@ impl Peer {
         }
     }
 
-    fn publish(&mut self, sender: Option<ConnId>, soul: Soul, changed: Vec<(Key, Field)>) {
+    /// Pushes a committed change to the subscribers of its node, except the connection it came
+    /// from and the peers its `><` says already have it.
+    fn publish(
+        &mut self,
+        sender: Option<ConnId>,
+        skip: Option<&str>,
+        soul: Soul,
+        changed: Vec<(Key, Field)>,
+    ) {
         self.cache.apply(&soul, &changed);
+        let conns = &self.conns;
         let subscribers: Vec<ConnId> = self
             .subs
             .subscribers(&soul)
             .into_iter()
             .filter(|c| Some(*c) != sender)
+            .filter(|c| {
+                skip.is_none()
+                    || !skip_list_names(skip, conns.get(c).and_then(|s| s.pid.as_deref()))
+            })
             .collect();
-        if !subscribers.is_empty() {
+        let absent_remotes = self.has_absent_remotes();
+        if !subscribers.is_empty() || absent_remotes {
             let mut graph = String::with_capacity(64 + changed.len() * 32);
             graph.push('{');
             crate::json::write_string(&mut graph, soul.as_str());
@@ -165,6 +191,13 @@ impl Peer {
                 let id = self.new_id();
                 let msg = wire::put_message(&id, None, |out| out.push_str(&graph));
                 self.send(conn, msg);
+                // A configured peer gets it again after a reconnect until it acknowledges it.
+                if let Some(remote) = self.conns.get(&conn).and_then(|c| c.remote) {
+                    self.keep(remote, &graph, Some(id));
+                }
+            }
+            if absent_remotes {
+                self.keep_for_absent_remotes(&graph);
             }
         }
         if self.emit_changes {
