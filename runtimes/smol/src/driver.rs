@@ -6,12 +6,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_io::Timer;
-use fibergun::{ConnId, Direction, Event, Input, Output, Peer, StoreOp};
+use fibergun::{ConnId, Direction, Event, Input, Output, Peer, RemoteId, StoreOp};
+use fibergun_host::clock;
+use fibergun_host::store_thread::BatchResults;
 use smol::channel::{Receiver, Sender};
 
 use crate::budget::ByteBudget;
-use crate::clock;
-use crate::store_thread::BatchResults;
+
+/// Starts a dial of a configured peer; its outcome comes back as [`DriverEvent::Opened`] (with
+/// the remote) or [`DriverEvent::DialFailed`].
+pub type Dialer = Box<dyn Fn(RemoteId, String) + Send>;
 
 /// What a connection's writer task is asked to do.
 #[derive(Debug)]
@@ -40,10 +44,15 @@ pub enum DriverEvent {
     Opened {
         /// Its id.
         conn: ConnId,
-        /// Who dialled.
-        direction: Direction,
+        /// The configured peer it reaches, if we dialled it.
+        dialled: Option<RemoteId>,
         /// Its writer.
         sender: ConnSender,
+    },
+    /// A dial of a configured peer failed.
+    DialFailed {
+        /// Which peer.
+        remote: RemoteId,
     },
     /// A text frame arrived.
     Frame {
@@ -86,6 +95,7 @@ pub struct Driver {
     closed_by_us: Vec<ConnId>,
     /// The inbound frame budget, released as frames are handled.
     inbound: Arc<ByteBudget>,
+    dialer: Dialer,
 }
 
 impl Driver {
@@ -95,6 +105,7 @@ impl Driver {
         events: Receiver<DriverEvent>,
         store: Sender<Vec<StoreOp>>,
         inbound: Arc<ByteBudget>,
+        dialer: Dialer,
     ) -> Driver {
         Driver {
             peer,
@@ -106,6 +117,7 @@ impl Driver {
             shutting_down: false,
             closed_by_us: Vec::new(),
             inbound,
+            dialer,
         }
     }
 
@@ -166,7 +178,7 @@ impl Driver {
         match event {
             DriverEvent::Opened {
                 conn,
-                direction,
+                dialled,
                 sender,
             } => {
                 if self.shutting_down {
@@ -176,8 +188,15 @@ impl Driver {
                     return;
                 }
                 self.conns.insert(conn, sender);
-                self.input(Input::Connected { conn, direction });
+                match dialled {
+                    Some(remote) => self.input(Input::Dialled { remote, conn }),
+                    None => self.input(Input::Connected {
+                        conn,
+                        direction: Direction::Inbound,
+                    }),
+                }
             }
+            DriverEvent::DialFailed { remote } => self.input(Input::DialFailed { remote }),
             DriverEvent::Frame { conn, text, budget } => {
                 if !self.shutting_down && self.conns.contains_key(&conn) {
                     self.input(Input::Frame { conn, text: &text });
@@ -240,6 +259,12 @@ impl Driver {
                 }
                 Output::Store(op) => self.pending_ops.push(op),
                 Output::Event(event) => log_event(&event),
+                Output::Dial { remote, url } => {
+                    if !self.shutting_down {
+                        tracing::debug!(remote = remote.0, "dialling {url}");
+                        (self.dialer)(remote, url);
+                    }
+                }
                 _ => {}
             }
         }

@@ -9,7 +9,7 @@ use async_tungstenite::tungstenite::protocol::{
 };
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
-use fibergun::{ConnId, Direction};
+use fibergun::{ConnId, RemoteId};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -75,6 +75,16 @@ fn error_reply(status: StatusCode, text: &str) -> Reply {
     json_reply(status, body)
 }
 
+/// The WebSocket settings of every connection, accepted or dialled. A small read buffer keeps idle
+/// connections cheap (about 15 KiB each, measured by fibergun-bench); it grows for big frames.
+/// Frames over twice the core's limit close the socket (the core answers those up to it).
+pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(1 << 10)
+        .max_message_size(Some(max_frame_bytes.saturating_mul(2)))
+        .max_frame_size(Some(max_frame_bytes.saturating_mul(2)))
+}
+
 /// Serves one TCP connection: HTTP/1.1 requests, and at most one upgrade to a WebSocket.
 pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
     let service = hyper::service::service_fn(move |req| {
@@ -121,12 +131,7 @@ fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
             match on_upgrade.await {
                 Ok(upgraded) => match upgraded.downcast::<FuturesIo<TcpStream>>() {
                     Ok(parts) => {
-                        // A small read buffer keeps idle connections cheap (about 15 KiB each, measured
-                        // by fibergun-bench); it grows for big frames.
-                        let config = WebSocketConfig::default()
-                            .read_buffer_size(1 << 10)
-                            .max_message_size(Some(task_ctx.max_frame_bytes.saturating_mul(2)))
-                            .max_frame_size(Some(task_ctx.max_frame_bytes.saturating_mul(2)));
+                        let config = websocket_config(task_ctx.max_frame_bytes);
                         let ws = WebSocketStream::from_partially_read(
                             parts.io.into_inner(),
                             parts.read_buf.to_vec(),
@@ -134,7 +139,7 @@ fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
                             Some(config),
                         )
                         .await;
-                        run_socket(ws, task_ctx).await;
+                        run_socket(ws, task_ctx, None).await;
                     }
                     Err(_) => tracing::error!("upgraded connection of an unexpected type"),
                 },
@@ -154,8 +159,9 @@ fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
     r
 }
 
-/// Pumps one WebSocket: frames in to the driver, the driver's frames out.
-pub async fn run_socket<S>(ws: WebSocketStream<S>, ctx: Arc<HttpContext>)
+/// Pumps one WebSocket: frames in to the driver, the driver's frames out. `dialled` names the
+/// configured peer at the other end when we dialled it.
+pub async fn run_socket<S>(ws: WebSocketStream<S>, ctx: Arc<HttpContext>, dialled: Option<RemoteId>)
 where
     S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -172,7 +178,7 @@ where
     };
     let opened = DriverEvent::Opened {
         conn,
-        direction: Direction::Inbound,
+        dialled,
         sender,
     };
     if ctx.events.send(opened).await.is_err() {

@@ -6,10 +6,10 @@
 //! acks go out), and wakes the core at its deadline.
 
 pub mod budget;
-pub mod clock;
+pub mod dial;
 pub mod driver;
 pub mod http;
 pub mod server;
-pub mod store_thread;
 
-pub use server::{serve, ServerConfig, ServerError};
+pub use fibergun_host::{ServerConfig, ServerError};
+pub use server::serve;

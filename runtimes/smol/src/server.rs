@@ -1,61 +1,18 @@
 //! Putting it together: open the store, bind the listener, run the driver, stop cleanly.
 
 use std::future::Future;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use fibergun::{Config, Limits, Peer};
+use fibergun::{Config, Peer};
+use fibergun_host::{clock, store_thread, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 use smol::Executor;
 
 use crate::budget::ByteBudget;
+use crate::dial::dial;
 use crate::driver::{Driver, DriverEvent};
 use crate::http::{serve_connection, HttpContext};
-use crate::{clock, store_thread};
-
-/// How to run a server.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Directory of the LMDB store.
-    pub data_dir: PathBuf,
-    /// The core's limits.
-    pub limits: Limits,
-    /// LMDB map size in bytes: the most the store can grow to.
-    pub map_size: usize,
-    /// Seed of the core's generator; fresh when `None`.
-    pub seed: Option<u64>,
-    /// Threads running socket tasks (the store has its own thread).
-    pub threads: usize,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: ([127, 0, 0, 1], 8765).into(),
-            data_dir: PathBuf::from("./fibergun-data"),
-            limits: Limits::default(),
-            map_size: fibergun_lmdb::DEFAULT_MAP_SIZE,
-            seed: None,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
-    }
-}
-
-/// Why the server could not start.
-#[derive(Debug)]
-pub struct ServerError(pub String);
-
-impl std::fmt::Display for ServerError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ServerError {}
 
 /// Runs a relay until `shutdown` completes, then finishes in-flight writes and closes the store.
 /// Blocks the calling thread.
@@ -63,6 +20,7 @@ pub fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let peers = config.validate()?;
     let store = LmdbStore::open(&config.data_dir, config.map_size)
         .map_err(|e| ServerError(e.to_string()))?;
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
@@ -88,6 +46,7 @@ pub fn serve(
     let peer_config = Config {
         seed: config.seed.unwrap_or_else(clock::fresh_seed),
         limits: config.limits.clone(),
+        peers,
         ..Config::default()
     };
     let peer = Peer::new(peer_config, clock::now());
@@ -123,7 +82,15 @@ pub fn serve(
         open_sockets: Default::default(),
     });
     let sockets = ctx.clone();
-    let driver = executor.spawn(Driver::new(peer, events_rx, store_tx, inbound).run());
+    let dial_ctx = ctx.clone();
+    let dialer = move |remote, url: String| {
+        dial_ctx
+            .executor
+            .spawn(dial(remote, url, dial_ctx.clone()))
+            .detach();
+    };
+    let driver =
+        executor.spawn(Driver::new(peer, events_rx, store_tx, inbound, Box::new(dialer)).run());
     let accept_ex = executor.clone();
     let accept = async move {
         loop {

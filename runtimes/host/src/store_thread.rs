@@ -3,8 +3,8 @@
 
 use std::thread::JoinHandle;
 
+use async_channel::{Receiver, Sender};
 use fibergun::{OpId, Store, StoreOp, StoreResult};
-use smol::channel::{Receiver, Sender};
 
 fn failed(n: usize, reason: &str) -> Vec<StoreResult> {
     tracing::error!("store batch failed: {reason}");
@@ -30,7 +30,7 @@ where
     S: Store + Send + 'static,
     F: Fn(BatchResults) + Send + 'static,
 {
-    let (tx, rx): (Sender<Vec<StoreOp>>, Receiver<Vec<StoreOp>>) = smol::channel::unbounded();
+    let (tx, rx): (Sender<Vec<StoreOp>>, Receiver<Vec<StoreOp>>) = async_channel::unbounded();
     let handle = std::thread::Builder::new()
         .name("fibergun-store".into())
         .spawn(move || {

@@ -1,0 +1,138 @@
+//! The server's configuration, and the `serve` command line that fills it (the same in every
+//! runtime's binary).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use fibergun::Limits;
+
+use crate::peer_url::PeerUrl;
+
+/// How to run a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory of the LMDB store.
+    pub data_dir: PathBuf,
+    /// The core's limits.
+    pub limits: Limits,
+    /// LMDB map size in bytes: the most the store can grow to.
+    pub map_size: usize,
+    /// Seed of the core's generator; fresh when `None`.
+    pub seed: Option<u64>,
+    /// Threads running socket tasks (the store has its own thread). Runtimes that give each
+    /// connection its own threads ignore it.
+    pub threads: usize,
+    /// Relays to dial and stay connected to (`ws://host:port/gun` or `http://host:port/gun`).
+    pub peers: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: ([127, 0, 0, 1], 8765).into(),
+            data_dir: PathBuf::from("./fibergun-data"),
+            limits: Limits::default(),
+            map_size: fibergun_lmdb::DEFAULT_MAP_SIZE,
+            seed: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            peers: Vec::new(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks what can be checked before starting: the limits and every peer address. The peers
+    /// come back as the WebSocket URLs to dial.
+    pub fn validate(&self) -> Result<Vec<String>, ServerError> {
+        self.limits
+            .validate()
+            .map_err(|e| ServerError(format!("invalid limits: {e}")))?;
+        self.peers
+            .iter()
+            .map(|p| PeerUrl::parse(p).map(|u| u.ws_url).map_err(ServerError))
+            .collect()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub struct ServerError(pub String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// The flags of `serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8765", env = "FIBERGUN_LISTEN")]
+    pub listen: SocketAddr,
+    /// Directory of the store (created if missing).
+    #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
+    pub data: PathBuf,
+    /// A relay to dial and stay connected to, fibergun or GUN JS (`ws://host:port/gun` or
+    /// `http://host:port/gun`). Repeat for several; connections are retried with backoff.
+    #[arg(long = "peer", value_name = "URL")]
+    pub peers: Vec<String>,
+    /// Largest accepted WebSocket frame, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_frame_bytes)]
+    pub max_frame_bytes: usize,
+    /// Deepest JSON nesting accepted in a frame.
+    #[arg(long, default_value_t = Limits::default().max_json_depth)]
+    pub max_depth: usize,
+    /// Largest string value, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_value_bytes)]
+    pub max_value_bytes: usize,
+    /// Bytes queued for one connection before it is dropped as too slow to read.
+    #[arg(long, default_value_t = Limits::default().max_outbound_queue_bytes)]
+    pub max_outbound_queue_bytes: usize,
+    /// First wait before dialling a peer again, in milliseconds (it doubles up to the maximum).
+    #[arg(long, default_value_t = Limits::default().reconnect_min_ms)]
+    pub reconnect_min_ms: u64,
+    /// Longest wait between dials of a peer, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().reconnect_max_ms)]
+    pub reconnect_max_ms: u64,
+    /// Most the store may grow to, in bytes.
+    #[arg(long, default_value_t = fibergun_lmdb::DEFAULT_MAP_SIZE)]
+    pub map_size: usize,
+}
+
+impl ServeArgs {
+    /// The configuration these flags describe.
+    pub fn into_config(self) -> ServerConfig {
+        let limits = Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            max_json_depth: self.max_depth,
+            max_value_bytes: self.max_value_bytes,
+            max_outbound_queue_bytes: self.max_outbound_queue_bytes,
+            reconnect_min_ms: self.reconnect_min_ms,
+            reconnect_max_ms: self.reconnect_max_ms,
+            ..Limits::default()
+        };
+        ServerConfig {
+            listen: self.listen,
+            data_dir: self.data,
+            limits,
+            map_size: self.map_size,
+            peers: self.peers,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}

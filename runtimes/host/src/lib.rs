@@ -1,0 +1,14 @@
+//! What every fibergun runtime shares, none of it protocol: the server's configuration and the
+//! `serve` command line that fills it, the clocks handed to the core, the thread that applies
+//! storage batches to LMDB, and the parsing of peer addresses.
+//!
+//! The smol runtime (`fibergun-smol`) and the std-thread runtime (`fibergun-threads`) both build
+//! on this, so they read the same flags, report the same errors and store the same way.
+
+pub mod clock;
+pub mod config;
+pub mod peer_url;
+pub mod store_thread;
+
+pub use config::{init_logging, ServeArgs, ServerConfig, ServerError};
+pub use peer_url::PeerUrl;

@@ -1,0 +1,103 @@
+//! Addresses of peers to dial, as GUN writes them (`http://host:port/gun`) or as WebSocket URLs
+//! (`ws://host:port/gun`).
+
+/// A peer address, checked and turned into the WebSocket URL to dial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerUrl {
+    /// `ws://host:port/path`.
+    pub ws_url: String,
+    /// The host name or address.
+    pub host: String,
+    /// The port (80 when none is given).
+    pub port: u16,
+}
+
+impl PeerUrl {
+    /// Parses `ws://` or `http://` addresses (GUN peers are written `http://host:port/gun`). The
+    /// path defaults to `/gun`. Encrypted transports (`wss://`, `https://`) are refused with an
+    /// explanation: this build speaks plain WebSockets only.
+    pub fn parse(url: &str) -> Result<PeerUrl, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| format!("peer '{url}' is not a URL (expected ws://host:port/gun)"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "ws" | "http" => {}
+            "wss" | "https" => {
+                return Err(format!(
+                    "peer '{url}': TLS peers are not supported; dial the relay's plain ws:// port \
+                     or run a TLS tunnel to it"
+                ))
+            }
+            other => {
+                return Err(format!(
+                    "peer '{url}': unsupported scheme '{other}' (use ws:// or http://)"
+                ))
+            }
+        }
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let path = if path.is_empty() || path == "/" {
+            "/gun"
+        } else {
+            path
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err(format!("peer '{url}': expected host:port after the scheme"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            // An IPv6 literal without a port: `[::1]`.
+            Some((h, p)) if !p.contains(']') => {
+                let port = p
+                    .parse::<u16>()
+                    .map_err(|_| format!("peer '{url}': bad port '{p}'"))?;
+                (h, port)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("peer '{url}': no host"));
+        }
+        Ok(PeerUrl {
+            ws_url: format!("ws://{authority}{path}"),
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerUrl;
+
+    #[test]
+    fn gun_and_websocket_forms() {
+        let p = PeerUrl::parse("http://127.0.0.1:8765/gun").unwrap();
+        assert_eq!(p.ws_url, "ws://127.0.0.1:8765/gun");
+        assert_eq!((p.host.as_str(), p.port), ("127.0.0.1", 8765));
+        let p = PeerUrl::parse("ws://localhost:9000").unwrap();
+        assert_eq!(p.ws_url, "ws://localhost:9000/gun");
+        let p = PeerUrl::parse("ws://[::1]:9000/gun?x=1").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("::1", 9000));
+        assert_eq!(p.ws_url, "ws://[::1]:9000/gun?x=1");
+        let p = PeerUrl::parse("ws://relay.example/gun").unwrap();
+        assert_eq!(p.port, 80);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        for (url, says) in [
+            ("127.0.0.1:8765", "not a URL"),
+            ("wss://relay.example/gun", "TLS"),
+            ("ftp://x/gun", "unsupported scheme"),
+            ("ws://:80/gun", "no host"),
+            ("ws:///gun", "host:port"),
+            ("ws://h:99999/gun", "bad port"),
+        ] {
+            let e = PeerUrl::parse(url).unwrap_err();
+            assert!(e.contains(says), "{url}: {e}");
+        }
+    }
+}
