@@ -259,11 +259,9 @@ impl Driver {
                 }
                 Output::Store(op) => self.pending_ops.push(op),
                 Output::Event(event) => log_event(&event),
-                Output::Dial { remote, url } => {
-                    if !self.shutting_down {
-                        tracing::debug!(remote = remote.0, "dialling {url}");
-                        (self.dialer)(remote, url);
-                    }
+                Output::Dial { remote, url } if !self.shutting_down => {
+                    tracing::debug!(remote = remote.0, "dialling {url}");
+                    (self.dialer)(remote, url);
                 }
                 _ => {}
             }
