@@ -5,8 +5,10 @@
 //! The smol runtime (`fibergun-smol`) and the std-thread runtime (`fibergun-threads`) both build
 //! on this, so they read the same flags, report the same errors and store the same way.
 
+pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod driver;
 pub mod peer_url;
 pub mod store_thread;
 

@@ -9,8 +9,7 @@ use fibergun::RemoteId;
 use fibergun_host::PeerUrl;
 use smol::net::TcpStream;
 
-use crate::driver::DriverEvent;
-use crate::http::{run_socket, websocket_config, HttpContext};
+use crate::http::{run_socket, websocket_config, DriverEvent, HttpContext};
 
 /// How long a dial may take, connection and handshake together.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -22,8 +22,47 @@ use smol::net::TcpStream;
 use smol::Executor;
 use smol_hyper::rt::FuturesIo;
 
-use crate::budget::ByteBudget;
-use crate::driver::{ConnSender, DriverEvent, Outgoing};
+use fibergun_host::budget::ByteBudget;
+use fibergun_host::driver::ConnHandle;
+
+/// The driver's events, with this runtime's connection handle.
+pub type DriverEvent = fibergun_host::driver::DriverEvent<ConnSender>;
+
+/// What a connection's writer task is asked to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Send this text frame.
+    Frame(String),
+    /// Close the socket, with this reason.
+    Close(String),
+}
+
+/// The driver's handle on one connection's socket task.
+#[derive(Clone, Debug)]
+pub struct ConnSender {
+    /// Frames for the writer task.
+    pub tx: Sender<Outgoing>,
+    /// Bytes queued and not yet written; the writer subtracts what it sends.
+    pub queued: Arc<AtomicUsize>,
+    /// Ends the socket task at once, even while a write is blocked on a client that does not read.
+    pub kill: Sender<()>,
+}
+
+impl ConnHandle for ConnSender {
+    fn queue(&self, text: String) -> usize {
+        let queued = self.queued.fetch_add(text.len(), Ordering::Relaxed) + text.len();
+        let _ = self.tx.try_send(Outgoing::Frame(text));
+        queued
+    }
+
+    fn close(&self, reason: String) {
+        let _ = self.tx.try_send(Outgoing::Close(reason));
+    }
+
+    fn kill(&self) {
+        let _ = self.kill.try_send(());
+    }
+}
 
 /// What every HTTP connection task shares.
 pub struct HttpContext {
@@ -179,7 +218,7 @@ where
     let opened = DriverEvent::Opened {
         conn,
         dialled,
-        sender,
+        handle: sender,
     };
     if ctx.events.send(opened).await.is_err() {
         return;

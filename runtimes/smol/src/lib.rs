@@ -5,9 +5,7 @@
 //! the core's storage ops in one LMDB transaction per batch, feeds the results back (only then do
 //! acks go out), and wakes the core at its deadline.
 
-pub mod budget;
 pub mod dial;
-pub mod driver;
 pub mod http;
 pub mod server;
 

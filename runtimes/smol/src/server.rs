@@ -4,15 +4,17 @@ use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use async_io::Timer;
 use fibergun::{Config, Peer};
+use fibergun_host::budget::ByteBudget;
+use fibergun_host::driver::Driver;
 use fibergun_host::{clock, store_thread, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
+use smol::channel::Receiver;
 use smol::Executor;
 
-use crate::budget::ByteBudget;
 use crate::dial::dial;
-use crate::driver::{Driver, DriverEvent};
-use crate::http::{serve_connection, HttpContext};
+use crate::http::{serve_connection, ConnSender, DriverEvent, HttpContext};
 
 /// Runs a relay until `shutdown` completes, then finishes in-flight writes and closes the store.
 /// Blocks the calling thread.
@@ -89,8 +91,10 @@ pub fn serve(
             .spawn(dial(remote, url, dial_ctx.clone()))
             .detach();
     };
-    let driver =
-        executor.spawn(Driver::new(peer, events_rx, store_tx, inbound, Box::new(dialer)).run());
+    let driver = executor.spawn(drive(
+        Driver::new(peer, store_tx, inbound, Box::new(dialer)),
+        events_rx,
+    ));
     let accept_ex = executor.clone();
     let accept = async move {
         loop {
@@ -132,4 +136,45 @@ pub fn serve(
     }
     tracing::info!("fibergun stopped; store closed");
     Ok(())
+}
+
+/// The driver's loop: wait for an event or the core's deadline, hand it over, carry out what the
+/// core wants. Runs until shutdown has finished every write in flight.
+async fn drive(mut driver: Driver<ConnSender>, events: Receiver<DriverEvent>) {
+    loop {
+        driver.step();
+        if driver.finished() {
+            break;
+        }
+        let event = match driver.deadline() {
+            Some(at) if at <= std::time::Instant::now() => None,
+            Some(at) => {
+                smol::future::or(async { events.recv().await.ok() }, async {
+                    Timer::at(at).await;
+                    None
+                })
+                .await
+            }
+            None => match events.recv().await {
+                Ok(event) => Some(event),
+                // Every sender is gone: nothing more can happen.
+                Err(_) => break,
+            },
+        };
+        match event {
+            None => driver.timeout(),
+            Some(event) => {
+                driver.handle(event);
+                // Take what else is already waiting before draining, so replies and storage ops
+                // of many frames go out together (bounded, to keep latency fair).
+                for _ in 0..256 {
+                    match events.try_recv() {
+                        Ok(event) => driver.handle(event),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+    driver.close_all();
 }

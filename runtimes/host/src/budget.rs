@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use event_listener::Event;
+use event_listener::{Event, Listener};
 
 /// Bytes of frames in flight between the sockets and the driver.
 #[derive(Debug)]
@@ -41,6 +41,21 @@ impl ByteBudget {
         }
     }
 
+    /// [`ByteBudget::acquire`] for threads: blocks the calling thread until `bytes` fit.
+    pub fn acquire_blocking(&self, bytes: usize) -> usize {
+        let bytes = bytes.min(self.max);
+        loop {
+            if self.try_take(bytes) {
+                return bytes;
+            }
+            let listener = self.freed.listen();
+            if self.try_take(bytes) {
+                return bytes;
+            }
+            listener.wait();
+        }
+    }
+
     fn try_take(&self, bytes: usize) -> bool {
         let mut used = self.used.lock().expect("the budget lock is never poisoned");
         if *used + bytes <= self.max {
@@ -73,18 +88,48 @@ mod tests {
     #[test]
     fn waits_until_bytes_are_released() {
         let budget = Arc::new(ByteBudget::new(100));
-        smol::block_on(async {
-            assert_eq!(budget.acquire(60).await, 60);
-            let b = budget.clone();
-            let waiter = smol::spawn(async move { b.acquire(60).await });
-            smol::Timer::after(std::time::Duration::from_millis(20)).await;
-            assert_eq!(budget.used(), 60, "the second frame must wait");
-            budget.release(60);
-            assert_eq!(waiter.await, 60);
-            budget.release(60);
-            // A frame bigger than the whole budget takes all of it.
-            assert_eq!(budget.acquire(500).await, 100);
-            assert_eq!(budget.used(), 100);
-        });
+        assert_eq!(budget.acquire_blocking(60), 60);
+        let b = budget.clone();
+        let waiter = std::thread::spawn(move || b.acquire_blocking(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(budget.used(), 60, "the second frame must wait");
+        budget.release(60);
+        assert_eq!(waiter.join().unwrap(), 60);
+        budget.release(60);
+        // A frame bigger than the whole budget takes all of it.
+        assert_eq!(budget.acquire_blocking(500), 100);
+        assert_eq!(budget.used(), 100);
+    }
+
+    #[test]
+    fn async_waiters_wake_on_release() {
+        let budget = Arc::new(ByteBudget::new(10));
+        assert_eq!(budget.acquire_blocking(10), 10);
+        let b = budget.clone();
+        let waiter = std::thread::spawn(move || block_on(b.acquire(5)));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(budget.used(), 10);
+        budget.release(10);
+        assert_eq!(waiter.join().unwrap(), 5);
+    }
+
+    /// Polls a future to completion on this thread, parking between wake-ups.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        use std::task::{Context, Poll, Wake, Waker};
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            match f.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => return v,
+                Poll::Pending => std::thread::park(),
+            }
+        }
     }
 }

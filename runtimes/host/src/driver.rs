@@ -1,45 +1,51 @@
-//! The driver loop: one task owns the [`Peer`], feeds it events from sockets, the store and the
-//! clock, and carries out its outputs.
+//! The driver: what a runtime does with the core between waits. It feeds the [`Peer`] events from
+//! sockets, the store and the clock, and carries out its outputs: frames to connection writers,
+//! closes, storage batches to the store thread (one in flight at a time, so the next gathers
+//! meanwhile: group commit), and dials of configured peers.
+//!
+//! A runtime owns one [`Driver`] and a loop that waits, in its own way, for the next
+//! [`DriverEvent`] or the driver's deadline:
+//!
+//! ```text
+//! loop {
+//!     driver.step();
+//!     if driver.finished() { break }
+//!     match wait(event channel, driver.deadline()) {
+//!         event => driver.handle(event),   // and any others already waiting
+//!         deadline => driver.timeout(),
+//!     }
+//! }
+//! driver.close_all();
+//! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use async_io::Timer;
+use async_channel::Sender;
 use fibergun::{ConnId, Direction, Event, Input, Output, Peer, RemoteId, StoreOp};
-use fibergun_host::clock;
-use fibergun_host::store_thread::BatchResults;
-use smol::channel::{Receiver, Sender};
 
 use crate::budget::ByteBudget;
+use crate::clock;
+use crate::store_thread::BatchResults;
+
+/// A runtime's handle on one connection's writer.
+pub trait ConnHandle {
+    /// Queues a frame for the writer. Returns the bytes now queued and not yet written.
+    fn queue(&self, text: String) -> usize;
+    /// Asks the writer to send what is queued, then close with `reason`.
+    fn close(&self, reason: String);
+    /// Ends the connection at once, even while a write is blocked on a peer that does not read.
+    fn kill(&self);
+}
 
 /// Starts a dial of a configured peer; its outcome comes back as [`DriverEvent::Opened`] (with
 /// the remote) or [`DriverEvent::DialFailed`].
 pub type Dialer = Box<dyn Fn(RemoteId, String) + Send>;
 
-/// What a connection's writer task is asked to do.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// Send this text frame.
-    Frame(String),
-    /// Close the socket, with this reason.
-    Close(String),
-}
-
-/// The driver's handle on one connection's socket task.
-#[derive(Clone, Debug)]
-pub struct ConnSender {
-    /// Frames for the writer task.
-    pub tx: Sender<Outgoing>,
-    /// Bytes queued and not yet written; the writer subtracts what it sends.
-    pub queued: Arc<AtomicUsize>,
-    /// Ends the socket task at once, even while a write is blocked on a client that does not read.
-    pub kill: Sender<()>,
-}
-
 /// Everything the driver reacts to.
 #[derive(Debug)]
-pub enum DriverEvent {
+pub enum DriverEvent<C> {
     /// A WebSocket opened.
     Opened {
         /// Its id.
@@ -47,7 +53,7 @@ pub enum DriverEvent {
         /// The configured peer it reaches, if we dialled it.
         dialled: Option<RemoteId>,
         /// Its writer.
-        sender: ConnSender,
+        handle: C,
     },
     /// A dial of a configured peer failed.
     DialFailed {
@@ -82,11 +88,10 @@ pub enum DriverEvent {
 }
 
 /// Owns the peer and the connection writers.
-pub struct Driver {
+pub struct Driver<C: ConnHandle> {
     peer: Peer,
-    events: Receiver<DriverEvent>,
     store: Sender<Vec<StoreOp>>,
-    conns: HashMap<ConnId, ConnSender>,
+    conns: HashMap<ConnId, C>,
     /// Ops emitted while a batch is committing: they form the next batch.
     pending_ops: Vec<StoreOp>,
     batch_in_flight: bool,
@@ -98,18 +103,16 @@ pub struct Driver {
     dialer: Dialer,
 }
 
-impl Driver {
-    /// A driver for `peer`, reading `events` and sending store batches to `store`.
+impl<C: ConnHandle> Driver<C> {
+    /// A driver for `peer`, sending store batches to `store`.
     pub fn new(
         peer: Peer,
-        events: Receiver<DriverEvent>,
         store: Sender<Vec<StoreOp>>,
         inbound: Arc<ByteBudget>,
         dialer: Dialer,
-    ) -> Driver {
+    ) -> Driver<C> {
         Driver {
             peer,
-            events,
             store,
             conns: HashMap::new(),
             pending_ops: Vec::new(),
@@ -121,49 +124,33 @@ impl Driver {
         }
     }
 
-    /// Runs until a [`DriverEvent::Shutdown`] has been received and every storage op issued
-    /// before it has committed and been answered.
-    pub async fn run(mut self) {
-        loop {
-            self.carry_out_outputs();
-            self.submit_batch();
-            if self.shutting_down && !self.batch_in_flight && self.pending_ops.is_empty() {
-                break;
-            }
-            let event = match self.peer.poll_timeout() {
-                Some(at) if at <= std::time::Instant::now() => None,
-                Some(at) => {
-                    smol::future::or(async { self.events.recv().await.ok() }, async {
-                        Timer::at(at).await;
-                        None
-                    })
-                    .await
-                }
-                None => match self.events.recv().await {
-                    Ok(event) => Some(event),
-                    // Every sender is gone: nothing more can happen.
-                    Err(_) => break,
-                },
-            };
-            match event {
-                None => self.input(Input::Timeout),
-                Some(event) => {
-                    self.on_event(event);
-                    // Take what else is already waiting before draining, so replies and storage
-                    // ops of many frames go out together (bounded, to keep latency fair).
-                    for _ in 0..256 {
-                        match self.events.try_recv() {
-                            Ok(event) => self.on_event(event),
-                            Err(_) => break,
-                        }
-                    }
-                }
-            }
-        }
+    /// Carries out everything the core has to do, and sends the next storage batch if none is
+    /// committing. Call before every wait.
+    pub fn step(&mut self) {
+        self.carry_out_outputs();
+        self.submit_batch();
+    }
+
+    /// Shutdown was asked for and every storage op issued before it has committed and been
+    /// answered.
+    pub fn finished(&self) -> bool {
+        self.shutting_down && !self.batch_in_flight && self.pending_ops.is_empty()
+    }
+
+    /// When to call [`Driver::timeout`] next.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.peer.poll_timeout()
+    }
+
+    /// The deadline has come.
+    pub fn timeout(&mut self) {
+        self.input(Input::Timeout);
+    }
+
+    /// Asks every open connection to close (after shutdown).
+    pub fn close_all(&mut self) {
         for (_, conn) in self.conns.drain() {
-            let _ = conn
-                .tx
-                .try_send(Outgoing::Close("server shutting down".into()));
+            conn.close("server shutting down".into());
         }
     }
 
@@ -174,20 +161,19 @@ impl Driver {
         }
     }
 
-    fn on_event(&mut self, event: DriverEvent) {
+    /// Hands one event to the core.
+    pub fn handle(&mut self, event: DriverEvent<C>) {
         match event {
             DriverEvent::Opened {
                 conn,
                 dialled,
-                sender,
+                handle,
             } => {
                 if self.shutting_down {
-                    let _ = sender
-                        .tx
-                        .try_send(Outgoing::Close("server shutting down".into()));
+                    handle.close("server shutting down".into());
                     return;
                 }
-                self.conns.insert(conn, sender);
+                self.conns.insert(conn, handle);
                 match dialled {
                     Some(remote) => self.input(Input::Dialled { remote, conn }),
                     None => self.input(Input::Connected {
@@ -231,11 +217,10 @@ impl Driver {
         while let Some(output) = self.peer.poll_output() {
             match output {
                 Output::Send { conn, text } => {
-                    let Some(sender) = self.conns.get(&conn) else {
+                    let Some(handle) = self.conns.get(&conn) else {
                         continue;
                     };
-                    let queued =
-                        sender.queued.fetch_add(text.len(), Ordering::Relaxed) + text.len();
+                    let queued = handle.queue(text);
                     if queued > max_queue {
                         // A reader this slow would make the relay hold unbounded memory for it.
                         tracing::warn!(
@@ -243,19 +228,17 @@ impl Driver {
                             queued,
                             "closing a connection that does not read its frames"
                         );
-                        // Its writer may be blocked on the socket, so end the task outright.
-                        let _ = sender.kill.try_send(());
+                        // Its writer may be blocked on the socket, so end it outright.
+                        handle.kill();
                         self.conns.remove(&conn);
-                        self.input_disconnected_later(conn);
-                        continue;
+                        self.closed_by_us.push(conn);
                     }
-                    let _ = sender.tx.try_send(Outgoing::Frame(text));
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(sender) = self.conns.remove(&conn) {
-                        let _ = sender.tx.try_send(Outgoing::Close(reason));
+                    if let Some(handle) = self.conns.remove(&conn) {
+                        handle.close(reason);
                     }
-                    self.input_disconnected_later(conn);
+                    self.closed_by_us.push(conn);
                 }
                 Output::Store(op) => self.pending_ops.push(op),
                 Output::Event(event) => log_event(&event),
@@ -268,13 +251,9 @@ impl Driver {
         }
     }
 
-    /// Tells the core a connection it or the driver closed is gone. Done after the current drain,
-    /// since the core must not be fed while its outputs are being read.
-    fn input_disconnected_later(&mut self, conn: ConnId) {
-        self.closed_by_us.push(conn);
-    }
-
     fn submit_batch(&mut self) {
+        // Connections closed from this side are reported after the drain: the core must not be
+        // fed while its outputs are being read.
         for conn in std::mem::take(&mut self.closed_by_us) {
             self.input(Input::Disconnected { conn });
             self.carry_out_outputs();
