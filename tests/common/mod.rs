@@ -24,10 +24,17 @@ use serde_json::{json, Value};
 use tungstenite::protocol::WebSocket;
 use tungstenite::Message;
 
-/// The path of the `fibergun` binary that cargo built for these tests.
-pub const FIBERGUN: &str = env!("CARGO_BIN_EXE_fibergun");
+/// The server binary under test: these tests are declared by each runtime's package (smol:
+/// `fibergun`, std threads: `fibergun-threads`), so the same suite runs against each.
+pub const FIBERGUN: &str = match (
+    option_env!("CARGO_BIN_EXE_fibergun"),
+    option_env!("CARGO_BIN_EXE_fibergun-threads"),
+) {
+    (Some(path), _) | (None, Some(path)) => path,
+    (None, None) => panic!("declare these tests in a package with a server binary"),
+};
 
-/// The workspace root (`CARGO_MANIFEST_DIR` is `<root>/runtimes/smol`).
+/// The workspace root (`CARGO_MANIFEST_DIR` is `<root>/runtimes/<runtime>`).
 pub fn repo_root() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     root.canonicalize().unwrap_or(root)

@@ -136,3 +136,11 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .init();
 }
+
+/// The JSON answer to `GET /`: what this server is and where its endpoint is.
+pub fn server_info_json() -> String {
+    format!(
+        "{{\"name\":\"fibergun\",\"version\":\"{}\",\"gun\":\"/gun\"}}",
+        env!("CARGO_PKG_VERSION")
+    )
+}

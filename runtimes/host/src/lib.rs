@@ -12,5 +12,5 @@ pub mod driver;
 pub mod peer_url;
 pub mod store_thread;
 
-pub use config::{init_logging, ServeArgs, ServerConfig, ServerError};
+pub use config::{init_logging, server_info_json, ServeArgs, ServerConfig, ServerError};
 pub use peer_url::PeerUrl;

@@ -10,6 +10,10 @@ pub struct PeerUrl {
     pub host: String,
     /// The port (80 when none is given).
     pub port: u16,
+    /// `host:port` as written.
+    pub authority: String,
+    /// The path and query (`/gun` when none is given).
+    pub path: String,
 }
 
 impl PeerUrl {
@@ -64,6 +68,8 @@ impl PeerUrl {
             ws_url: format!("ws://{authority}{path}"),
             host: host.to_owned(),
             port,
+            authority: authority.to_owned(),
+            path: path.to_owned(),
         })
     }
 }

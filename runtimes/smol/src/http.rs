@@ -142,13 +142,7 @@ fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
     match req.uri().path() {
         // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
         "/gun" | "/gun/" => upgrade(req, ctx),
-        "/" => json_reply(
-            StatusCode::OK,
-            format!(
-                "{{\"name\":\"fibergun\",\"version\":\"{}\",\"gun\":\"/gun\"}}",
-                env!("CARGO_PKG_VERSION")
-            ),
-        ),
+        "/" => json_reply(StatusCode::OK, fibergun_host::server_info_json()),
         _ => error_reply(StatusCode::NOT_FOUND, "not found"),
     }
 }

@@ -1,0 +1,123 @@
+//! The HTTP front on a blocking socket: the request head is read and parsed, `/gun` is upgraded
+//! to a WebSocket, and anything else gets a small JSON answer, as in the smol runtime.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::Role;
+
+use crate::socket::{run_socket, SocketContext};
+
+/// Largest request head read before answering 431.
+const MAX_HEAD_BYTES: usize = 16 << 10;
+/// Most headers parsed.
+const MAX_HEADERS: usize = 64;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads an HTTP/1.1 head (up to the blank line) from `stream`. Returns the bytes read: the head
+/// and whatever followed it, and where the head ends. An error when the peer closed, stalled or
+/// sent too much.
+pub fn read_head(stream: &mut TcpStream) -> Result<(Vec<u8>, usize), &'static str> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        if let Some(end) = find_blank_line(&buf) {
+            return Ok((buf, end));
+        }
+        if buf.len() >= MAX_HEAD_BYTES {
+            return Err("request head too large");
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err("closed before the request head ended"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return Err("request head not received in time"),
+        }
+    }
+}
+
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &str) {
+    let text = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(text.as_bytes());
+    let _ = stream.flush();
+}
+
+fn error_body(text: &str) -> String {
+    let mut body = String::from("{\"error\":");
+    fibergun::json::write_string(&mut body, text);
+    body.push('}');
+    body
+}
+
+/// Serves one accepted TCP connection: one request, or one WebSocket until it closes.
+pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(HEAD_TIMEOUT));
+    let (buf, head_len) = match read_head(&mut stream) {
+        Ok(head) => head,
+        Err(why) => {
+            tracing::debug!("http request dropped: {why}");
+            if why == "request head too large" {
+                respond(
+                    &mut stream,
+                    "431 Request Header Fields Too Large",
+                    &error_body(why),
+                );
+            }
+            return;
+        }
+    };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    if !matches!(
+        req.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    ) {
+        respond(&mut stream, "400 Bad Request", &error_body("bad request"));
+        return;
+    }
+    let path = req.path.unwrap_or("/");
+    let path = path.split('?').next().unwrap_or(path);
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    match path {
+        // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
+        "/gun" | "/gun/" => {
+            let wants_ws = header("upgrade")
+                .is_some_and(|v| String::from_utf8_lossy(v).eq_ignore_ascii_case("websocket"));
+            let Some(key) = header("sec-websocket-key").filter(|_| wants_ws) else {
+                respond(
+                    &mut stream,
+                    "426 Upgrade Required",
+                    &error_body("/gun is a WebSocket endpoint"),
+                );
+                return;
+            };
+            let accept = derive_accept_key(key);
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+            );
+            if stream.write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            let _ = stream.set_read_timeout(None);
+            let leftover = buf[head_len..].to_vec();
+            run_socket(stream, leftover, Role::Server, ctx, None);
+        }
+        "/" => respond(&mut stream, "200 OK", &fibergun_host::server_info_json()),
+        _ => respond(&mut stream, "404 Not Found", &error_body("not found")),
+    }
+}

@@ -1,0 +1,197 @@
+//! Putting it together: open the store, bind the listener, start the threads, stop cleanly.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fibergun::{Config, Peer};
+use fibergun_host::budget::ByteBudget;
+use fibergun_host::driver::Driver;
+use fibergun_host::{clock, store_thread, ServerConfig, ServerError};
+use fibergun_lmdb::LmdbStore;
+
+use crate::dial::spawn_dial;
+use crate::http::serve_connection;
+use crate::socket::{DriverEvent, SocketContext, ThreadConn};
+
+/// A running relay.
+pub struct Server {
+    addr: SocketAddr,
+    events: SyncSender<DriverEvent>,
+    stopping: Arc<AtomicBool>,
+    acceptor: JoinHandle<()>,
+    driver: JoinHandle<()>,
+    store: JoinHandle<()>,
+    sockets: Arc<SocketContext>,
+}
+
+impl Server {
+    /// Opens the store, binds the listener and starts every thread. Returns once the server is
+    /// accepting connections.
+    pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let peers = config.validate()?;
+        let store = LmdbStore::open(&config.data_dir, config.map_size)
+            .map_err(|e| ServerError(e.to_string()))?;
+        let listener = TcpListener::bind(config.listen)
+            .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError(e.to_string()))?;
+
+        let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<DriverEvent>(4096);
+        let done_tx = events_tx.clone();
+        let (store_tx, store) = store_thread::spawn(
+            store,
+            move |results| {
+                let _ = done_tx.send(DriverEvent::StoreDone(results));
+            },
+            |store: &LmdbStore| {
+                if let Err(e) = store.sync() {
+                    tracing::error!("final store sync failed: {e}");
+                }
+            },
+        );
+
+        let peer = Peer::new(
+            Config {
+                seed: config.seed.unwrap_or_else(clock::fresh_seed),
+                limits: config.limits.clone(),
+                peers,
+                ..Config::default()
+            },
+            clock::now(),
+        );
+        tracing::info!(
+            pid = peer.pid(),
+            "fibergun (threads) listening on ws://{addr}/gun, data in {}",
+            config.data_dir.display()
+        );
+        // Frames waiting for the driver hold at most four of the largest frames.
+        let inbound = Arc::new(ByteBudget::new(
+            config.limits.max_frame_bytes.saturating_mul(4),
+        ));
+        let sockets = Arc::new(SocketContext {
+            events: events_tx.clone(),
+            max_frame_bytes: config.limits.max_frame_bytes,
+            next_conn: AtomicU64::new(1),
+            inbound: inbound.clone(),
+            open_sockets: Default::default(),
+        });
+        let dial_ctx = sockets.clone();
+        let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());
+        let driver = Driver::<ThreadConn>::new(peer, store_tx, inbound, Box::new(dialer));
+        let driver = spawn("fibergun-driver", move || drive(driver, events_rx))?;
+
+        let stopping = Arc::new(AtomicBool::new(false));
+        let accept_ctx = sockets.clone();
+        let accept_stop = stopping.clone();
+        let acceptor = spawn("fibergun-accept", move || {
+            accept(listener, accept_ctx, accept_stop)
+        })?;
+        Ok(Server {
+            addr,
+            events: events_tx,
+            stopping,
+            acceptor,
+            driver,
+            store,
+            sockets,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes and acknowledges the writes in flight, closes every connection
+    /// and syncs the store. Blocks until done.
+    pub fn shutdown(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the acceptor from its blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        let _ = self.acceptor.join();
+        let _ = self.events.send(DriverEvent::Shutdown);
+        drop(self.events);
+        let _ = self.driver.join();
+        // The driver owned the store's channel; with it gone the store thread syncs and ends.
+        let _ = self.store.join();
+        // Give the writers a moment to send the last frames (acks, closes).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.sockets.open_sockets.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        tracing::info!("fibergun stopped; store closed");
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, ServerError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| ServerError(format!("cannot start thread {name}: {e}")))
+}
+
+fn accept(listener: TcpListener, ctx: Arc<SocketContext>, stopping: Arc<AtomicBool>) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        match stream {
+            Ok(stream) => {
+                let ctx = ctx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("fibergun-conn".into())
+                    .stack_size(256 << 10)
+                    .spawn(move || serve_connection(stream, &ctx));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot start a connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// The driver's loop: wait for an event or the core's deadline, hand it over, carry out what the
+/// core wants. Runs until shutdown has finished every write in flight.
+fn drive(mut driver: Driver<ThreadConn>, events: Receiver<DriverEvent>) {
+    loop {
+        driver.step();
+        if driver.finished() {
+            break;
+        }
+        let event = match driver.deadline() {
+            Some(at) => match events.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(event) => Some(event),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+            None => match events.recv() {
+                Ok(event) => Some(event),
+                Err(_) => break,
+            },
+        };
+        match event {
+            None => driver.timeout(),
+            Some(event) => {
+                driver.handle(event);
+                // Take what else is already waiting before draining, so replies and storage ops
+                // of many frames go out together (bounded, to keep latency fair).
+                for _ in 0..256 {
+                    match events.try_recv() {
+                        Ok(event) => driver.handle(event),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+    driver.close_all();
+}

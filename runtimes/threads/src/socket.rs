@@ -1,0 +1,248 @@
+//! One WebSocket on blocking threads: the reader (the thread that accepted or dialled it) hands
+//! frames to the driver; a writer thread sends the driver's frames. Each half has its own
+//! `tungstenite` state over its own handle on the socket, so neither waits for the other.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+
+use fibergun::{ConnId, RemoteId};
+use fibergun_host::budget::ByteBudget;
+use fibergun_host::driver::ConnHandle;
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
+use tungstenite::{Bytes, Message};
+
+/// The driver's events, with this runtime's connection handle.
+pub type DriverEvent = fibergun_host::driver::DriverEvent<ThreadConn>;
+
+/// What every socket thread shares.
+#[derive(Debug)]
+pub struct SocketContext {
+    /// The driver's inbox.
+    pub events: SyncSender<DriverEvent>,
+    /// Frames over this many bytes are answered by the core with an error; frames over twice
+    /// this close the socket.
+    pub max_frame_bytes: usize,
+    /// Source of connection ids.
+    pub next_conn: AtomicU64,
+    /// Bytes of inbound frames waiting for the driver.
+    pub inbound: Arc<ByteBudget>,
+    /// WebSockets whose threads are still running (writers may still be flushing at shutdown).
+    pub open_sockets: AtomicUsize,
+}
+
+/// What a writer thread is asked to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Send this text frame.
+    Frame(String),
+    /// Answer a ping.
+    Pong(Bytes),
+    /// Close the socket, with this reason.
+    Close(String),
+}
+
+/// The driver's handle on one connection.
+#[derive(Debug)]
+pub struct ThreadConn {
+    tx: Sender<Outgoing>,
+    queued: Arc<AtomicUsize>,
+    /// For [`ConnHandle::kill`]: shutting the socket down unblocks both threads at once.
+    socket: TcpStream,
+}
+
+impl ConnHandle for ThreadConn {
+    fn queue(&self, text: String) -> usize {
+        let queued = self.queued.fetch_add(text.len(), Ordering::Relaxed) + text.len();
+        let _ = self.tx.send(Outgoing::Frame(text));
+        queued
+    }
+
+    fn close(&self, reason: String) {
+        let _ = self.tx.send(Outgoing::Close(reason));
+    }
+
+    fn kill(&self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// The WebSocket settings of every connection (as in the smol runtime: a small initial read
+/// buffer, frames up to twice the core's limit).
+pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(1 << 10)
+        .max_message_size(Some(max_frame_bytes.saturating_mul(2)))
+        .max_frame_size(Some(max_frame_bytes.saturating_mul(2)))
+}
+
+/// The socket as the reader sees it: reads pass through, and writes (the replies `tungstenite`
+/// makes on its own to pings and closes) are dropped; the reader hands those to the writer.
+struct ReadHalf(TcpStream);
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for ReadHalf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts a socket as open while its threads live.
+struct OpenSocket<'a>(&'a AtomicUsize);
+
+impl<'a> OpenSocket<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        OpenSocket(count)
+    }
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs a WebSocket whose handshake is done: `leftover` holds bytes read past the handshake.
+/// Returns when the connection has closed and the driver has been told.
+pub fn run_socket(
+    stream: TcpStream,
+    leftover: Vec<u8>,
+    role: Role,
+    ctx: &SocketContext,
+    dialled: Option<RemoteId>,
+) {
+    let _open = OpenSocket::new(&ctx.open_sockets);
+    let (Ok(write_half), Ok(kill_handle)) = (stream.try_clone(), stream.try_clone()) else {
+        tracing::warn!("cannot clone a socket handle; dropping the connection");
+        return;
+    };
+    let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
+    let config = websocket_config(ctx.max_frame_bytes);
+    let (tx, rx) = mpsc::channel::<Outgoing>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let handle = ThreadConn {
+        tx: tx.clone(),
+        queued: queued.clone(),
+        socket: kill_handle,
+    };
+    if ctx
+        .events
+        .send(DriverEvent::Opened {
+            conn,
+            dialled,
+            handle,
+        })
+        .is_err()
+    {
+        return;
+    }
+    let writer = std::thread::Builder::new()
+        .name(format!("fibergun-write-{}", conn.0))
+        .stack_size(128 << 10)
+        .spawn(move || {
+            let ws = WebSocket::from_raw_socket(write_half, role, Some(config));
+            write_frames(ws, rx, &queued);
+        });
+    if writer.is_err() {
+        tracing::warn!(conn = conn.0, "cannot start a writer thread");
+        let _ = stream.shutdown(Shutdown::Both);
+    } else {
+        let ws = WebSocket::from_partially_read(ReadHalf(stream), leftover, role, Some(config));
+        read_frames(ws, conn, ctx, &tx);
+        // The peer or the writer ended it: the writer sends what is queued and stops.
+        let _ = tx.send(Outgoing::Close(String::new()));
+    }
+    drop(tx);
+    let _ = ctx.events.send(DriverEvent::Closed { conn });
+}
+
+fn read_frames(
+    mut ws: WebSocket<ReadHalf>,
+    conn: ConnId,
+    ctx: &SocketContext,
+    writer: &Sender<Outgoing>,
+) {
+    loop {
+        let event = match ws.read() {
+            Ok(Message::Text(t)) => {
+                let text = t.as_str().to_owned();
+                let budget = ctx.inbound.acquire_blocking(text.len());
+                DriverEvent::Frame { conn, text, budget }
+            }
+            Ok(Message::Binary(b)) => DriverEvent::Binary {
+                conn,
+                bytes: b.len(),
+            },
+            Ok(Message::Ping(data)) => {
+                let _ = writer.send(Outgoing::Pong(data));
+                continue;
+            }
+            Ok(Message::Close(_)) => break,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!(conn = conn.0, "websocket read ended: {e}");
+                break;
+            }
+        };
+        if let Err(unsent) = ctx.events.send(event) {
+            if let DriverEvent::Frame { budget, .. } = unsent.0 {
+                ctx.inbound.release(budget);
+            }
+            break;
+        }
+    }
+}
+
+fn write_frames(mut ws: WebSocket<TcpStream>, rx: Receiver<Outgoing>, queued: &AtomicUsize) {
+    // Frames already queued are written together and flushed once: fewer syscalls under load.
+    'frames: while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 64 {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let mut written = 0;
+        for out in batch {
+            let sent = match out {
+                Outgoing::Frame(text) => {
+                    written += text.len();
+                    ws.write(Message::text(text))
+                }
+                Outgoing::Pong(data) => ws.write(Message::Pong(data)),
+                Outgoing::Close(reason) => {
+                    let frame = (!reason.is_empty()).then(|| CloseFrame {
+                        code: CloseCode::Policy,
+                        reason: reason.into(),
+                    });
+                    let _ = ws.close(frame);
+                    let _ = ws.flush();
+                    break 'frames;
+                }
+            };
+            if sent.is_err() {
+                break 'frames;
+            }
+        }
+        if ws.flush().is_err() {
+            break;
+        }
+        queued.fetch_sub(written, Ordering::Relaxed);
+    }
+    // Ends the reader too, if the peer is still connected.
+    let _ = ws.get_ref().shutdown(Shutdown::Both);
+}
