@@ -16,80 +16,9 @@
 mod common;
 mod node_deps;
 
-use node_deps::{ensure_node_deps, interop_dir};
-
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use node_deps::{ensure_node_deps, run_node};
 
 use common::{temp_data_dir, Server};
-
-/// Hard limit for one node script (each script also stops itself after 20 s).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn node_bin() -> String {
-    std::env::var("NODE").unwrap_or_else(|_| "node".into())
-}
-
-struct NodeRun {
-    status: String,
-    success: bool,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-}
-
-/// Run `node tests/interop/<script> <url>` with a hard timeout, capturing its output.
-fn run_node(script: &str, url: &str) -> NodeRun {
-    let dir = interop_dir();
-    let path = dir.join(script);
-    assert!(path.is_file(), "missing scenario script {}", path.display());
-    let start = Instant::now();
-    let mut child = Command::new(node_bin())
-        .arg(&path)
-        .arg(url)
-        .current_dir(&dir)
-        // Belt and braces: GUN's node server code would multicast without this (the scripts never load it).
-        .env("MULTICAST", "false")
-        // Strict mode: fibergun must ack every put (only the GUN JS relay gets the lenient mode).
-        .env_remove("INTEROP_RELAY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run `{}` (is node installed?): {e}", node_bin()));
-    let mut so = child.stdout.take().expect("stdout");
-    let mut se = child.stderr.take().expect("stderr");
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for node") {
-            break st.to_string();
-        }
-        if start.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break format!("killed after {SCRIPT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let success = status == "exit status: 0";
-    NodeRun {
-        status,
-        success,
-        stdout: t_out.join().unwrap_or_default(),
-        stderr: t_err.join().unwrap_or_default(),
-        elapsed: start.elapsed(),
-    }
-}
 
 /// Start a fresh fibergun, run one scenario against it, and require exit 0 with the server still alive.
 fn scenario(script: &str) {
@@ -97,7 +26,7 @@ fn scenario(script: &str) {
     let data = temp_data_dir();
     let mut server = Server::start(data.path(), &[]);
     let url = server.gun_url();
-    let run = run_node(script, &url);
+    let run = run_node(script, &[&url]);
     // Shown by the test harness on failure (or with --nocapture).
     println!(
         "--- node {script} {url}: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",

@@ -54,8 +54,11 @@ pub struct Server {
     child: Option<Child>,
     pub port: u16,
     pub data_dir: PathBuf,
+    extra: Vec<String>,
     log_path: PathBuf,
     _log_dir: tempfile::TempDir,
+    /// The logs of runs before a [`Server::restart`].
+    earlier_logs: Vec<String>,
 }
 
 impl Server {
@@ -63,13 +66,18 @@ impl Server {
     /// most [`START_TIMEOUT`]) until a TCP connect succeeds. Retries with another port if the child exits
     /// during start-up (someone else may have taken the port in between), then panics with the log.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_on(data_dir, extra, None)
+    }
+
+    /// Like [`Server::start`], on `port` if given (no retry on another port then).
+    pub fn start_on(data_dir: &Path, extra: &[&str], fixed_port: Option<u16>) -> Server {
         let log_dir = tempfile::Builder::new()
             .prefix("fibergun-test-log")
             .tempdir()
             .expect("temp dir for the server log");
         let mut last_log = String::new();
         for attempt in 0..3 {
-            let port = free_port();
+            let port = fixed_port.unwrap_or_else(free_port);
             let log_path = log_dir.path().join(format!("server-{attempt}.log"));
             let log = File::create(&log_path).expect("create server log");
             let log2 = log.try_clone().expect("clone log file");
@@ -96,8 +104,10 @@ impl Server {
                         child,
                         port,
                         data_dir: data_dir.to_path_buf(),
+                        extra: extra.iter().map(|s| (*s).to_owned()).collect(),
                         log_path,
                         _log_dir: log_dir,
+                        earlier_logs: Vec::new(),
                     };
                 }
                 Err(why) => {
@@ -109,8 +119,8 @@ impl Server {
                         "{why}\n--- server log ---\n{}",
                         read_tail(&log_path, 16 * 1024)
                     );
-                    if why.contains("did not accept") {
-                        break; // alive but not listening: another port will not help
+                    if why.contains("did not accept") || fixed_port.is_some() {
+                        break; // alive but not listening, or the port is fixed: no retry helps
                     }
                 }
             }
@@ -120,6 +130,18 @@ impl Server {
             data_dir.display(),
             extra.join(" ")
         );
+    }
+
+    /// Kills the process (if running) and starts it again on the same port and data directory
+    /// with the same flags. [`Server::log`] then shows every run's log.
+    pub fn restart(&mut self) {
+        self.kill_hard();
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut next = Server::start_on(&self.data_dir, &extra, Some(self.port));
+        self.child = next.child.take();
+        self.earlier_logs.push(self.log());
+        std::mem::swap(&mut self.log_path, &mut next.log_path);
+        std::mem::swap(&mut self._log_dir, &mut next._log_dir);
     }
 
     /// `ws://127.0.0.1:PORT/gun`, for raw WebSocket clients.
@@ -185,9 +207,17 @@ impl Server {
         }
     }
 
-    /// The server's stdout+stderr so far (the last 16 KiB).
+    /// The server's stdout+stderr so far (the last 16 KiB of each run).
     pub fn log(&self) -> String {
-        read_tail(&self.log_path, 16 * 1024)
+        let mut log = String::new();
+        for (run, earlier) in self.earlier_logs.iter().enumerate() {
+            log.push_str(&format!("--- run {} ---\n{earlier}\n", run + 1));
+        }
+        if !self.earlier_logs.is_empty() {
+            log.push_str(&format!("--- run {} ---\n", self.earlier_logs.len() + 1));
+        }
+        log.push_str(&read_tail(&self.log_path, 16 * 1024));
+        log
     }
 }
 

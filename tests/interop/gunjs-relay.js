@@ -7,7 +7,8 @@
 // PORT defaults to 8765 (0 = pick a free one). DATA_DIR defaults to a fresh temporary directory that is
 // removed on exit. When it listens it prints one line to stdout:
 //   RELAY_READY port=<port> url=http://127.0.0.1:<port>/gun pid=<pid> file=<dir>
-// Env: AXE=false disables GUN's AXE (flood mode); STORE=off runs without radisk (nothing is ever acked).
+// Env: AXE=false disables GUN's AXE (flood mode); STORE=off runs without radisk (nothing is ever acked);
+// PEERS=url,url… are relays it dials (GUN's `peers` option; loopback only).
 //
 // Multicast is ALWAYS off: by default every node GUN instance (require('gun')) sends UDP multicast to
 // 233.255.255.255:8765, which must never happen here. Both the env var and the option are set.
@@ -39,8 +40,14 @@ const opt = {
   // lib/stats.js would otherwise write node_modules/gun/stats.<basename(file)> every few seconds and,
   // through AXE, remember and re-dial peer URLs on the next start.
   stats: false,
-  peers: [],
+  peers: (process.env.PEERS || '').split(',').filter(Boolean),
 };
+for (const p of opt.peers) {
+  if (!/^(http|ws):\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(p)) {
+    console.error('gunjs-relay: refusing non-loopback peer ' + p);
+    process.exit(2);
+  }
+}
 if (process.env.STORE === 'off') {
   opt.radisk = false;
   opt.rfs = false;

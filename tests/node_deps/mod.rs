@@ -2,9 +2,14 @@
 //! installed with `npm ci` when missing or not the locked version. Shared by every test that runs
 //! GUN JS.
 
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The folder of the node scripts and their `node_modules`.
 pub fn interop_dir() -> PathBuf {
@@ -71,4 +76,143 @@ fn gun_version(file: &std::path::Path, path: &[&str]) -> Option<String> {
         v = v.get(*p)?.clone();
     }
     v.get("version")?.as_str().map(str::to_owned)
+}
+
+/// Hard limit for one node script (each script also stops itself after 20 s).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn node_bin() -> String {
+    std::env::var("NODE").unwrap_or_else(|_| "node".into())
+}
+
+/// How a node script ended, and what it printed.
+pub struct NodeRun {
+    pub status: String,
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Run `node tests/interop/<script> <args…>` with a hard timeout, capturing its output.
+pub fn run_node(script: &str, args: &[&str]) -> NodeRun {
+    let dir = interop_dir();
+    let path = dir.join(script);
+    assert!(path.is_file(), "missing scenario script {}", path.display());
+    let start = Instant::now();
+    let mut child = Command::new(node_bin())
+        .arg(&path)
+        .args(args)
+        .current_dir(&dir)
+        // Belt and braces: GUN's node server code would multicast without this (the scripts never load it).
+        .env("MULTICAST", "false")
+        // Strict mode: fibergun must ack every put (only the GUN JS relay gets the lenient mode).
+        .env_remove("INTEROP_RELAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{}` (is node installed?): {e}", node_bin()));
+    let mut so = child.stdout.take().expect("stdout");
+    let mut se = child.stderr.take().expect("stderr");
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = so.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for node") {
+            break st.to_string();
+        }
+        if start.elapsed() > SCRIPT_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break format!("killed after {SCRIPT_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let success = status == "exit status: 0";
+    NodeRun {
+        status,
+        success,
+        stdout: t_out.join().unwrap_or_default(),
+        stderr: t_err.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// The stock GUN JS relay (`tests/interop/gunjs-relay.js`: radisk on, multicast off, loopback
+/// only) as a child process, killed when dropped.
+pub struct GunJsRelay {
+    child: Child,
+    pub port: u16,
+    _data: tempfile::TempDir,
+}
+
+impl GunJsRelay {
+    /// Starts a GUN JS relay on a free port. `peers` are relays it dials (GUN's `peers` option);
+    /// `axe: false` runs it with `AXE=false`, GUN's flood mode.
+    pub fn start(peers: &[String], axe: bool) -> GunJsRelay {
+        ensure_node_deps();
+        let data = tempfile::Builder::new()
+            .prefix("gunjs-relay-data")
+            .tempdir()
+            .expect("temp dir");
+        let mut cmd = Command::new(node_bin());
+        cmd.arg(interop_dir().join("gunjs-relay.js"))
+            .arg("0")
+            .arg(data.path())
+            .current_dir(interop_dir())
+            .env("MULTICAST", "false")
+            .env("PEERS", peers.join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if !axe {
+            cmd.env("AXE", "false");
+        }
+        let mut child = cmd.spawn().expect("start node gunjs-relay.js");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line
+                    .strip_prefix("RELAY_READY port=")
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the GUN JS relay did not start within 20 s");
+            }
+        };
+        GunJsRelay {
+            child,
+            port,
+            _data: data,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/gun`, the form GUN peers are written in.
+    pub fn gun_url(&self) -> String {
+        format!("http://127.0.0.1:{}/gun", self.port)
+    }
+}
+
+impl Drop for GunJsRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -173,6 +173,7 @@ impl<C: ConnHandle> Driver<C> {
                     handle.close("server shutting down".into());
                     return;
                 }
+                tracing::debug!(conn = conn.0, ?dialled, "connection opened");
                 self.conns.insert(conn, handle);
                 match dialled {
                     Some(remote) => self.input(Input::Dialled { remote, conn }),
@@ -195,6 +196,7 @@ impl<C: ConnHandle> Driver<C> {
                 }
             }
             DriverEvent::Closed { conn } => {
+                tracing::debug!(conn = conn.0, "connection closed");
                 if self.conns.remove(&conn).is_some() {
                     self.input(Input::Disconnected { conn });
                 }
@@ -235,6 +237,7 @@ impl<C: ConnHandle> Driver<C> {
                     }
                 }
                 Output::Close { conn, reason } => {
+                    tracing::debug!(conn = conn.0, "closing: {reason}");
                     if let Some(handle) = self.conns.remove(&conn) {
                         handle.close(reason);
                     }

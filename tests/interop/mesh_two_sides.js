@@ -1,0 +1,56 @@
+// Scenario: two relays joined in a mesh; a GUN JS client on each side sees the other's writes.
+//
+//   node mesh_two_sides.js URL_A URL_B
+//
+// Client A talks only to relay A, client B only to relay B. Each direction is checked twice:
+// a live update (the reader subscribed with .on() before the write) and a fresh read (.once() of
+// a node written before the reader asked for it). Passes when all four arrive with the right data.
+'use strict';
+const { note, fail, pass, deadline, client, waitConnected, once, put, until, RUN } = require('./common');
+
+const [urlA, urlB] = process.argv.slice(2);
+if (!urlA || !urlB) fail('usage: node mesh_two_sides.js URL_A URL_B');
+for (const u of [urlA, urlB]) {
+  if (!/^(http|ws):\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(u)) fail('refusing non-loopback url ' + u);
+}
+deadline(40000);
+
+// A live update: `reader` subscribes, then `writer` writes; the reader must see the value.
+async function live(writer, reader, soul, what) {
+  let seen = null;
+  reader.get(soul).on((data) => { if (data && data.text) seen = data.text; });
+  await new Promise((r) => setTimeout(r, 300)); // let the subscription reach the relays
+  const text = `${what} ${RUN}`;
+  const { ms } = await put(writer.get(soul), { text }, 10000, `${what}: put`);
+  note(`${what}: put acked in ${ms} ms`);
+  const start = Date.now();
+  await until(() => seen === text, 15000, () => `${what}: the reader saw ${JSON.stringify(seen)}, not ${JSON.stringify(text)}`);
+  note(`${what}: seen across the mesh ${Date.now() - start} ms after the ack`);
+}
+
+// A fresh read: `writer` writes first, then `reader` asks for it.
+async function fresh(writer, reader, soul, what) {
+  const text = `${what} ${RUN}`;
+  await put(writer.get(soul), { text }, 10000, `${what}: put`);
+  const start = Date.now();
+  for (;;) {
+    const got = await once(reader.get(soul), 5000, `${what}: once`);
+    if (got.data && got.data.text === text) break;
+    if (Date.now() - start > 15000) fail(`${what}: read ${JSON.stringify(got.data)} instead of ${JSON.stringify(text)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  note(`${what}: read across the mesh ${Date.now() - start} ms after the ack`);
+}
+
+(async () => {
+  const a = client(urlA);
+  const b = client(urlB);
+  await waitConnected(a, 5000, 'client A');
+  await waitConnected(b, 5000, 'client B');
+  await live(a, b, 'mesh-live-ab-' + RUN, 'A to B live');
+  await live(b, a, 'mesh-live-ba-' + RUN, 'B to A live');
+  // Fresh readers, so nothing comes from their own memory.
+  await fresh(a, client(urlB), 'mesh-fresh-ab-' + RUN, 'A to B fresh');
+  await fresh(b, client(urlA), 'mesh-fresh-ba-' + RUN, 'B to A fresh');
+  pass();
+})().catch((e) => fail(e && e.stack || String(e)));

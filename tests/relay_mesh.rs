@@ -1,0 +1,313 @@
+//! Relays in a mesh, as real processes on loopback: fibergun relays dialling each other in a line
+//! and a triangle, a relay killed and restarted while writes go on around it, catch-up after an
+//! absence, and mixed meshes with the stock GUN JS relay, read and written by GUN JS clients.
+//!
+//! Declared by each runtime's package, so every test runs against each runtime's binary.
+
+mod common;
+mod node_deps;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{get_msg, is_ok_ack, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
+use node_deps::{run_node, GunJsRelay};
+use serde_json::{json, Value};
+
+/// Quick redials, so a restarted relay is found again within a second.
+const REDIAL: [&str; 4] = ["--reconnect-min-ms", "100", "--reconnect-max-ms", "1000"];
+
+/// A fibergun relay with its own data folder, dialling `peers`.
+struct Relay {
+    server: Server,
+    _data: tempfile::TempDir,
+}
+
+impl Relay {
+    fn start(peers: &[&Relay]) -> Relay {
+        let data = temp_data_dir();
+        let urls: Vec<String> = peers.iter().map(|p| p.server.ws_url()).collect();
+        let mut args: Vec<&str> = REDIAL.to_vec();
+        for url in &urls {
+            args.push("--peer");
+            args.push(url);
+        }
+        Relay {
+            server: Server::start(data.path(), &args),
+            _data: data,
+        }
+    }
+
+    fn client(&self) -> Peer {
+        Peer::connect(&self.server.ws_url())
+    }
+}
+
+fn put(relay: &Relay, soul: &str, key: &str, value: &str) {
+    let mut c = relay.client();
+    let id = fresh_id("put");
+    c.put_ok(
+        &put_msg(&id, soul, &[(key, json!(value))], now_ms()),
+        Duration::from_secs(10),
+    );
+    c.close();
+}
+
+/// Asks `relay` for `soul` until `key` has `value`, at most `timeout`. Returns how long it took.
+fn wait_value(relay: &Relay, soul: &str, key: &str, value: &str, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    let mut c = relay.client();
+    loop {
+        let id = fresh_id("w");
+        let reply = c.get(&id, soul, None, Duration::from_secs(5));
+        let got = reply_node(&reply, soul)
+            .and_then(|node| node.get(key))
+            .cloned();
+        if got == Some(json!(value)) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "relay on port {} still has {soul}.{key} = {got:?}, not {value:?}, after {timeout:?}\n--- its log ---\n{}",
+            relay.server.port,
+            relay.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const SETTLE: Duration = Duration::from_secs(15);
+
+/// A message id never used before in this test process: relays drop a repeated id as a
+/// duplicate for a while, whichever connection it comes on.
+fn fresh_id(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[test]
+fn line_of_three_a_write_at_one_end_is_read_at_the_other() {
+    let r1 = Relay::start(&[]);
+    let r2 = Relay::start(&[&r1]);
+    let r3 = Relay::start(&[&r2]);
+    put(&r1, "line", "from1", "one");
+    let took = wait_value(&r3, "line", "from1", "one", SETTLE);
+    println!("r1 to r3 across two hops: {took:?}");
+    put(&r3, "line", "from3", "three");
+    wait_value(&r1, "line", "from3", "three", SETTLE);
+    wait_value(&r2, "line", "from3", "three", SETTLE);
+}
+
+#[test]
+fn triangle_converges_and_pushes_each_change_to_a_subscriber_once() {
+    let r1 = Relay::start(&[]);
+    let r2 = Relay::start(&[&r1]);
+    let r3 = Relay::start(&[&r1, &r2]);
+    // Links are up once a write at one corner shows at the others.
+    put(&r1, "warm", "x", "up");
+    wait_value(&r2, "warm", "x", "up", SETTLE);
+    wait_value(&r3, "warm", "x", "up", SETTLE);
+
+    let mut subscriber = r2.client();
+    subscriber.get(&fresh_id("sub"), "tri", None, Duration::from_secs(5));
+    put(&r1, "tri", "x", "v1");
+    wait_value(&r3, "tri", "x", "v1", SETTLE);
+    wait_value(&r2, "tri", "x", "v1", SETTLE);
+    // Whichever way it came round, the subscriber is told once.
+    subscriber.drain(Duration::from_millis(500));
+    let pushes = subscriber
+        .inbox
+        .iter()
+        .filter(|m| m.get("@").is_none())
+        .filter(|m| reply_node(m, "tri").and_then(|n| n.get("x")) == Some(&json!("v1")))
+        .count();
+    assert_eq!(pushes, 1, "{}", subscriber.inbox_summary());
+    // Writes at every corner meet everywhere.
+    put(&r2, "tri", "y", "from2");
+    put(&r3, "tri", "z", "from3");
+    for r in [&r1, &r2, &r3] {
+        wait_value(r, "tri", "y", "from2", SETTLE);
+        wait_value(r, "tri", "z", "from3", SETTLE);
+    }
+}
+
+#[test]
+fn middle_relay_killed_writes_on_both_sides_then_restarted_all_converge() {
+    let mut middle = Relay::start(&[]);
+    let left = Relay::start(&[&middle]);
+    let right = Relay::start(&[&middle]);
+    put(&left, "across", "before", "kill");
+    wait_value(&right, "across", "before", "kill", SETTLE);
+
+    middle.server.kill_hard();
+    put(&left, "across", "left", "while away");
+    put(&right, "across", "right", "while away");
+    put(&left, "only-left", "x", "l");
+    put(&right, "only-right", "x", "r");
+    middle.server.restart();
+
+    let start = Instant::now();
+    for r in [&left, &middle, &right] {
+        wait_value(r, "across", "left", "while away", SETTLE);
+        wait_value(r, "across", "right", "while away", SETTLE);
+        wait_value(r, "only-left", "x", "l", SETTLE);
+        wait_value(r, "only-right", "x", "r", SETTLE);
+    }
+    println!("converged {:?} after the restart", start.elapsed());
+}
+
+/// Writes `n` one-field nodes `{prefix}{i:05}` through one connection, in frames of 100 puts,
+/// and waits for every ack.
+fn write_many(relay: &Relay, prefix: &str, n: usize) {
+    let mut c = relay.client();
+    let state = now_ms();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let frame: Vec<Value> = chunk
+            .iter()
+            .map(|i| {
+                put_msg(
+                    &format!("m{i:05}"),
+                    &format!("{prefix}{i:05}"),
+                    &[("v", json!(i))],
+                    state,
+                )
+            })
+            .collect();
+        assert!(c.send_json(&Value::Array(frame)));
+        for i in chunk {
+            let ack = c.expect_reply(&format!("m{i:05}"), Duration::from_secs(30));
+            assert!(is_ok_ack(&ack), "{ack}");
+        }
+    }
+    c.close();
+}
+
+/// How many of the nodes `{prefix}{i:05}` the relay has, asked in frames of 100 GETs.
+fn count_present(relay: &Relay, prefix: &str, n: usize) -> usize {
+    let mut c = relay.client();
+    let mut present = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let frame: Vec<Value> = chunk
+            .iter()
+            .map(|i| get_msg(&format!("c{i:05}"), &format!("{prefix}{i:05}"), None))
+            .collect();
+        assert!(c.send_json(&Value::Array(frame)));
+        for i in chunk {
+            let reply = c.expect_reply(&format!("c{i:05}"), Duration::from_secs(30));
+            if reply_node(&reply, &format!("{prefix}{i:05}")).is_some() {
+                present += 1;
+            }
+        }
+    }
+    c.close();
+    present
+}
+
+/// A relay that was away while `FIBERGUN_CATCHUP_NODES` nodes (default 10,000) changed gets them
+/// all when it returns. Prints how long that took.
+#[test]
+fn a_relay_back_from_an_absence_catches_up_on_every_change() {
+    let n: usize = std::env::var("FIBERGUN_CATCHUP_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let hub = Relay::start(&[]);
+    let mut away = Relay::start(&[&hub]);
+    put(&hub, "before", "x", "1");
+    wait_value(&away, "before", "x", "1", SETTLE);
+
+    away.server.kill_hard();
+    let written = Instant::now();
+    write_many(&hub, "cu-", n);
+    let write_time = written.elapsed();
+    away.server.restart();
+    let back = Instant::now();
+    // Changes arrive in soul order (the link's page-by-page exchange) and in write order (the
+    // changes kept for it): the last node is the last either way.
+    let last = format!("cu-{:05}", n - 1);
+    let mut c = away.client();
+    loop {
+        let reply = c.get(&fresh_id("p"), &last, None, Duration::from_secs(5));
+        if reply_node(&reply, &last).is_some() {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "not caught up after 60 s\n{}",
+            away.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let caught_up = back.elapsed();
+    assert_eq!(count_present(&away, "cu-", n), n, "every node arrived");
+    println!(
+        "catch-up: {n} nodes written in {write_time:?} while a relay was away; \
+         all on it {caught_up:?} after its restart (reconnect included)"
+    );
+}
+
+fn mixed_mesh(url_a: &str, url_b: &str, what: &str) {
+    let run = run_node("mesh_two_sides.js", &[url_a, url_b]);
+    println!(
+        "--- {what}: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status, run.elapsed, run.stdout, run.stderr
+    );
+    assert!(
+        run.success,
+        "{what} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status, run.stdout, run.stderr
+    );
+}
+
+#[test]
+fn fibergun_dialling_a_gunjs_relay_clients_on_each_side_see_each_other() {
+    // The stock relay, AXE on.
+    let gunjs = GunJsRelay::start(&[], true);
+    let data = temp_data_dir();
+    let mut args = REDIAL.to_vec();
+    let gun_url = gunjs.gun_url();
+    args.extend(["--peer", gun_url.as_str()]);
+    let mut fibergun = Server::start(data.path(), &args);
+    mixed_mesh(
+        &fibergun.gun_url(),
+        &gunjs.gun_url(),
+        "fibergun dials GUN JS",
+    );
+    fibergun.assert_alive("after the mixed mesh");
+}
+
+#[test]
+fn a_gunjs_relay_dialling_fibergun_clients_on_each_side_see_each_other() {
+    let data = temp_data_dir();
+    let mut fibergun = Server::start(data.path(), &REDIAL);
+    // A GUN JS relay dials its peers only in flood mode (AXE off).
+    let gunjs = GunJsRelay::start(&[fibergun.gun_url()], false);
+    mixed_mesh(
+        &gunjs.gun_url(),
+        &fibergun.gun_url(),
+        "GUN JS dials fibergun",
+    );
+    fibergun.assert_alive("after the mixed mesh");
+}
+
+#[test]
+fn three_peers_write_on_one_read_on_the_others_with_gunjs_clients() {
+    let r0 = Relay::start(&[]);
+    let r1 = Relay::start(&[&r0]);
+    let r2 = Relay::start(&[&r0, &r1]);
+    let urls = [
+        r0.server.gun_url(),
+        r1.server.gun_url(),
+        r2.server.gun_url(),
+    ];
+    let run = run_node("mesh_sync.js", &[&urls[0], &urls[1], &urls[2]]);
+    println!(
+        "--- mesh_sync: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status, run.elapsed, run.stdout, run.stderr
+    );
+    assert!(
+        run.success,
+        "three-peer sync failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status, run.stdout, run.stderr
+    );
+}
