@@ -52,6 +52,8 @@ fn main() -> ExitCode {
                 total.reordered += c.reordered;
                 total.partitions += c.partitions;
                 total.crashes += c.crashes;
+                total.dials += c.dials;
+                total.dials_failed += c.dials_failed;
                 total.puts += c.puts;
                 total.acked += c.acked;
                 total.gets += c.gets;
@@ -68,8 +70,8 @@ fn main() -> ExitCode {
         messages as f64 / secs
     );
     println!(
-        "faults: {} frames dropped, {} duplicated, {} reordered, {} partitions, {} crashes; {} puts ({} acked), {} gets",
-        total.dropped, total.duplicated, total.reordered, total.partitions, total.crashes, total.puts, total.acked, total.gets
+        "faults: {} frames dropped, {} duplicated, {} reordered, {} partitions, {} crashes; {} link dials ({} failed and retried); {} puts ({} acked), {} gets",
+        total.dropped, total.duplicated, total.reordered, total.partitions, total.crashes, total.dials, total.dials_failed, total.puts, total.acked, total.gets
     );
     ExitCode::SUCCESS
 }

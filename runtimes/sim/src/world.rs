@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use fibergun::rng::Rng;
 use fibergun::{
-    Config, ConnId, Direction, Field, Input, Key, MemStore, Now, Output, Peer, Soul, State, Store,
-    StoreOp, Value,
+    Config, ConnId, Direction, Field, Input, Key, Limits, MemStore, Now, Output, Peer, RemoteId,
+    Soul, State, Store, StoreOp, Value,
 };
 use serde_json::{json, Value as Json};
 
@@ -42,15 +42,38 @@ struct Conn {
 
 #[derive(Debug)]
 enum Ev {
-    Deliver { conn: u64, to_b: bool, text: String },
-    Commit { relay: usize, epoch: u64 },
-    Timer { relay: usize, epoch: u64 },
-    ClientOp { client: usize },
-    DialLink { link: usize },
-    DialClient { client: usize },
+    Deliver {
+        conn: u64,
+        to_b: bool,
+        text: String,
+    },
+    Commit {
+        relay: usize,
+        epoch: u64,
+    },
+    Timer {
+        relay: usize,
+        epoch: u64,
+    },
+    ClientOp {
+        client: usize,
+    },
+    /// A dial a relay's core asked for reaches (or fails to reach) the other relay.
+    Dial {
+        relay: usize,
+        epoch: u64,
+        remote: RemoteId,
+    },
+    DialClient {
+        client: usize,
+    },
     Fault,
-    Restart { relay: usize },
-    EndPartition { id: u64 },
+    Restart {
+        relay: usize,
+    },
+    EndPartition {
+        id: u64,
+    },
     Heal,
 }
 
@@ -96,6 +119,8 @@ struct Relay {
     skew_ms: i64,
     timer_at: Option<Time>,
     lives: u64,
+    /// The relays this one dials, in the order of its configured peers (its `RemoteId`s).
+    dials: Vec<usize>,
 }
 
 struct Client {
@@ -126,6 +151,11 @@ pub struct Counts {
     pub partitions: u64,
     /// Relay crashes.
     pub crashes: u64,
+    /// Dials of relay links by the cores (first dials and redials).
+    pub dials: u64,
+    /// Of those, the ones that failed (the other relay down or cut off): each is followed by a
+    /// backoff.
+    pub dials_failed: u64,
     /// Puts issued by clients, and acknowledged.
     pub puts: u64,
     /// Puts acknowledged.
@@ -150,8 +180,6 @@ pub struct World {
     clients: Vec<Client>,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
-    /// Relay links (dialler, dialled) and their current connection.
-    links: Vec<((usize, usize), Option<u64>)>,
     /// Relay pairs that cannot reach each other (a partition), by partition id.
     cuts: BTreeMap<u64, BTreeSet<(usize, usize)>>,
     next_partition: u64,
@@ -185,8 +213,9 @@ impl World {
                 skew_ms: skew(&mut rng, config.faults.max_skew_ms),
                 timer_at: None,
                 lives: 0,
+                dials: Vec::new(),
             })
-            .collect();
+            .collect::<Vec<_>>();
         let clients = (0..config.clients)
             .map(|i| Client {
                 relay: i % config.relays,
@@ -197,7 +226,12 @@ impl World {
                 next_id: 0,
             })
             .collect();
-        let links = config.links().into_iter().map(|l| (l, None)).collect();
+        let mut relays = relays;
+        // Each link is a configured peer of its dialler: the core dials it, and dials again with
+        // its own backoff whenever the link is lost.
+        for (a, b) in config.links() {
+            relays[a].dials.push(b);
+        }
         World {
             rng,
             // The only clock read: an origin for the Instants the core needs. Only differences
@@ -211,7 +245,6 @@ impl World {
             clients,
             conns: BTreeMap::new(),
             next_conn: 1,
-            links,
             cuts: BTreeMap::new(),
             next_partition: 0,
             chaos: true,
@@ -275,9 +308,6 @@ impl World {
         for r in 0..self.relays.len() {
             self.start_relay(r);
         }
-        for l in 0..self.links.len() {
-            self.schedule(0, Ev::DialLink { link: l });
-        }
         for c in 0..self.clients.len() {
             self.schedule(0, Ev::DialClient { client: c });
             let first = self.rng.below(50) * MS;
@@ -319,7 +349,11 @@ impl World {
                 }
             }
             Ev::ClientOp { client } => self.client_op(client),
-            Ev::DialLink { link } => self.dial_link(link),
+            Ev::Dial {
+                relay,
+                epoch,
+                remote,
+            } => self.dial(relay, epoch, remote),
             Ev::DialClient { client } => self.dial_client(client),
             Ev::Fault => self.fault(),
             Ev::Restart { relay } => {
@@ -341,12 +375,24 @@ impl World {
         self.relays[r].lives += 1;
         let config = Config {
             seed: self.config.seed ^ ((r as u64 + 1) << 32) ^ (lives << 48),
+            peers: self.relays[r]
+                .dials
+                .iter()
+                .map(|b| format!("sim://relay/{b}"))
+                .collect(),
+            limits: Limits {
+                // Short enough that links lost in the chaos are back soon after the heal.
+                reconnect_min_ms: 50,
+                reconnect_max_ms: 2_000,
+                ..Limits::default()
+            },
             ..Config::default()
         };
         let now = self.now_for(r);
         self.relays[r].peer = Some(Peer::new(config, now));
         self.relays[r].timer_at = None;
-        self.reschedule_timer(r);
+        // A new peer asks at once to dial its configured peers.
+        self.carry_out(r);
     }
 
     fn relay_input(&mut self, r: usize, input: Input<'_>) {
@@ -356,6 +402,14 @@ impl World {
         };
         peer.handle_input(now, input)
             .expect("the simulator follows the driving contract");
+        self.carry_out(r);
+    }
+
+    /// Carries out everything relay `r`'s core asks for.
+    fn carry_out(&mut self, r: usize) {
+        let Some(peer) = self.relays[r].peer.as_mut() else {
+            return;
+        };
         let mut outputs = Vec::new();
         while let Some(out) = peer.poll_output() {
             outputs.push(out);
@@ -372,6 +426,18 @@ impl World {
                         let epoch = self.relays[r].epoch;
                         self.schedule(at, Ev::Commit { relay: r, epoch });
                     }
+                }
+                Output::Dial { remote, .. } => {
+                    let at = self.now + self.between(self.config.latency_ms) * MS;
+                    let epoch = self.relays[r].epoch;
+                    self.schedule(
+                        at,
+                        Ev::Dial {
+                            relay: r,
+                            epoch,
+                            remote,
+                        },
+                    );
                 }
                 _ => {}
             }
@@ -533,7 +599,9 @@ impl World {
         }
     }
 
-    fn open_conn(&mut self, a: End, b: End) -> u64 {
+    /// Opens a connection from `a` to `b`. A relay that dialled it for a configured peer reports
+    /// it as [`Input::Dialled`] with `remote`.
+    fn open_conn(&mut self, a: End, b: End, remote: Option<RemoteId>) -> u64 {
         let id = self.next_conn;
         self.next_conn += 1;
         self.conns.insert(
@@ -557,13 +625,17 @@ impl World {
             );
         }
         if let End::Relay(r) = a {
-            self.relay_input(
-                r,
-                Input::Connected {
+            let input = match remote {
+                Some(remote) => Input::Dialled {
+                    remote,
+                    conn: ConnId(id),
+                },
+                None => Input::Connected {
                     conn: ConnId(id),
                     direction: Direction::Outbound,
                 },
-            );
+            };
+            self.relay_input(r, input);
         }
         id
     }
@@ -588,11 +660,6 @@ impl World {
                 }
             }
         }
-        if let Some(l) = self.links.iter().position(|(_, c)| *c == Some(conn)) {
-            self.links[l].1 = None;
-            let at = self.now + self.between((100, 1_000)) * MS;
-            self.schedule(at, Ev::DialLink { link: l });
-        }
     }
 
     fn cut(&self, a: usize, b: usize) -> bool {
@@ -601,19 +668,21 @@ impl World {
             .any(|c| c.contains(&(a.min(b), a.max(b))))
     }
 
-    fn dial_link(&mut self, l: usize) {
-        let ((a, b), current) = self.links[l];
-        if current.is_some() {
+    /// A dial by relay `r` (in the life `epoch`) of its configured peer `remote` arrives: it
+    /// connects unless the other relay is down or cut off.
+    fn dial(&mut self, r: usize, epoch: u64, remote: RemoteId) {
+        if self.relays[r].epoch != epoch || self.relays[r].peer.is_none() {
+            return; // dialled by a life that has since crashed
+        }
+        let b = self.relays[r].dials[remote.0 as usize];
+        self.counts.dials += 1;
+        if self.relays[b].peer.is_none() || self.cut(r, b) {
+            self.counts.dials_failed += 1;
+            self.record(format!("dial failed {r} {b}").as_bytes());
+            self.relay_input(r, Input::DialFailed { remote });
             return;
         }
-        let up = self.relays[a].peer.is_some() && self.relays[b].peer.is_some();
-        if !up || self.cut(a, b) {
-            let at = self.now + self.between((200, 1_000)) * MS;
-            self.schedule(at, Ev::DialLink { link: l });
-            return;
-        }
-        let conn = self.open_conn(End::Relay(a), End::Relay(b));
-        self.links[l].1 = Some(conn);
+        self.open_conn(End::Relay(r), End::Relay(b), Some(remote));
     }
 
     fn dial_client(&mut self, c: usize) {
@@ -626,7 +695,7 @@ impl World {
             self.schedule(at, Ev::DialClient { client: c });
             return;
         }
-        let conn = self.open_conn(End::Client(c), End::Relay(relay));
+        let conn = self.open_conn(End::Client(c), End::Relay(relay), None);
         self.clients[c].conn = Some(conn);
     }
 
@@ -649,10 +718,15 @@ impl World {
                 let id = self.next_partition;
                 self.next_partition += 1;
                 let across: Vec<u64> = self
-                    .links
+                    .conns
                     .iter()
-                    .filter(|((a, b), _)| cut.contains(&((*a).min(*b), (*a).max(*b))))
-                    .filter_map(|(_, c)| *c)
+                    .filter(|(_, c)| c.open)
+                    .filter_map(|(id, c)| match (c.a, c.b) {
+                        (End::Relay(a), End::Relay(b)) => {
+                            cut.contains(&(a.min(b), a.max(b))).then_some(*id)
+                        }
+                        _ => None,
+                    })
                     .collect();
                 self.cuts.insert(id, cut);
                 for conn in across {
@@ -681,12 +755,15 @@ impl World {
                 self.start_relay(r);
             }
         }
-        let open: Vec<u64> = self.links.iter().filter_map(|(_, c)| *c).collect();
-        for conn in open {
+        // Every relay link is lost and dialled anew by the cores, after their backoff.
+        let links: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.open && matches!((c.a, c.b), (End::Relay(_), End::Relay(_))))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in links {
             self.close(conn);
-        }
-        for l in 0..self.links.len() {
-            self.dial_link(l);
         }
         for c in 0..self.clients.len() {
             self.dial_client(c);
