@@ -10,7 +10,7 @@ use crate::json::stringify;
 use crate::limits::Limits;
 use crate::testing::Harness;
 use crate::wire;
-use crate::ConnId;
+use crate::{Config, ConnId, RemoteId, RemoteState};
 
 /// Reads structured choices out of fuzz bytes; runs dry as zeros.
 pub struct Bytes<'a> {
@@ -129,12 +129,23 @@ pub fn ham_merge(data: &[u8]) {
 }
 
 /// The peer fed arbitrary inputs: connections, frames (raw bytes, or messages built from the
-/// bytes), storage completions held or released, and time. It must not panic, every frame it sends
-/// must be JSON, every put it acknowledges must be in the store, and its pending work must stay
-/// within its limits.
+/// bytes), handshakes naming itself or other peers, the outcomes of dials of its configured peer,
+/// storage completions held or released, and time. It must not panic, every frame it sends must
+/// be JSON, every put it acknowledges must be in the store, and its pending work must stay within
+/// its limits.
 pub fn peer_ops(data: &[u8]) {
     let mut b = Bytes::new(data);
-    let mut h = Harness::with_seed(u64::from(b.byte()));
+    let mut h = Harness::new(Config {
+        seed: u64::from(b.byte()),
+        pid: Some("fz".into()),
+        peers: vec!["ws://fuzz.invalid/gun".into()],
+        limits: Limits {
+            reconnect_min_ms: 10,
+            reconnect_max_ms: 1_000,
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
     let limits = h.peer.limits().clone();
     let mut acked_puts: Vec<(String, String, Field)> = Vec::new();
     let mut sent_puts: Vec<(String, String, String, Field)> = Vec::new();
@@ -142,7 +153,7 @@ pub fn peer_ops(data: &[u8]) {
     while !b.is_empty() && steps < 200 {
         steps += 1;
         let conn = u64::from(b.below(3));
-        match b.below(9) {
+        match b.below(11) {
             0 if !h.peer.is_open(ConnId(conn)) => h.connect(conn),
             0 => {}
             1 => h.disconnect(conn),
@@ -175,6 +186,23 @@ pub fn peer_ops(data: &[u8]) {
             }
             6 => h.auto_store = !h.auto_store,
             7 => h.commit(),
+            8 => {
+                // A dial the peer asked for connects (as `conn`) or fails.
+                if h.peer.remotes()[0].state == RemoteState::Dialing {
+                    if b.byte() & 1 == 1 && !h.peer.is_open(ConnId(conn)) {
+                        h.dialled(RemoteId(0), conn);
+                    } else {
+                        h.dial_failed(RemoteId(0));
+                    }
+                }
+            }
+            9 => {
+                if h.peer.is_open(ConnId(conn)) {
+                    let pid = ["fz", "other", "third"][b.below(3) as usize];
+                    let reply_to = (b.byte() & 1 == 1).then_some("x");
+                    h.frame(conn, &wire::dam_hello(&format!("h{steps}"), reply_to, pid));
+                }
+            }
             _ => h.advance(u64::from(b.below(30_000))),
         }
         // Invariants after every step.
