@@ -7,10 +7,15 @@
 mod common;
 mod node_deps;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{get_msg, is_ok_ack, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
+use common::{
+    free_port, get_msg, is_ok_ack, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server,
+};
 use node_deps::{run_node, GunJsRelay};
 use serde_json::{json, Value};
 
@@ -25,17 +30,27 @@ struct Relay {
 
 impl Relay {
     fn start(peers: &[&Relay]) -> Relay {
-        let data = temp_data_dir();
         let urls: Vec<String> = peers.iter().map(|p| p.server.ws_url()).collect();
+        Self::start_dialling(&urls, None)
+    }
+
+    /// A relay dialling these URLs, on `port` if given.
+    fn start_dialling(urls: &[String], port: Option<u16>) -> Relay {
+        let data = temp_data_dir();
         let mut args: Vec<&str> = REDIAL.to_vec();
-        for url in &urls {
+        for url in urls {
             args.push("--peer");
             args.push(url);
         }
         Relay {
-            server: Server::start(data.path(), &args),
+            server: Server::start_on(data.path(), &args, port),
             _data: data,
         }
+    }
+
+    /// How many times it has connected to a peer it dials, by its log.
+    fn dials_made(&self) -> usize {
+        self.server.log().matches("connected to peer").count()
     }
 
     fn client(&self) -> Peer {
@@ -54,7 +69,14 @@ fn put(relay: &Relay, soul: &str, key: &str, value: &str) {
 }
 
 /// Asks `relay` for `soul` until `key` has `value`, at most `timeout`. Returns how long it took.
-fn wait_value(relay: &Relay, soul: &str, key: &str, value: &str, timeout: Duration) -> Duration {
+fn wait_value(
+    relay: &Relay,
+    soul: &str,
+    key: &str,
+    value: impl Into<Value>,
+    timeout: Duration,
+) -> Duration {
+    let value: Value = value.into();
     let start = Instant::now();
     let mut c = relay.client();
     loop {
@@ -63,12 +85,12 @@ fn wait_value(relay: &Relay, soul: &str, key: &str, value: &str, timeout: Durati
         let got = reply_node(&reply, soul)
             .and_then(|node| node.get(key))
             .cloned();
-        if got == Some(json!(value)) {
+        if got.as_ref() == Some(&value) {
             return start.elapsed();
         }
         assert!(
             start.elapsed() < timeout,
-            "relay on port {} still has {soul}.{key} = {got:?}, not {value:?}, after {timeout:?}\n--- its log ---\n{}",
+            "relay on port {} still has {soul}.{key} = {got:?}, not {value}, after {timeout:?}\n--- its log ---\n{}",
             relay.server.port,
             relay.server.log()
         );
@@ -310,4 +332,133 @@ fn three_peers_write_on_one_read_on_the_others_with_gunjs_clients() {
         "three-peer sync failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
         run.status, run.stdout, run.stderr
     );
+}
+
+/// A TCP proxy on loopback standing for the network between two relays: it can be cut (every
+/// connection through it is broken, and new ones are refused) and healed.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn to(target_port: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (cut2, open2) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                if cut2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    continue;
+                };
+                let mut open = open2.lock().unwrap();
+                for s in [&client, &server] {
+                    if let Ok(s) = s.try_clone() {
+                        open.push(s);
+                    }
+                }
+                drop(open);
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/gun", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes one way until either side ends.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 << 10];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+        let _ = from.shutdown(Shutdown::Both);
+    });
+}
+
+/// Two running relays lose their link (a network partition, not a restart): writes go on at both,
+/// and once the network is back each has everything. 10,000 nodes cross (`FIBERGUN_CATCHUP_NODES`).
+#[test]
+fn after_a_partition_both_sides_catch_up() {
+    let n: usize = std::env::var("FIBERGUN_CATCHUP_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let a = Relay::start(&[]);
+    let proxy = Proxy::to(a.server.port);
+    let b = Relay::start_dialling(&[proxy.url()], None);
+    put(&a, "pre", "x", "linked");
+    wait_value(&b, "pre", "x", "linked", SETTLE);
+
+    proxy.cut();
+    write_many(&a, "pa-", n);
+    put(&b, "from-b", "x", "during the partition");
+    proxy.heal();
+    let healed = Instant::now();
+    wait_value(&b, &format!("pa-{:05}", n - 1), "v", n - 1, SETTLE);
+    let caught_up = healed.elapsed();
+    wait_value(&a, "from-b", "x", "during the partition", SETTLE);
+    assert_eq!(count_present(&b, "pa-", n), n, "every node crossed");
+    println!("partition: {n} nodes written on one side; all across {caught_up:?} after the heal");
+}
+
+#[test]
+fn a_relay_told_to_dial_itself_stops_after_one_try() {
+    let port = free_port();
+    let me = format!("ws://127.0.0.1:{port}/gun");
+    let relay = Relay::start_dialling(&[me], Some(port));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(relay.dials_made(), 1, "{}", relay.server.log());
+    // It serves as usual.
+    put(&relay, "self", "x", "fine");
+    wait_value(&relay, "self", "x", "fine", SETTLE);
+}
+
+#[test]
+fn two_relays_dialling_each_other_keep_one_connection() {
+    let (pa, pb) = (free_port(), free_port());
+    let url = |p: u16| format!("ws://127.0.0.1:{p}/gun");
+    let a = Relay::start_dialling(&[url(pb)], Some(pa));
+    let b = Relay::start_dialling(&[url(pa)], Some(pb));
+    put(&a, "both", "from_a", "a");
+    put(&b, "both", "from_b", "b");
+    wait_value(&a, "both", "from_b", "b", SETTLE);
+    wait_value(&b, "both", "from_a", "a", SETTLE);
+    // The surplus connection is dropped once, and nobody redials it in a loop.
+    std::thread::sleep(Duration::from_secs(2));
+    let dials = a.dials_made() + b.dials_made();
+    assert!(
+        dials <= 3,
+        "{dials} dials\n{}\n{}",
+        a.server.log(),
+        b.server.log()
+    );
+    put(&a, "both", "later", "still linked");
+    wait_value(&b, "both", "later", "still linked", SETTLE);
 }
