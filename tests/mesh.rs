@@ -397,3 +397,55 @@ fn a_write_travels_round_a_ring_once() {
         "the write stopped going round: {delivered} frames"
     );
 }
+
+#[test]
+fn a_dialled_relay_that_pushes_only_what_it_is_asked_is_asked_for_every_soul_read_here() {
+    // A GUN JS relay we dialled never asks us for everything; it pushes changes only for souls we
+    // asked it for. So GETs answered here are asked of it too, once each.
+    let mut h = dialling(100, 1_000);
+    h.dialled(R, 1);
+    h.frame(1, &hello("h1", "gunjs"));
+    h.connect(2);
+    h.frame(2, &put("p1", "local", "x", json!(1), START_WALL_MS));
+    h.take(1);
+    h.frame(2, &json!({"#": "g1", "get": {"#": "local"}}).to_string());
+    assert!(h
+        .replies_to(2, "g1")
+        .iter()
+        .any(|m| m["put"]["local"]["x"] == 1));
+    let asked = h.take(1);
+    assert!(
+        asked
+            .iter()
+            .any(|m| m["#"] == "g1" && m["get"]["#"] == "local"),
+        "{asked:?}"
+    );
+    // Once per distinct GET.
+    h.frame(2, &json!({"#": "g2", "get": {"#": "local"}}).to_string());
+    assert!(h.take(1).is_empty());
+    // A miss goes out once too, not twice under the same id.
+    h.frame(
+        2,
+        &json!({"#": "g3", "get": {"#": "elsewhere"}}).to_string(),
+    );
+    let asked: Vec<Json> = h.take(1).into_iter().filter(|m| m["#"] == "g3").collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    // A change it pushes for that soul reaches our subscriber.
+    h.advance(10);
+    let push = json!({"#": "push1", "put": {"local": {"_": {"#": "local", ">": {"x": START_WALL_MS + 1.0}}, "x": 2}}});
+    h.frame(1, &push.to_string());
+    assert!(h.take(2).iter().any(|m| m["put"]["local"]["x"] == 2));
+}
+
+#[test]
+fn a_relay_that_asked_for_everything_is_not_asked_soul_by_soul() {
+    let mut h = dialling(100, 1_000);
+    h.dialled(R, 1);
+    h.frame(1, &hello("h1", "fibergun"));
+    h.frame(1, &json!({"#": "all", "get": {"#": {"*": ""}}}).to_string());
+    h.connect(2);
+    h.frame(2, &put("p1", "local", "x", json!(1), START_WALL_MS));
+    h.take(1);
+    h.frame(2, &json!({"#": "g1", "get": {"#": "local"}}).to_string());
+    assert!(!h.take(1).iter().any(|m| m.get("get").is_some()));
+}

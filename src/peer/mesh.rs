@@ -67,30 +67,82 @@ impl Peer {
     /// A connection asked for every soul: it is a relay. Ask it back, so both sides end up with
     /// the union of their graphs.
     pub(super) fn linked_by(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.asked_us_all = true;
+            c.upstream = Default::default();
+        }
         self.ask_for_everything(conn);
     }
 
-    /// Forwards a GET that found nothing here to every link but the one it came from and those
-    /// its `><` names, keeping its `#` so that replies can find their way back. Its own `><` names
-    /// this peer and every link it goes to, so none of them sends it to another.
+    /// A GET for a soul is being answered here: links that push only what they are asked for (a
+    /// GUN JS relay we dialled) are asked too, once per distinct GET, so that later changes made
+    /// there reach this relay and its subscribers. Links that asked us for everything keep us in
+    /// step already.
+    pub(super) fn subscribe_upstream(&mut self, from: ConnId, msg_id: &str, forward: &Forward) {
+        if !matches!(forward.get, Get::Node { .. }) {
+            return;
+        }
+        let mut get = String::with_capacity(48);
+        wire::write_get(&mut get, &forward.get);
+        let max = self.limits.max_subscriptions_per_connection;
+        let mut targets = Vec::new();
+        for (id, c) in self.conns.iter_mut() {
+            let pushes_only_what_is_asked = c.link && !c.asked_us_all;
+            if !pushes_only_what_is_asked || *id == from || c.upstream.contains(&get) {
+                continue;
+            }
+            if forward.skips(c.pid.as_deref()) {
+                continue;
+            }
+            if c.upstream.len() < max {
+                c.upstream.insert(get.clone());
+            }
+            targets.push((*id, c.pid.clone()));
+        }
+        if targets.is_empty() {
+            return;
+        }
+        self.remember_get(&get);
+        let pids: Vec<&str> = targets.iter().filter_map(|(_, p)| p.as_deref()).collect();
+        let msg = self.forwarded_get(msg_id, &forward.get, &pids);
+        for (target, _) in targets {
+            self.send(target, msg.clone());
+        }
+    }
+
+    /// Forwards a GET that found nothing here to every link but the one it came from, those its
+    /// `><` names, and those [`Peer::subscribe_upstream`] already asked, keeping its `#` so that
+    /// replies can find their way back. Its own `><` names this peer and every link it goes to, so
+    /// none of them sends it to another.
     pub(super) fn forward_get(&mut self, from: ConnId, msg_id: &str, forward: &Forward) {
+        let mut get = String::with_capacity(48);
+        wire::write_get(&mut get, &forward.get);
         let links: Vec<(ConnId, Option<String>)> = self
             .conns
             .iter()
             .filter(|(c, state)| state.link && **c != from)
             .filter(|(_, state)| !forward.skips(state.pid.as_deref()))
+            .filter(|(_, state)| state.asked_us_all || !state.upstream.contains(&get))
             .map(|(c, state)| (*c, state.pid.clone()))
             .collect();
         if let Get::Node { .. } = forward.get {
-            let mut get = String::with_capacity(48);
-            wire::write_get(&mut get, &forward.get);
             self.remember_get(&get);
         }
         if links.is_empty() {
             return;
         }
+        let pids: Vec<&str> = links.iter().filter_map(|(_, pid)| pid.as_deref()).collect();
+        let msg = self.forwarded_get(msg_id, &forward.get, &pids);
+        for (link, _) in links {
+            self.send(link, msg.clone());
+        }
+    }
+
+    /// A GET as it is forwarded: its own `#`, and a `><` naming this peer and up to seven of the
+    /// peers it goes to.
+    fn forwarded_get(&self, msg_id: &str, get: &Get, to: &[&str]) -> String {
         let mut skip = self.pid.clone();
-        for pid in links.iter().filter_map(|(_, pid)| pid.as_deref()).take(7) {
+        for pid in to.iter().take(7) {
             skip.push(',');
             skip.push_str(pid);
         }
@@ -98,13 +150,11 @@ impl Peer {
         msg.push_str("{\"#\":");
         json::write_string(&mut msg, msg_id);
         msg.push_str(",\"get\":");
-        wire::write_get(&mut msg, &forward.get);
+        wire::write_get(&mut msg, get);
         msg.push_str(",\"><\":");
         json::write_string(&mut msg, &skip);
         msg.push('}');
-        for (link, _) in links {
-            self.send(link, msg.clone());
-        }
+        msg
     }
 
     /// Sends a reply (data, ack or error) on to the connection its request came from, if that was

@@ -14,7 +14,7 @@ use crate::rng::Rng;
 use crate::store::{OpId, StoreOp, StoreResult};
 use crate::subscriptions::Subscriptions;
 use crate::wire::{self, Body, FrameError, Message, MessageError};
-use crate::HashMap;
+use crate::{HashMap, HashSet};
 
 mod mesh;
 mod read;
@@ -240,6 +240,11 @@ struct Conn {
     link: bool,
     /// We have asked this connection for every soul.
     asked_all: bool,
+    /// It asked us for every soul: a relay that keeps us in step with everything it has. A link
+    /// that did not (a GUN JS relay we dialled) pushes only what we ask it for by soul.
+    asked_us_all: bool,
+    /// GETs (as JSON text) already asked of it, for links that push only what they are asked for.
+    upstream: HashSet<String>,
     /// We dialled it.
     outbound: bool,
     /// The configured peer it connects to, if it is one.
@@ -331,6 +336,8 @@ pub struct Peer {
     outputs: VecDeque<Output>,
     stats: Stats,
     remotes: Vec<Remote>,
+    /// Seeds the per-connection sets made later.
+    hasher: foldhash::fast::FixedState,
 }
 
 impl Peer {
@@ -373,6 +380,7 @@ impl Peer {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             remotes: Vec::new(),
+            hasher,
         };
         for url in &config.peers {
             peer.add_remote(url);
@@ -542,6 +550,8 @@ impl Peer {
                 pid: None,
                 link: false,
                 asked_all: false,
+                asked_us_all: false,
+                upstream: HashSet::with_hasher(self.hasher.clone()),
                 outbound: direction == Direction::Outbound,
                 remote: None,
             },

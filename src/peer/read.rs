@@ -40,6 +40,7 @@ impl Peer {
                 "subscription limit reached; GET answered without live updates".into(),
             );
         }
+        self.subscribe_upstream(conn, &msg_id, &forward);
         let budget_given = *budget;
         let budget = budget.unwrap_or(self.limits.max_lex_reply_bytes);
         if let Some(cached) = self.cache.node(soul) {

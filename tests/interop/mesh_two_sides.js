@@ -2,9 +2,11 @@
 //
 //   node mesh_two_sides.js URL_A URL_B
 //
-// Client A talks only to relay A, client B only to relay B. Each direction is checked twice:
-// a live update (the reader subscribed with .on() before the write) and a fresh read (.once() of
-// a node written before the reader asked for it). Passes when all four arrive with the right data.
+// Client A talks only to relay A, client B only to relay B. Each direction is checked three
+// times: a live update (the reader subscribed with .on() before the write), a fresh read (.once()
+// of a node written before the reader asked for it), and an update from the far side to a node
+// both relays already hold (the reader's own relay answers its GET locally, and must still hear
+// of the change). Passes when all six arrive with the right data.
 'use strict';
 const { note, fail, pass, deadline, client, waitConnected, once, put, until, RUN } = require('./common');
 
@@ -42,6 +44,28 @@ async function fresh(writer, reader, soul, what) {
   note(`${what}: read across the mesh ${Date.now() - start} ms after the ack`);
 }
 
+// A node written on the reader's side and known to both relays is changed on the writer's side.
+async function shared(reader, writer, writerUrl, soul, what) {
+  const v0 = `${what} v0 ${RUN}`;
+  await put(reader.get(soul), { text: v0 }, 10000, `${what}: first put`);
+  // The writer's relay has it before the update (so both relays hold the node).
+  const start = Date.now();
+  for (;;) {
+    const got = await once(client(writerUrl).get(soul), 5000, `${what}: once`);
+    if (got.data && got.data.text === v0) break;
+    if (Date.now() - start > 15000) fail(`${what}: the far side read ${JSON.stringify(got.data)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  let seen = null;
+  reader.get(soul).on((data) => { if (data && data.text) seen = data.text; });
+  await new Promise((r) => setTimeout(r, 300));
+  const v1 = `${what} v1 ${RUN}`;
+  await put(writer.get(soul), { text: v1 }, 10000, `${what}: update`);
+  const t = Date.now();
+  await until(() => seen === v1, 15000, () => `${what}: the reader still sees ${JSON.stringify(seen)}, not ${JSON.stringify(v1)}`);
+  note(`${what}: update seen across the mesh ${Date.now() - t} ms after the ack`);
+}
+
 (async () => {
   const a = client(urlA);
   const b = client(urlB);
@@ -52,5 +76,7 @@ async function fresh(writer, reader, soul, what) {
   // Fresh readers, so nothing comes from their own memory.
   await fresh(a, client(urlB), 'mesh-fresh-ab-' + RUN, 'A to B fresh');
   await fresh(b, client(urlA), 'mesh-fresh-ba-' + RUN, 'B to A fresh');
+  await shared(a, b, urlB, 'mesh-shared-a-' + RUN, 'B updates a node A wrote');
+  await shared(b, a, urlA, 'mesh-shared-b-' + RUN, 'A updates a node B wrote');
   pass();
 })().catch((e) => fail(e && e.stack || String(e)));
