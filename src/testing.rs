@@ -135,6 +135,16 @@ impl Harness {
         self.input(Input::DialFailed { remote });
     }
 
+    /// Reports that frames for `conn` are piling up unsent.
+    pub fn congested(&mut self, conn: u64) {
+        self.input(Input::Congested { conn: ConnId(conn) });
+    }
+
+    /// Reports that the queue for `conn` has drained.
+    pub fn drained(&mut self, conn: u64) {
+        self.input(Input::Drained { conn: ConnId(conn) });
+    }
+
     /// Closes a connection.
     pub fn disconnect(&mut self, conn: u64) {
         self.input(Input::Disconnected { conn: ConnId(conn) });

@@ -449,3 +449,60 @@ fn a_relay_that_asked_for_everything_is_not_asked_soul_by_soul() {
     h.frame(2, &json!({"#": "g1", "get": {"#": "local"}}).to_string());
     assert!(!h.take(1).iter().any(|m| m.get("get").is_some()));
 }
+
+#[test]
+fn a_long_answer_waits_while_its_connection_is_congested() {
+    let mut h = Harness::new(Config {
+        seed: 5,
+        limits: Limits {
+            batch_frame_bytes: 1_024,
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
+    h.connect(1);
+    let filler = "x".repeat(100);
+    for i in 0..40 {
+        h.frame(
+            1,
+            &put(
+                &format!("p{i}"),
+                &format!("n{i:02}"),
+                "v",
+                json!(filler),
+                START_WALL_MS,
+            ),
+        );
+    }
+    h.connect(2);
+    h.take(2);
+    h.auto_store = false;
+    h.frame(
+        2,
+        &json!({"#": "all", "get": {"#": {"*": "n"}}}).to_string(),
+    );
+    let souls_received = |h: &mut Harness| -> usize {
+        h.take(2)
+            .iter()
+            .filter(|m| m["@"] == "all")
+            .filter_map(|m| m["put"].as_object().map(|g| g.len()))
+            .sum()
+    };
+    h.commit(); // the first page
+    let mut received = souls_received(&mut h);
+    assert!(received > 0 && received < 40, "{received}");
+    assert_eq!(h.held.len(), 1, "the second page is being read");
+    h.congested(2);
+    h.commit(); // the second page goes out; the third waits
+    received += souls_received(&mut h);
+    assert!(h.held.is_empty(), "no page is read while congested");
+    h.advance(60_000);
+    assert!(h.held.is_empty());
+    h.drained(2);
+    assert_eq!(h.held.len(), 1, "reading goes on once drained");
+    while !h.held.is_empty() {
+        h.commit();
+    }
+    received += souls_received(&mut h);
+    assert_eq!(received, 40);
+}

@@ -311,6 +311,42 @@ fn work_beyond_the_pending_storage_limit_is_refused() {
 }
 
 #[test]
+fn a_frame_is_admitted_or_refused_whole() {
+    let mut h = Harness::new(Config {
+        limits: Limits {
+            max_pending_store_ops: 2,
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
+    h.connect(1);
+    h.take(1);
+    h.auto_store = false;
+    h.frame(1, &put("p0", "a", "x", json!(0), 5.0));
+    // Below the limit when it arrives: every put in it is taken, though they pass the limit.
+    let batch: Vec<Json> = (1..4)
+        .map(|i| {
+            serde_json::from_str(&put(&format!("p{i}"), &format!("s{i}"), "x", json!(i), 5.0))
+                .unwrap()
+        })
+        .collect();
+    h.frame(1, &Json::Array(batch).to_string());
+    assert!(h.take(1).iter().all(|m| m.get("err").is_none()));
+    assert_eq!(h.peer.pending_store_ops(), 4);
+    assert!(h.peer.is_backlogged());
+    // At the limit when it arrives: refused.
+    h.frame(1, &put("p9", "b", "x", json!(9), 5.0));
+    assert!(h.replies_to(1, "p9")[0]["err"]
+        .as_str()
+        .unwrap()
+        .contains("busy"));
+    h.commit();
+    assert!(!h.peer.is_backlogged());
+    let acks = h.take(1);
+    assert_eq!(acks.iter().filter(|m| m["ok"] == true).count(), 4);
+}
+
+#[test]
 fn dam_opt_is_refused() {
     let mut h = relay();
     h.frame(

@@ -36,8 +36,14 @@ impl Relay {
 
     /// A relay dialling these URLs, on `port` if given.
     fn start_dialling(urls: &[String], port: Option<u16>) -> Relay {
+        Self::start_with(urls, port, &[])
+    }
+
+    /// A relay dialling these URLs, on `port` if given, with more flags.
+    fn start_with(urls: &[String], port: Option<u16>, extra: &[&str]) -> Relay {
         let data = temp_data_dir();
         let mut args: Vec<&str> = REDIAL.to_vec();
+        args.extend_from_slice(extra);
         for url in urls {
             args.push("--peer");
             args.push(url);
@@ -178,9 +184,14 @@ fn middle_relay_killed_writes_on_both_sides_then_restarted_all_converge() {
     println!("converged {:?} after the restart", start.elapsed());
 }
 
-/// Writes `n` one-field nodes `{prefix}{i:05}` through one connection, in frames of 100 puts,
-/// and waits for every ack.
+/// Writes `n` one-field nodes `{prefix}{i:05}` (`v`: i) through one connection, in frames of 100
+/// puts, and waits for every ack.
 fn write_many(relay: &Relay, prefix: &str, n: usize) {
+    write_many_with(relay, prefix, n, |i| json!(i));
+}
+
+/// [`write_many`] with the value of each node's `v` made by `value`.
+fn write_many_with(relay: &Relay, prefix: &str, n: usize, value: impl Fn(usize) -> Value) {
     let mut c = relay.client();
     let state = now_ms();
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
@@ -190,7 +201,7 @@ fn write_many(relay: &Relay, prefix: &str, n: usize) {
                 put_msg(
                     &format!("m{i:05}"),
                     &format!("{prefix}{i:05}"),
-                    &[("v", json!(i))],
+                    &[("v", value(*i))],
                     state,
                 )
             })
@@ -344,6 +355,12 @@ struct Proxy {
 
 impl Proxy {
     fn to(target_port: u16) -> Proxy {
+        Self::throttled(target_port, None)
+    }
+
+    /// A proxy that passes at most `bytes_per_sec` from the target back to the dialler (a slow
+    /// network, or a slow reader).
+    fn throttled(target_port: u16, bytes_per_sec: Option<usize>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -365,8 +382,12 @@ impl Proxy {
                     }
                 }
                 drop(open);
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    None,
+                );
+                pipe(server, client, bytes_per_sec);
             }
         });
         Proxy { port, cut, open }
@@ -388,13 +409,16 @@ impl Proxy {
     }
 }
 
-/// Copies bytes one way until either side ends.
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Copies bytes one way until either side ends, at most `bytes_per_sec` if given.
+fn pipe(mut from: TcpStream, mut to: TcpStream, bytes_per_sec: Option<usize>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 || to.write_all(&buf[..n]).is_err() {
                 break;
+            }
+            if let Some(rate) = bytes_per_sec {
+                std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
             }
         }
         let _ = to.shutdown(Shutdown::Both);
@@ -461,4 +485,104 @@ fn two_relays_dialling_each_other_keep_one_connection() {
     );
     put(&a, "both", "later", "still linked");
     wait_value(&b, "both", "later", "still linked", SETTLE);
+}
+
+/// How many souls starting with `prefix` the relay itself holds, by one soul-range GET (which,
+/// unlike a GET by soul, is never forwarded to other relays). Replies come page by page; the
+/// count is taken when they stop.
+fn count_souls(relay: &Relay, prefix: &str) -> usize {
+    let mut c = relay.client();
+    let id = fresh_id("range");
+    assert!(c.send_json(&json!({"#": id, "get": {"#": {"*": prefix}}})));
+    c.expect_reply(&id, Duration::from_secs(10));
+    c.drain(Duration::from_millis(500));
+    let souls: std::collections::BTreeSet<String> = c
+        .inbox
+        .iter()
+        .filter(|m| m.get("@").and_then(Value::as_str) == Some(id.as_str()))
+        .filter_map(|m| m.get("put").and_then(Value::as_object))
+        .flat_map(|graph| graph.keys().cloned())
+        .collect();
+    c.close();
+    souls.len()
+}
+
+/// A graph many times bigger than a connection may have queued crosses a slow link whole: the
+/// sending relay reads its next page only once the socket has drained (without that, its queue
+/// would overflow and the link be dropped as a reader that does not keep up).
+#[test]
+fn a_graph_bigger_than_the_outbound_queue_crosses_a_slow_link() {
+    let mut hub = Relay::start_with(&[], None, &["--max-outbound-queue-bytes", "262144"]);
+    let n = 8_000;
+    let filler = "g".repeat(2_000);
+    write_many_with(&hub, "big-", n, |i| json!(format!("{i}{filler}")));
+    // About 4 MB/s from the hub to the newcomer: far slower than the hub reads its store.
+    let slow = Proxy::throttled(hub.server.port, Some(4 << 20));
+    let start = Instant::now();
+    let newcomer = Relay::start_dialling(&[slow.url()], None);
+    loop {
+        let have = count_souls(&newcomer, "big-");
+        if have == n {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{have} of {n} after 60 s\n{}",
+            hub.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = start.elapsed();
+    println!(
+        "{} MB crossed a 4 MB/s link with a 256 KiB queue in {took:?}",
+        n * 2_000 / 1_000_000
+    );
+    assert_eq!(
+        newcomer.dials_made(),
+        1,
+        "the link was never dropped\n{}",
+        hub.server.log()
+    );
+    // Every node is on the newcomer itself, with its value.
+    let hub_log = hub.server.log();
+    hub.server.kill_hard();
+    assert_eq!(count_present(&newcomer, "big-", n), n, "{hub_log}");
+    wait_value(
+        &newcomer,
+        &format!("big-{:05}", n - 1),
+        "v",
+        format!("{}{filler}", n - 1),
+        SETTLE,
+    );
+}
+
+/// A relay whose storage falls behind stops reading its sockets until it catches up, so a relay
+/// streaming its graph to it slows down instead of having pages refused as "busy".
+#[test]
+fn a_relay_with_storage_behind_slows_its_link_down_and_loses_nothing() {
+    let hub = Relay::start(&[]);
+    let n = 5_000;
+    write_many(&hub, "slow-", n);
+    let start = Instant::now();
+    let newcomer = Relay::start_with(
+        &[hub.server.ws_url()],
+        None,
+        &["--max-pending-store-ops", "64"],
+    );
+    loop {
+        let have = count_souls(&newcomer, "slow-");
+        if have == n {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{have} of {n} after 60 s\n{}",
+            newcomer.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!(
+        "{n} nodes into a relay allowed 64 storage ops in flight: {:?}",
+        start.elapsed()
+    );
 }

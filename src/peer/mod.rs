@@ -112,6 +112,17 @@ pub enum Input<'a> {
         /// The configured peer.
         remote: RemoteId,
     },
+    /// Frames for `conn` are piling up unsent (the runtime's queue passed its high-water mark):
+    /// long answers to it (pages of a soul range, a whole graph for a link) wait.
+    Congested {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// The queue for `conn` has drained (below its low-water mark): long answers go on.
+    Drained {
+        /// Which connection.
+        conn: ConnId,
+    },
 }
 
 /// Something the runtime must do.
@@ -249,6 +260,8 @@ struct Conn {
     outbound: bool,
     /// The configured peer it connects to, if it is one.
     remote: Option<RemoteId>,
+    /// The runtime reported its queue congested and not yet drained.
+    congested: bool,
 }
 
 /// A put waiting for its parts to commit.
@@ -297,6 +310,8 @@ struct Stream {
     /// Where the last page ended.
     after: Option<(Soul, Key)>,
     sent_any: bool,
+    /// Waiting for the connection's queue to drain before reading the next page.
+    paused: bool,
 }
 
 #[derive(Debug)]
@@ -338,6 +353,8 @@ pub struct Peer {
     remotes: Vec<Remote>,
     /// Seeds the per-connection sets made later.
     hasher: foldhash::fast::FixedState,
+    /// Storage was at its limit when the frame being handled arrived.
+    frame_refused_as_busy: bool,
 }
 
 impl Peer {
@@ -381,6 +398,7 @@ impl Peer {
             stats: Stats::default(),
             remotes: Vec::new(),
             hasher,
+            frame_refused_as_busy: false,
         };
         for url in &config.peers {
             peer.add_remote(url);
@@ -418,6 +436,15 @@ impl Peer {
         self.ops.len()
     }
 
+    /// Storage is behind: half of [`Limits::max_pending_store_ops`] are waiting. A runtime should
+    /// then hold further frames (and so, through its bounded inbound buffer, stop reading
+    /// sockets) until the storage results it is waiting for bring this back to false. Senders
+    /// are slowed down instead of being refused with "busy" errors, and a relay streaming its
+    /// graph to this one waits instead of losing pages.
+    pub fn is_backlogged(&self) -> bool {
+        self.ops.len() >= self.limits.max_pending_store_ops / 2
+    }
+
     /// Applies one input. Drain [`Peer::poll_output`] after each call.
     ///
     /// Only a runtime's mistakes are errors; anything a remote peer sends, however malformed, is
@@ -436,6 +463,16 @@ impl Peer {
             }
             Input::Dialled { remote, conn } => self.on_dialled(remote, conn),
             Input::DialFailed { remote } => self.on_dial_failed(remote),
+            Input::Congested { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.congested = true;
+                }
+                Ok(())
+            }
+            Input::Drained { conn } => {
+                self.on_drained(conn);
+                Ok(())
+            }
         }
     }
 
@@ -522,8 +559,12 @@ impl Peer {
         self.outputs.push_back(Output::Store(make(op)));
     }
 
+    /// Whether work from the frame being handled is refused as busy. A frame is admitted or
+    /// refused whole, by the storage backlog when it arrived: a frame that carries many puts (a
+    /// page of another relay's graph) is not cut in two, and what one frame can add is bounded
+    /// by the frame size.
     fn storage_busy(&self) -> bool {
-        self.ops.len() >= self.limits.max_pending_store_ops
+        self.frame_refused_as_busy
     }
 
     // Connections.
@@ -554,6 +595,7 @@ impl Peer {
                 upstream: HashSet::with_hasher(self.hasher.clone()),
                 outbound: direction == Direction::Outbound,
                 remote: None,
+                congested: false,
             },
         );
         if self.next_keepalive.is_none() {
@@ -650,6 +692,7 @@ impl Peer {
         if !self.conns.contains_key(&conn) {
             return Err(ApiMisuse::UnknownConn(conn));
         }
+        self.frame_refused_as_busy = self.ops.len() >= self.limits.max_pending_store_ops;
         let rng = &mut self.rng;
         let parsed = match wire::parse_frame(text, &self.limits, || rng.id(9)) {
             Ok(parsed) => parsed,

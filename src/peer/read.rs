@@ -84,6 +84,7 @@ impl Peer {
                 budget_left: budget_given,
                 after: None,
                 sent_any: false,
+                paused: false,
             });
             return;
         }
@@ -152,6 +153,7 @@ impl Peer {
             budget_left: budget,
             after: None,
             sent_any: false,
+            paused: false,
         });
     }
 
@@ -249,8 +251,36 @@ impl Peer {
             }
             s.budget_left = Some(left - spent);
         }
+        // A connection that is not reading fast enough gets the next page once it has drained,
+        // so a long answer (a whole graph for a link) never overflows its queue.
+        if self.conns.get(&s.conn).is_some_and(|c| c.congested) {
+            s.paused = true;
+            self.streams.insert(stream, s);
+            return;
+        }
         self.streams.insert(stream, s);
         self.next_page(stream);
+    }
+
+    /// The runtime's queue for `conn` drained: its paused answers go on, oldest first.
+    pub(super) fn on_drained(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.congested = false;
+        let mut paused: Vec<u64> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.conn == conn && s.paused)
+            .map(|(id, _)| *id)
+            .collect();
+        paused.sort_unstable();
+        for id in paused {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.paused = false;
+            }
+            self.next_page(id);
+        }
     }
 
     /// Answers a GET: the nodes found, or "not found". Returns whether anything was found.

@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// Bytes queued for one connection before it is dropped as too slow to read.
     #[arg(long, default_value_t = Limits::default().max_outbound_queue_bytes)]
     pub max_outbound_queue_bytes: usize,
+    /// Storage operations in flight before the relay stops reading sockets until storage
+    /// catches up (half of this) or refuses a write as busy (all of it).
+    #[arg(long, default_value_t = Limits::default().max_pending_store_ops)]
+    pub max_pending_store_ops: usize,
     /// First wait before dialling a peer again, in milliseconds (it doubles up to the maximum).
     #[arg(long, default_value_t = Limits::default().reconnect_min_ms)]
     pub reconnect_min_ms: u64,
@@ -112,6 +116,7 @@ impl ServeArgs {
             max_json_depth: self.max_depth,
             max_value_bytes: self.max_value_bytes,
             max_outbound_queue_bytes: self.max_outbound_queue_bytes,
+            max_pending_store_ops: self.max_pending_store_ops,
             reconnect_min_ms: self.reconnect_min_ms,
             reconnect_max_ms: self.reconnect_max_ms,
             ..Limits::default()

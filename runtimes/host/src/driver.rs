@@ -18,7 +18,8 @@
 //! driver.close_all();
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,13 +31,78 @@ use crate::clock;
 use crate::store_thread::BatchResults;
 
 /// A runtime's handle on one connection's writer.
+///
+/// Flow control: when the bytes queued pass the high-water mark the driver calls
+/// [`ConnHandle::mark_congested`] and tells the core, which holds back long answers to that
+/// connection. The writer, on bringing the queue down to the low-water mark
+/// ([`congestion_marks`]) while the connection is marked, clears the mark (an atomic swap, so
+/// the driver and the writer never both clear it) and sends [`DriverEvent::Drained`].
 pub trait ConnHandle {
     /// Queues a frame for the writer. Returns the bytes now queued and not yet written.
     fn queue(&self, text: String) -> usize;
+    /// Marks the connection congested. Returns false when the queue has already drained to
+    /// the low-water mark (the mark is then cleared again and no `Drained` will follow), or
+    /// when it was marked already.
+    fn mark_congested(&self) -> bool;
     /// Asks the writer to send what is queued, then close with `reason`.
     fn close(&self, reason: String);
     /// Ends the connection at once, even while a write is blocked on a peer that does not read.
     fn kill(&self);
+}
+
+/// The high- and low-water marks of a connection's queue, from the most it may hold: congested
+/// above a quarter of it, drained again at a sixteenth.
+pub fn congestion_marks(max_outbound_queue_bytes: usize) -> (usize, usize) {
+    let high = (max_outbound_queue_bytes / 4).max(1);
+    (high, high / 4)
+}
+
+/// The bytes queued for one connection's writer and its congestion mark, shared by the driver
+/// (which adds) and the writer (which subtracts what it wrote).
+#[derive(Debug)]
+pub struct QueueGauge {
+    queued: AtomicUsize,
+    congested: AtomicBool,
+    low_water: usize,
+}
+
+impl QueueGauge {
+    /// A gauge for a connection whose queue may hold `max_outbound_queue_bytes`.
+    pub fn new(max_outbound_queue_bytes: usize) -> QueueGauge {
+        QueueGauge {
+            queued: AtomicUsize::new(0),
+            congested: AtomicBool::new(false),
+            low_water: congestion_marks(max_outbound_queue_bytes).1,
+        }
+    }
+
+    /// Counts `bytes` more queued; returns the bytes now queued.
+    pub fn add(&self, bytes: usize) -> usize {
+        self.queued.fetch_add(bytes, Ordering::SeqCst) + bytes
+    }
+
+    /// For [`ConnHandle::mark_congested`].
+    pub fn mark_congested(&self) -> bool {
+        if self.congested.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        // The writer may have drained the queue before the mark was up: then nobody would
+        // report the drain, so take the mark back.
+        !(self.queued.load(Ordering::SeqCst) <= self.low_water
+            && self.congested.swap(false, Ordering::SeqCst))
+    }
+
+    /// The writer wrote `bytes`. Returns true when that drained a marked queue: the writer then
+    /// sends [`DriverEvent::Drained`].
+    pub fn wrote(&self, bytes: usize) -> bool {
+        let left = self
+            .queued
+            .fetch_sub(bytes, Ordering::SeqCst)
+            .saturating_sub(bytes);
+        left <= self.low_water
+            && self.congested.load(Ordering::SeqCst)
+            && self.congested.swap(false, Ordering::SeqCst)
+    }
 }
 
 /// Starts a dial of a configured peer; its outcome comes back as [`DriverEvent::Opened`] (with
@@ -59,6 +125,11 @@ pub enum DriverEvent<C> {
     DialFailed {
         /// Which peer.
         remote: RemoteId,
+    },
+    /// A congested connection's queue drained to the low-water mark.
+    Drained {
+        /// Which.
+        conn: ConnId,
     },
     /// A text frame arrived.
     Frame {
@@ -98,6 +169,11 @@ pub struct Driver<C: ConnHandle> {
     shutting_down: bool,
     /// Connections closed from this side, to report to the core after the current drain.
     closed_by_us: Vec<ConnId>,
+    /// Connections found congested, to report to the core after the current drain.
+    congested: Vec<ConnId>,
+    /// Frames held while storage is backlogged, in arrival order; they keep their share of the
+    /// inbound budget, so socket readers stop when it is spent.
+    held_frames: VecDeque<(ConnId, String, usize)>,
     /// The inbound frame budget, released as frames are handled.
     inbound: Arc<ByteBudget>,
     dialer: Dialer,
@@ -119,6 +195,8 @@ impl<C: ConnHandle> Driver<C> {
             batch_in_flight: false,
             shutting_down: false,
             closed_by_us: Vec::new(),
+            congested: Vec::new(),
+            held_frames: VecDeque::new(),
             inbound,
             dialer,
         }
@@ -184,11 +262,18 @@ impl<C: ConnHandle> Driver<C> {
                 }
             }
             DriverEvent::DialFailed { remote } => self.input(Input::DialFailed { remote }),
-            DriverEvent::Frame { conn, text, budget } => {
-                if !self.shutting_down && self.conns.contains_key(&conn) {
-                    self.input(Input::Frame { conn, text: &text });
+            DriverEvent::Drained { conn } => {
+                tracing::debug!(conn = conn.0, "drained");
+                if self.conns.contains_key(&conn) {
+                    self.input(Input::Drained { conn });
                 }
-                self.inbound.release(budget);
+            }
+            DriverEvent::Frame { conn, text, budget } => {
+                if self.peer.is_backlogged() || !self.held_frames.is_empty() {
+                    self.held_frames.push_back((conn, text, budget));
+                } else {
+                    self.frame(conn, &text, budget);
+                }
             }
             DriverEvent::Binary { conn, bytes } => {
                 if !self.shutting_down && self.conns.contains_key(&conn) {
@@ -206,6 +291,7 @@ impl<C: ConnHandle> Driver<C> {
                 for (op, result) in results {
                     self.input(Input::StoreDone { op, result });
                 }
+                self.release_held_frames();
             }
             DriverEvent::Shutdown => {
                 tracing::info!("shutting down: finishing in-flight writes");
@@ -214,8 +300,26 @@ impl<C: ConnHandle> Driver<C> {
         }
     }
 
+    fn frame(&mut self, conn: ConnId, text: &str, budget: usize) {
+        if !self.shutting_down && self.conns.contains_key(&conn) {
+            self.input(Input::Frame { conn, text });
+        }
+        self.inbound.release(budget);
+    }
+
+    /// Hands held frames to the core while storage keeps up.
+    fn release_held_frames(&mut self) {
+        while !self.peer.is_backlogged() {
+            let Some((conn, text, budget)) = self.held_frames.pop_front() else {
+                break;
+            };
+            self.frame(conn, &text, budget);
+        }
+    }
+
     fn carry_out_outputs(&mut self) {
         let max_queue = self.peer.limits().max_outbound_queue_bytes;
+        let (high_water, _) = congestion_marks(max_queue);
         while let Some(output) = self.peer.poll_output() {
             match output {
                 Output::Send { conn, text } => {
@@ -234,6 +338,8 @@ impl<C: ConnHandle> Driver<C> {
                         handle.kill();
                         self.conns.remove(&conn);
                         self.closed_by_us.push(conn);
+                    } else if queued > high_water && handle.mark_congested() {
+                        self.congested.push(conn);
                     }
                 }
                 Output::Close { conn, reason } => {
@@ -261,6 +367,12 @@ impl<C: ConnHandle> Driver<C> {
             self.input(Input::Disconnected { conn });
             self.carry_out_outputs();
         }
+        for conn in std::mem::take(&mut self.congested) {
+            if self.conns.contains_key(&conn) {
+                tracing::debug!(conn = conn.0, "congested");
+                self.input(Input::Congested { conn });
+            }
+        }
         if self.batch_in_flight || self.pending_ops.is_empty() {
             return;
         }
@@ -278,5 +390,34 @@ fn log_event(event: &Event) {
         Event::Refused { conn, reason } => tracing::debug!(conn = conn.0, "refused: {reason}"),
         Event::StoreFailed { reason } => tracing::error!("storage failed: {reason}"),
         other => tracing::trace!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueueGauge;
+
+    #[test]
+    fn a_drain_is_reported_once_per_congestion() {
+        let g = QueueGauge::new(1600); // high water 400, low water 100
+        g.add(500);
+        assert!(g.mark_congested());
+        assert!(!g.mark_congested(), "already marked");
+        assert!(!g.wrote(300), "200 left is above the low-water mark");
+        assert!(g.wrote(150), "50 left: drained");
+        assert!(!g.wrote(50), "reported once");
+    }
+
+    #[test]
+    fn a_queue_drained_before_the_mark_is_not_left_marked() {
+        let g = QueueGauge::new(1600);
+        g.add(500);
+        // The writer empties it before the driver marks it.
+        assert!(!g.wrote(500));
+        assert!(!g.mark_congested(), "nothing to wait for");
+        // And a later congestion is marked again.
+        g.add(500);
+        assert!(g.mark_congested());
+        assert!(g.wrote(500));
     }
 }

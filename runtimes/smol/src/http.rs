@@ -23,7 +23,7 @@ use smol::Executor;
 use smol_hyper::rt::FuturesIo;
 
 use fibergun_host::budget::ByteBudget;
-use fibergun_host::driver::ConnHandle;
+use fibergun_host::driver::{ConnHandle, QueueGauge};
 
 /// The driver's events, with this runtime's connection handle.
 pub type DriverEvent = fibergun_host::driver::DriverEvent<ConnSender>;
@@ -43,16 +43,20 @@ pub struct ConnSender {
     /// Frames for the writer task.
     pub tx: Sender<Outgoing>,
     /// Bytes queued and not yet written; the writer subtracts what it sends.
-    pub queued: Arc<AtomicUsize>,
+    pub queued: Arc<QueueGauge>,
     /// Ends the socket task at once, even while a write is blocked on a client that does not read.
     pub kill: Sender<()>,
 }
 
 impl ConnHandle for ConnSender {
     fn queue(&self, text: String) -> usize {
-        let queued = self.queued.fetch_add(text.len(), Ordering::Relaxed) + text.len();
+        let queued = self.queued.add(text.len());
         let _ = self.tx.try_send(Outgoing::Frame(text));
         queued
+    }
+
+    fn mark_congested(&self) -> bool {
+        self.queued.mark_congested()
     }
 
     fn close(&self, reason: String) {
@@ -75,6 +79,8 @@ pub struct HttpContext {
     pub max_frame_bytes: usize,
     /// Source of connection ids.
     pub next_conn: AtomicU64,
+    /// The most a connection's writer may have queued (for its congestion marks).
+    pub max_outbound_queue_bytes: usize,
     /// Bytes of inbound frames waiting for the driver.
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose task is still running (writers may still be flushing at shutdown).
@@ -203,7 +209,7 @@ where
     let (mut sink, mut stream) = ws.split();
     let (tx, rx) = smol::channel::unbounded::<Outgoing>();
     let (kill, killed) = smol::channel::bounded::<()>(1);
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(QueueGauge::new(ctx.max_outbound_queue_bytes));
     let sender = ConnSender {
         tx,
         queued: queued.clone(),
@@ -250,7 +256,15 @@ where
             if sink.flush().await.is_err() {
                 break;
             }
-            queued.fetch_sub(written, Ordering::Relaxed);
+            if queued.wrote(written)
+                && ctx
+                    .events
+                    .send(DriverEvent::Drained { conn })
+                    .await
+                    .is_err()
+            {
+                break;
+            }
         }
         let _ = sink.close(None).await;
     };

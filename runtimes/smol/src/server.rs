@@ -80,6 +80,7 @@ pub fn serve(
         executor: executor.clone(),
         max_frame_bytes: config.limits.max_frame_bytes,
         next_conn: AtomicU64::new(1),
+        max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
         inbound: inbound.clone(),
         open_sockets: Default::default(),
     });

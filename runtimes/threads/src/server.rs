@@ -77,6 +77,7 @@ impl Server {
             events: events_tx.clone(),
             max_frame_bytes: config.limits.max_frame_bytes,
             next_conn: AtomicU64::new(1),
+            max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             inbound: inbound.clone(),
             open_sockets: Default::default(),
         });

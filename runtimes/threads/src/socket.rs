@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use fibergun::{ConnId, RemoteId};
 use fibergun_host::budget::ByteBudget;
-use fibergun_host::driver::ConnHandle;
+use fibergun_host::driver::{ConnHandle, QueueGauge};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Message};
@@ -28,6 +28,8 @@ pub struct SocketContext {
     pub max_frame_bytes: usize,
     /// Source of connection ids.
     pub next_conn: AtomicU64,
+    /// The most a connection's writer may have queued (for its congestion marks).
+    pub max_outbound_queue_bytes: usize,
     /// Bytes of inbound frames waiting for the driver.
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose threads are still running (writers may still be flushing at shutdown).
@@ -49,16 +51,20 @@ pub enum Outgoing {
 #[derive(Debug)]
 pub struct ThreadConn {
     tx: Sender<Outgoing>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<QueueGauge>,
     /// For [`ConnHandle::kill`]: shutting the socket down unblocks both threads at once.
     socket: TcpStream,
 }
 
 impl ConnHandle for ThreadConn {
     fn queue(&self, text: String) -> usize {
-        let queued = self.queued.fetch_add(text.len(), Ordering::Relaxed) + text.len();
+        let queued = self.queued.add(text.len());
         let _ = self.tx.send(Outgoing::Frame(text));
         queued
+    }
+
+    fn mark_congested(&self) -> bool {
+        self.queued.mark_congested()
     }
 
     fn close(&self, reason: String) {
@@ -132,7 +138,7 @@ pub fn run_socket(
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let config = websocket_config(ctx.max_frame_bytes);
     let (tx, rx) = mpsc::channel::<Outgoing>();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(QueueGauge::new(ctx.max_outbound_queue_bytes));
     let handle = ThreadConn {
         tx: tx.clone(),
         queued: queued.clone(),
@@ -149,12 +155,16 @@ pub fn run_socket(
     {
         return;
     }
+    let events = ctx.events.clone();
     let writer = std::thread::Builder::new()
         .name(format!("fibergun-write-{}", conn.0))
         .stack_size(128 << 10)
         .spawn(move || {
             let ws = WebSocket::from_raw_socket(write_half, role, Some(config));
-            write_frames(ws, rx, &queued);
+            let drained = || {
+                let _ = events.send(DriverEvent::Drained { conn });
+            };
+            write_frames(ws, rx, &queued, drained);
         });
     if writer.is_err() {
         tracing::warn!(conn = conn.0, "cannot start a writer thread");
@@ -206,7 +216,12 @@ fn read_frames(
     }
 }
 
-fn write_frames(mut ws: WebSocket<TcpStream>, rx: Receiver<Outgoing>, queued: &AtomicUsize) {
+fn write_frames(
+    mut ws: WebSocket<TcpStream>,
+    rx: Receiver<Outgoing>,
+    queued: &QueueGauge,
+    drained: impl Fn(),
+) {
     // Frames already queued are written together and flushed once: fewer syscalls under load.
     'frames: while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -241,7 +256,9 @@ fn write_frames(mut ws: WebSocket<TcpStream>, rx: Receiver<Outgoing>, queued: &A
         if ws.flush().is_err() {
             break;
         }
-        queued.fetch_sub(written, Ordering::Relaxed);
+        if queued.wrote(written) {
+            drained();
+        }
     }
     // Ends the reader too, if the peer is still connected.
     let _ = ws.get_ref().shutdown(Shutdown::Both);
