@@ -16,7 +16,7 @@
 mod common;
 mod node_deps;
 
-use node_deps::{ensure_node_deps, run_node};
+use node_deps::{ensure_node_deps, expect_success, run_node};
 
 use common::{temp_data_dir, Server};
 
@@ -27,16 +27,7 @@ fn scenario(script: &str) {
     let mut server = Server::start(data.path(), &[]);
     let url = server.gun_url();
     let run = run_node(script, &[&url]);
-    // Shown by the test harness on failure (or with --nocapture).
-    println!(
-        "--- node {script} {url}: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.elapsed, run.stdout, run.stderr
-    );
-    assert!(
-        run.success,
-        "scenario {script} failed ({}) after {:?}\n--- node stdout ---\n{}\n--- node stderr ---\n{}",
-        run.status, run.elapsed, run.stdout, run.stderr
-    );
+    expect_success(&run, &format!("node {script} {url}"));
     server.assert_alive(&format!("after scenario {script}"));
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{
     free_port, get_msg, is_ok_ack, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server,
 };
-use node_deps::{run_node, GunJsRelay};
+use node_deps::{expect_success, run_node, GunJsRelay};
 use serde_json::{json, Value};
 
 /// Quick redials, so a restarted relay is found again within a second.
@@ -280,16 +280,7 @@ fn a_relay_back_from_an_absence_catches_up_on_every_change() {
 }
 
 fn mixed_mesh(url_a: &str, url_b: &str, what: &str) {
-    let run = run_node("mesh_two_sides.js", &[url_a, url_b]);
-    println!(
-        "--- {what}: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.elapsed, run.stdout, run.stderr
-    );
-    assert!(
-        run.success,
-        "{what} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.stdout, run.stderr
-    );
+    expect_success(&run_node("mesh_two_sides.js", &[url_a, url_b]), what);
 }
 
 #[test]
@@ -334,15 +325,7 @@ fn three_peers_write_on_one_read_on_the_others_with_gunjs_clients() {
         r2.server.gun_url(),
     ];
     let run = run_node("mesh_sync.js", &[&urls[0], &urls[1], &urls[2]]);
-    println!(
-        "--- mesh_sync: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.elapsed, run.stdout, run.stderr
-    );
-    assert!(
-        run.success,
-        "three-peer sync failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.stdout, run.stderr
-    );
+    expect_success(&run, "three-peer sync");
 }
 
 /// A TCP proxy on loopback standing for the network between two relays: it can be cut (every

@@ -52,6 +52,7 @@ impl Peer {
             return;
         };
         c.link = true;
+        self.links.insert(conn);
         if c.asked_all {
             return;
         }
@@ -82,13 +83,23 @@ impl Peer {
         if !matches!(forward.get, Get::Node { .. }) {
             return;
         }
+        let asks_soul_by_soul = |c: &super::Conn| c.link && !c.asked_us_all;
+        let any = self
+            .links
+            .iter()
+            .any(|id| *id != from && self.conns.get(id).is_some_and(asks_soul_by_soul));
+        if !any {
+            return;
+        }
         let mut get = String::with_capacity(48);
         wire::write_get(&mut get, &forward.get);
         let max = self.limits.max_subscriptions_per_connection;
         let mut targets = Vec::new();
-        for (id, c) in self.conns.iter_mut() {
-            let pushes_only_what_is_asked = c.link && !c.asked_us_all;
-            if !pushes_only_what_is_asked || *id == from || c.upstream.contains(&get) {
+        for id in &self.links {
+            let Some(c) = self.conns.get_mut(id) else {
+                continue;
+            };
+            if !asks_soul_by_soul(c) || *id == from || c.upstream.contains(&get) {
                 continue;
             }
             if forward.skips(c.pid.as_deref()) {
@@ -115,15 +126,19 @@ impl Peer {
     /// replies can find their way back. Its own `><` names this peer and every link it goes to, so
     /// none of them sends it to another.
     pub(super) fn forward_get(&mut self, from: ConnId, msg_id: &str, forward: &Forward) {
+        if self.links.is_empty() && !self.has_remotes() {
+            return; // a lone relay: nowhere to forward, nothing to remember
+        }
         let mut get = String::with_capacity(48);
         wire::write_get(&mut get, &forward.get);
         let links: Vec<(ConnId, Option<String>)> = self
-            .conns
+            .links
             .iter()
-            .filter(|(c, state)| state.link && **c != from)
+            .filter(|c| **c != from)
+            .filter_map(|c| self.conns.get(c).map(|state| (*c, state)))
             .filter(|(_, state)| !forward.skips(state.pid.as_deref()))
             .filter(|(_, state)| state.asked_us_all || !state.upstream.contains(&get))
-            .map(|(c, state)| (*c, state.pid.clone()))
+            .map(|(c, state)| (c, state.pid.clone()))
             .collect();
         if let Get::Node { .. } = forward.get {
             self.remember_get(&get);

@@ -1,7 +1,7 @@
 //! The peer: a deterministic state machine that turns inputs (connections, frames, storage results,
 //! time) into outputs (frames, closes, storage ops, events). See the crate docs for the drive loop.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::cache::NodeCache;
@@ -331,6 +331,9 @@ pub struct Peer {
     rng: Rng,
     now: Now,
     conns: BTreeMap<ConnId, Conn>,
+    /// The connections that are relay links (see [`Conn::link`]), so that routing to links
+    /// costs nothing per client connection.
+    links: BTreeSet<ConnId>,
     dedup: Dedup,
     subs: Subscriptions,
     cache: NodeCache,
@@ -387,6 +390,7 @@ impl Peer {
             rng,
             now,
             conns: BTreeMap::new(),
+            links: BTreeSet::new(),
             ops: VecDeque::new(),
             next_op: 0,
             next_put: 0,
@@ -620,6 +624,7 @@ impl Peer {
             // A close of a connection the core itself refused at `Connected` is expected.
             return Ok(());
         }
+        self.links.remove(&conn);
         self.subs.remove_conn(conn);
         self.streams.retain(|_, s| s.conn != conn);
         self.outbox.forget(conn);

@@ -252,6 +252,11 @@ impl Peer {
             .min()
     }
 
+    /// Whether any peer is configured.
+    pub(super) fn has_remotes(&self) -> bool {
+        !self.remotes.is_empty()
+    }
+
     /// Whether a configured peer is away (and will want the changes made meanwhile).
     pub(super) fn has_absent_remotes(&self) -> bool {
         self.remotes

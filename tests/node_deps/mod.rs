@@ -146,6 +146,20 @@ pub fn run_node(script: &str, args: &[&str]) -> NodeRun {
     }
 }
 
+/// Prints what a node script said (shown by the test harness on failure, or with
+/// `--nocapture`) and fails the test unless the script passed.
+pub fn expect_success(run: &NodeRun, what: &str) {
+    println!(
+        "--- {what}: {} in {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        run.status, run.elapsed, run.stdout, run.stderr
+    );
+    assert!(
+        run.success,
+        "{what} failed ({}) after {:?}\n--- node stdout ---\n{}\n--- node stderr ---\n{}",
+        run.status, run.elapsed, run.stdout, run.stderr
+    );
+}
+
 /// The stock GUN JS relay (`tests/interop/gunjs-relay.js`: radisk on, multicast off, loopback
 /// only) as a child process, killed when dropped.
 pub struct GunJsRelay {

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use event_listener::{Event, Listener};
+use event_listener::{Event, EventListener, Listener};
 
 /// Bytes of frames in flight between the sockets and the driver.
 #[derive(Debug)]
@@ -27,33 +27,36 @@ impl ByteBudget {
     /// Waits until `bytes` fit, then takes them. A frame bigger than the whole budget takes all of
     /// it (it was already bounded by the frame limit). Returns what was taken, for `release`.
     pub async fn acquire(&self, bytes: usize) -> usize {
-        let bytes = bytes.min(self.max);
         loop {
-            if self.try_take(bytes) {
-                return bytes;
+            match self.take_or_listen(bytes) {
+                Ok(taken) => return taken,
+                Err(freed) => freed.await,
             }
-            let listener = self.freed.listen();
-            // Check again: bytes may have been released between the try and the listen.
-            if self.try_take(bytes) {
-                return bytes;
-            }
-            listener.await;
         }
     }
 
     /// [`ByteBudget::acquire`] for threads: blocks the calling thread until `bytes` fit.
     pub fn acquire_blocking(&self, bytes: usize) -> usize {
-        let bytes = bytes.min(self.max);
         loop {
-            if self.try_take(bytes) {
-                return bytes;
+            match self.take_or_listen(bytes) {
+                Ok(taken) => return taken,
+                Err(freed) => freed.wait(),
             }
-            let listener = self.freed.listen();
-            if self.try_take(bytes) {
-                return bytes;
-            }
-            listener.wait();
         }
+    }
+
+    /// Takes `bytes` (capped at the whole budget) if they fit; otherwise a listener for the next
+    /// release. Checks again after listening: bytes may have been released in between.
+    fn take_or_listen(&self, bytes: usize) -> Result<usize, EventListener> {
+        let bytes = bytes.min(self.max);
+        if self.try_take(bytes) {
+            return Ok(bytes);
+        }
+        let listener = self.freed.listen();
+        if self.try_take(bytes) {
+            return Ok(bytes);
+        }
+        Err(listener)
     }
 
     fn try_take(&self, bytes: usize) -> bool {

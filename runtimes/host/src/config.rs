@@ -149,3 +149,33 @@ pub fn server_info_json() -> String {
         env!("CARGO_PKG_VERSION")
     )
 }
+
+#[derive(clap::Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Run a relay: the GUN WebSocket endpoint at /gun, on an embedded LMDB store.
+    Serve(ServeArgs),
+}
+
+/// Reads `<bin> serve [flags]` from the command line. Bad input ends the process with clap's
+/// message (and `--help` and `--version` with their answers), as any command line tool does.
+pub fn parse_serve_command(bin: &'static str, about: &'static str) -> ServeArgs {
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .name(bin)
+        .bin_name(bin)
+        .about(about)
+        .get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(Cli {
+            command: Command::Serve(args),
+        }) => args,
+        Err(e) => e.exit(),
+    }
+}

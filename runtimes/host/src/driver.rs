@@ -11,7 +11,7 @@
 //!     driver.step();
 //!     if driver.finished() { break }
 //!     match wait(event channel, driver.deadline()) {
-//!         event => driver.handle(event),   // and any others already waiting
+//!         event => driver.handle_burst(event, try_receive),
 //!         deadline => driver.timeout(),
 //!     }
 //! }
@@ -236,6 +236,22 @@ impl<C: ConnHandle> Driver<C> {
         if let Err(e) = self.peer.handle_input(clock::now(), input) {
             // A runtime bug, not a client's: log it loudly and go on.
             tracing::error!("driver misuse of the core: {e}");
+        }
+    }
+
+    /// Hands over `first` and the events already waiting behind it (`more`, up to 256), so the
+    /// replies and storage ops of many frames go out together while latency stays fair.
+    pub fn handle_burst(
+        &mut self,
+        first: DriverEvent<C>,
+        mut more: impl FnMut() -> Option<DriverEvent<C>>,
+    ) {
+        self.handle(first);
+        for _ in 0..256 {
+            match more() {
+                Some(event) => self.handle(event),
+                None => break,
+            }
         }
     }
 

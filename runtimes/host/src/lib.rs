@@ -9,8 +9,11 @@ pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod open_socket;
 pub mod peer_url;
 pub mod store_thread;
 
-pub use config::{init_logging, server_info_json, ServeArgs, ServerConfig, ServerError};
+pub use config::{
+    init_logging, parse_serve_command, server_info_json, ServeArgs, ServerConfig, ServerError,
+};
 pub use peer_url::PeerUrl;

@@ -24,6 +24,7 @@ use smol_hyper::rt::FuturesIo;
 
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::{ConnHandle, QueueGauge};
+use fibergun_host::open_socket::OpenSocket;
 
 /// The driver's events, with this runtime's connection handle.
 pub type DriverEvent = fibergun_host::driver::DriverEvent<ConnSender>;
@@ -85,22 +86,6 @@ pub struct HttpContext {
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose task is still running (writers may still be flushing at shutdown).
     pub open_sockets: AtomicUsize,
-}
-
-/// Counts a socket task as open while it lives.
-struct OpenSocket<'a>(&'a AtomicUsize);
-
-impl<'a> OpenSocket<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        OpenSocket(count)
-    }
-}
-
-impl Drop for OpenSocket<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 type Reply = Response<Full<Bytes>>;

@@ -164,17 +164,7 @@ async fn drive(mut driver: Driver<ConnSender>, events: Receiver<DriverEvent>) {
         };
         match event {
             None => driver.timeout(),
-            Some(event) => {
-                driver.handle(event);
-                // Take what else is already waiting before draining, so replies and storage ops
-                // of many frames go out together (bounded, to keep latency fair).
-                for _ in 0..256 {
-                    match events.try_recv() {
-                        Ok(event) => driver.handle(event),
-                        Err(_) => break,
-                    }
-                }
-            }
+            Some(event) => driver.handle_burst(event, || events.try_recv().ok()),
         }
     }
     driver.close_all();

@@ -2,34 +2,17 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use fibergun_host::{init_logging, ServeArgs};
+use fibergun_host::{init_logging, parse_serve_command};
 use fibergun_threads::Server;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-#[derive(Parser)]
-#[command(
-    name = "fibergun-threads",
-    version,
-    about = "A GUN-compatible relay server (std-thread runtime)"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run a relay: the GUN WebSocket endpoint at /gun, on an embedded LMDB store.
-    Serve(ServeArgs),
-}
-
 fn main() -> ExitCode {
     init_logging();
-    let Cli {
-        command: Command::Serve(args),
-    } = Cli::parse();
+    let args = parse_serve_command(
+        "fibergun-threads",
+        "A GUN-compatible relay server (std-thread runtime)",
+    );
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
         Err(e) => {

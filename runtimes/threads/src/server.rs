@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use fibergun::{Config, Peer};
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
+use fibergun_host::open_socket::wait_closed;
 use fibergun_host::{clock, store_thread, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 
@@ -121,10 +122,7 @@ impl Server {
         // The driver owned the store's channel; with it gone the store thread syncs and ends.
         let _ = self.store.join();
         // Give the writers a moment to send the last frames (acks, closes).
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.sockets.open_sockets.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_closed(&self.sockets.open_sockets, Duration::from_secs(2));
         tracing::info!("fibergun stopped; store closed");
     }
 }
@@ -181,17 +179,7 @@ fn drive(mut driver: Driver<ThreadConn>, events: Receiver<DriverEvent>) {
         };
         match event {
             None => driver.timeout(),
-            Some(event) => {
-                driver.handle(event);
-                // Take what else is already waiting before draining, so replies and storage ops
-                // of many frames go out together (bounded, to keep latency fair).
-                for _ in 0..256 {
-                    match events.try_recv() {
-                        Ok(event) => driver.handle(event),
-                        Err(_) => break,
-                    }
-                }
-            }
+            Some(event) => driver.handle_burst(event, || events.try_recv().ok()),
         }
     }
     driver.close_all();

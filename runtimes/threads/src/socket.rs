@@ -11,6 +11,7 @@ use std::sync::Arc;
 use fibergun::{ConnId, RemoteId};
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::{ConnHandle, QueueGauge};
+use fibergun_host::open_socket::OpenSocket;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Message};
@@ -102,22 +103,6 @@ impl Write for ReadHalf {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Counts a socket as open while its threads live.
-struct OpenSocket<'a>(&'a AtomicUsize);
-
-impl<'a> OpenSocket<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        OpenSocket(count)
-    }
-}
-
-impl Drop for OpenSocket<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
