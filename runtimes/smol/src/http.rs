@@ -26,33 +26,25 @@ use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::{ConnHandle, QueueGauge};
 use fibergun_host::open_socket::OpenSocket;
 
+use crate::mailbox::{Mailbox, Outgoing};
+
 /// The driver's events, with this runtime's connection handle.
 pub type DriverEvent = fibergun_host::driver::DriverEvent<ConnSender>;
 
-/// What a connection's writer task is asked to do.
+/// The driver's handle on one connection's socket task. Dropping it (the driver forgets the
+/// connection) lets the writer finish what is queued and end.
 #[derive(Debug)]
-pub enum Outgoing {
-    /// Send this text frame.
-    Frame(String),
-    /// Close the socket, with this reason.
-    Close(String),
-}
-
-/// The driver's handle on one connection's socket task.
-#[derive(Clone, Debug)]
 pub struct ConnSender {
     /// Frames for the writer task.
-    pub tx: Sender<Outgoing>,
+    mailbox: Arc<Mailbox>,
     /// Bytes queued and not yet written; the writer subtracts what it sends.
-    pub queued: Arc<QueueGauge>,
-    /// Ends the socket task at once, even while a write is blocked on a client that does not read.
-    pub kill: Sender<()>,
+    queued: Arc<QueueGauge>,
 }
 
 impl ConnHandle for ConnSender {
     fn queue(&self, text: String) -> usize {
         let queued = self.queued.add(text.len());
-        let _ = self.tx.try_send(Outgoing::Frame(text));
+        self.mailbox.push(Outgoing::Frame(text));
         queued
     }
 
@@ -61,11 +53,17 @@ impl ConnHandle for ConnSender {
     }
 
     fn close(&self, reason: String) {
-        let _ = self.tx.try_send(Outgoing::Close(reason));
+        self.mailbox.push(Outgoing::Close(reason));
     }
 
     fn kill(&self) {
-        let _ = self.kill.try_send(());
+        self.mailbox.kill();
+    }
+}
+
+impl Drop for ConnSender {
+    fn drop(&mut self) {
+        self.mailbox.close();
     }
 }
 
@@ -192,13 +190,11 @@ where
     let _open = OpenSocket::new(&ctx.open_sockets);
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = ws.split();
-    let (tx, rx) = smol::channel::unbounded::<Outgoing>();
-    let (kill, killed) = smol::channel::bounded::<()>(1);
+    let mailbox = Arc::new(Mailbox::default());
     let queued = Arc::new(QueueGauge::new(ctx.max_outbound_queue_bytes));
     let sender = ConnSender {
-        tx,
+        mailbox: mailbox.clone(),
         queued: queued.clone(),
-        kill,
     };
     let opened = DriverEvent::Opened {
         conn,
@@ -210,14 +206,7 @@ where
     }
     let writer = async {
         // Frames already queued are written together and flushed once: fewer syscalls under load.
-        'frames: while let Ok(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < 64 {
-                match rx.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
+        'frames: while let Some(batch) = mailbox.next_batch(64).await {
             let mut written = 0;
             for out in batch {
                 match out {
@@ -280,9 +269,7 @@ where
             }
         }
     };
-    let killed = async {
-        let _ = killed.recv().await;
-    };
+    let killed = mailbox.killed();
     smol::future::or(smol::future::or(reader, writer), killed).await;
     let _ = ctx.events.send(DriverEvent::Closed { conn }).await;
 }

@@ -7,6 +7,7 @@
 
 pub mod dial;
 pub mod http;
+pub mod mailbox;
 pub mod server;
 
 pub use fibergun_host::{ServerConfig, ServerError};
