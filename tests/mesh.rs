@@ -30,6 +30,17 @@ fn dialling(min_ms: u64, max_ms: u64) -> Harness {
 
 const R: RemoteId = RemoteId(0);
 
+/// A relay whose configured peer ("them") is connected on connection 1 and has greeted it, with a
+/// client on connection 2; what was sent so far to the peer is forgotten.
+fn linked_with_a_client() -> Harness {
+    let mut h = dialling(100, 1_000);
+    h.dialled(R, 1);
+    h.frame(1, &hello("h1", "them"));
+    h.connect(2);
+    h.take(1);
+    h
+}
+
 fn state(h: &Harness) -> RemoteState {
     h.peer.remotes()[0].state
 }
@@ -111,12 +122,7 @@ fn a_dialled_peer_is_asked_for_everything_and_gets_every_change() {
 
 #[test]
 fn changes_not_acknowledged_and_changes_made_while_away_are_sent_on_return() {
-    let mut h = dialling(100, 1_000);
-    h.advance(0);
-    h.dialled(R, 1);
-    h.frame(1, &hello("h1", "them"));
-    h.connect(2);
-    h.take(1);
+    let mut h = linked_with_a_client();
     h.frame(2, &put("p1", "a", "x", json!("acked"), START_WALL_MS));
     h.frame(2, &put("p2", "b", "x", json!("unacked"), START_WALL_MS));
     let pushed = h.take(1);
@@ -194,12 +200,7 @@ fn redelivery_is_bounded_in_bytes() {
 
 #[test]
 fn forwarded_gets_are_renewed_with_a_returning_peer() {
-    let mut h = dialling(100, 1_000);
-    h.advance(0);
-    h.dialled(R, 1);
-    h.frame(1, &hello("h1", "them"));
-    h.connect(2);
-    h.take(1);
+    let mut h = linked_with_a_client();
     h.frame(2, &json!({"#": "g1", "get": {"#": "far"}}).to_string());
     let forwarded = h.take(1);
     assert!(forwarded

@@ -288,8 +288,9 @@ fn storage_failure_is_reported_as_an_error() {
     );
 }
 
-#[test]
-fn work_beyond_the_pending_storage_limit_is_refused() {
+/// A relay allowed two storage ops in flight, holding its ops until `commit`, with a client on
+/// connection 1.
+fn storage_limited_to_two_ops() -> Harness {
     let mut h = Harness::new(Config {
         limits: Limits {
             max_pending_store_ops: 2,
@@ -300,6 +301,12 @@ fn work_beyond_the_pending_storage_limit_is_refused() {
     h.connect(1);
     h.take(1);
     h.auto_store = false;
+    h
+}
+
+#[test]
+fn work_beyond_the_pending_storage_limit_is_refused() {
+    let mut h = storage_limited_to_two_ops();
     for i in 0..3 {
         h.frame(1, &put(&format!("p{i}"), "a", "x", json!(i), 5.0));
     }
@@ -312,16 +319,7 @@ fn work_beyond_the_pending_storage_limit_is_refused() {
 
 #[test]
 fn a_frame_is_admitted_or_refused_whole() {
-    let mut h = Harness::new(Config {
-        limits: Limits {
-            max_pending_store_ops: 2,
-            ..Limits::default()
-        },
-        ..Config::default()
-    });
-    h.connect(1);
-    h.take(1);
-    h.auto_store = false;
+    let mut h = storage_limited_to_two_ops();
     h.frame(1, &put("p0", "a", "x", json!(0), 5.0));
     // Below the limit when it arrives: every put in it is taken, though they pass the limit.
     let batch: Vec<Json> = (1..4)

@@ -43,6 +43,19 @@ impl Default for ServerConfig {
 }
 
 impl ServerConfig {
+    /// The core this configuration describes, with a fresh seed unless one is set. Fails, before
+    /// anything is opened, on invalid limits or a peer address that cannot be dialled.
+    pub fn new_peer(&self) -> Result<fibergun::Peer, ServerError> {
+        let peers = self.validate()?;
+        let config = fibergun::Config {
+            seed: self.seed.unwrap_or_else(crate::clock::fresh_seed),
+            limits: self.limits.clone(),
+            peers,
+            ..fibergun::Config::default()
+        };
+        Ok(fibergun::Peer::new(config, crate::clock::now()))
+    }
+
     /// Checks what can be checked before starting: the limits and every peer address. The peers
     /// come back as the WebSocket URLs to dial.
     pub fn validate(&self) -> Result<Vec<String>, ServerError> {

@@ -52,3 +52,18 @@ where
         .expect("spawning the store thread");
     (tx, handle)
 }
+
+/// [`spawn`] for the LMDB store, which is synced once more when the thread ends.
+pub fn spawn_lmdb<F>(
+    store: fibergun_lmdb::LmdbStore,
+    done: F,
+) -> (Sender<Vec<StoreOp>>, JoinHandle<()>)
+where
+    F: Fn(BatchResults) + Send + 'static,
+{
+    spawn(store, done, |store: &fibergun_lmdb::LmdbStore| {
+        if let Err(e) = store.sync() {
+            tracing::error!("final store sync failed: {e}");
+        }
+    })
+}

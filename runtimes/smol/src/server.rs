@@ -5,10 +5,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use async_io::Timer;
-use fibergun::{Config, Peer};
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
-use fibergun_host::{clock, store_thread, ServerConfig, ServerError};
+use fibergun_host::{store_thread, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 use smol::channel::Receiver;
 use smol::Executor;
@@ -22,7 +21,7 @@ pub fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let peers = config.validate()?;
+    let peer = config.new_peer()?;
     let store = LmdbStore::open(&config.data_dir, config.map_size)
         .map_err(|e| ServerError(e.to_string()))?;
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
@@ -33,25 +32,9 @@ pub fn serve(
 
     let (events_tx, events_rx) = smol::channel::bounded::<DriverEvent>(4096);
     let done_tx = events_tx.clone();
-    let (store_tx, store_thread) = store_thread::spawn(
-        store,
-        move |results| {
-            let _ = done_tx.send_blocking(DriverEvent::StoreDone(results));
-        },
-        |store: &LmdbStore| {
-            if let Err(e) = store.sync() {
-                tracing::error!("final store sync failed: {e}");
-            }
-        },
-    );
-
-    let peer_config = Config {
-        seed: config.seed.unwrap_or_else(clock::fresh_seed),
-        limits: config.limits.clone(),
-        peers,
-        ..Config::default()
-    };
-    let peer = Peer::new(peer_config, clock::now());
+    let (store_tx, store_thread) = store_thread::spawn_lmdb(store, move |results| {
+        let _ = done_tx.send_blocking(DriverEvent::StoreDone(results));
+    });
     tracing::info!(
         pid = peer.pid(),
         "fibergun listening on ws://{local}/gun, data in {}",

@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fibergun::{Config, Peer};
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
 use fibergun_host::open_socket::wait_closed;
-use fibergun_host::{clock, store_thread, ServerConfig, ServerError};
+use fibergun_host::{store_thread, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 
 use crate::dial::spawn_dial;
@@ -33,7 +32,7 @@ impl Server {
     /// Opens the store, binds the listener and starts every thread. Returns once the server is
     /// accepting connections.
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
-        let peers = config.validate()?;
+        let peer = config.new_peer()?;
         let store = LmdbStore::open(&config.data_dir, config.map_size)
             .map_err(|e| ServerError(e.to_string()))?;
         let listener = TcpListener::bind(config.listen)
@@ -44,27 +43,9 @@ impl Server {
 
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<DriverEvent>(4096);
         let done_tx = events_tx.clone();
-        let (store_tx, store) = store_thread::spawn(
-            store,
-            move |results| {
-                let _ = done_tx.send(DriverEvent::StoreDone(results));
-            },
-            |store: &LmdbStore| {
-                if let Err(e) = store.sync() {
-                    tracing::error!("final store sync failed: {e}");
-                }
-            },
-        );
-
-        let peer = Peer::new(
-            Config {
-                seed: config.seed.unwrap_or_else(clock::fresh_seed),
-                limits: config.limits.clone(),
-                peers,
-                ..Config::default()
-            },
-            clock::now(),
-        );
+        let (store_tx, store) = store_thread::spawn_lmdb(store, move |results| {
+            let _ = done_tx.send(DriverEvent::StoreDone(results));
+        });
         tracing::info!(
             pid = peer.pid(),
             "fibergun (threads) listening on ws://{addr}/gun, data in {}",
