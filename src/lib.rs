@@ -63,6 +63,12 @@
 //!   The peer acknowledges a put only when its results arrive, so an ack always follows a commit.
 //! - Time is an input: [`Now`] carries a monotonic instant for timers and the wall clock for HAM.
 //!   The core never reads a clock.
+//! - [`Output::Dial`] asks for a WebSocket to a configured peer; report [`Input::Dialled`] or
+//!   [`Input::DialFailed`]. The core decides when to try again.
+//! - Flow control: report [`Input::Congested`] when frames for a connection pile up unsent, and
+//!   [`Input::Drained`] when they have gone out; long answers to it wait in between. While
+//!   [`Peer::is_backlogged`] is true, hold further frames (and so stop reading sockets): the
+//!   storage results being waited for will bring it back to false.
 //!
 //! ## Errors
 //!
