@@ -493,6 +493,23 @@ fn count_souls(relay: &Relay, prefix: &str) -> usize {
     souls.len()
 }
 
+/// Waits (at most 60 s from `start`) until `relay` holds `n` souls starting with `prefix`; on
+/// failure shows `witness`'s log.
+fn wait_souls(relay: &Relay, prefix: &str, n: usize, start: Instant, witness: &Relay) {
+    loop {
+        let have = count_souls(relay, prefix);
+        if have == n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{have} of {n} after 60 s\n{}",
+            witness.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A graph many times bigger than a connection may have queued crosses a slow link whole: the
 /// sending relay reads its next page only once the socket has drained (without that, its queue
 /// would overflow and the link be dropped as a reader that does not keep up).
@@ -506,18 +523,7 @@ fn a_graph_bigger_than_the_outbound_queue_crosses_a_slow_link() {
     let slow = Proxy::throttled(hub.server.port, Some(4 << 20));
     let start = Instant::now();
     let newcomer = Relay::start_dialling(&[slow.url()], None);
-    loop {
-        let have = count_souls(&newcomer, "big-");
-        if have == n {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{have} of {n} after 60 s\n{}",
-            hub.server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_souls(&newcomer, "big-", n, start, &hub);
     let took = start.elapsed();
     println!(
         "{} MB crossed a 4 MB/s link with a 256 KiB queue in {took:?}",
@@ -555,18 +561,7 @@ fn a_relay_with_storage_behind_slows_its_link_down_and_loses_nothing() {
         None,
         &["--max-pending-store-ops", "64"],
     );
-    loop {
-        let have = count_souls(&newcomer, "slow-");
-        if have == n {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{have} of {n} after 60 s\n{}",
-            newcomer.server.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_souls(&newcomer, "slow-", n, start, &newcomer);
     println!(
         "{n} nodes into a relay allowed 64 storage ops in flight: {:?}",
         start.elapsed()
