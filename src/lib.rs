@@ -83,6 +83,7 @@
 //! - [`json`]: JSON text exactly as JavaScript writes it (for hashes and signatures).
 //! - [`ham`]: the conflict rule.
 //! - [`lex`]: key ranges and read budgets.
+//! - [`sea`]: SEA keys and signatures, checked and made as GUN JS does.
 //! - [`store`]: the storage contract and the in-memory reference store.
 //! - [`peer`]: the state machine.
 //! - [`testing`]: a harness that steps a peer against the in-memory store.
@@ -102,6 +103,7 @@ pub mod limits;
 pub mod outbox;
 pub mod peer;
 pub mod rng;
+pub mod sea;
 pub mod store;
 pub mod subscriptions;
 pub mod testing;
