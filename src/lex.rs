@@ -125,3 +125,100 @@ mod tests {
         assert!(!b.admit(&n));
     }
 }
+
+/// GUN's `String.match(text, lex)`, the test SEA certificates use for their write policies: a
+/// string `lex` means `{"=": lex}`; then the first of `=`, `*`, `>`, `<` present matches exactly;
+/// with `=` nothing else matches; `*` (or else `>`) matches as a prefix; with `*` nothing else;
+/// with both bounds the text must be within them, with one it must be on its side. Strings compare
+/// by UTF-16 code units, as JavaScript compares them. Like JavaScript's `||`, an empty string
+/// counts as absent where GUN picks the first value present.
+pub fn string_match(text: &str, lex: Option<&Json>) -> bool {
+    let field = |name: &str| -> Option<&Json> {
+        match lex {
+            Some(Json::String(_)) if name == "=" => lex,
+            Some(Json::Object(o)) => o.get(name),
+            _ => None,
+        }
+    };
+    // `t === tmp`, with tmp = o['='] || o['*'] || o['>'] || o['<'].
+    let exact = js_or(js_or(js_or(field("="), field("*")), field(">")), field("<"));
+    if exact.and_then(Json::as_str) == Some(text) {
+        return true;
+    }
+    if field("=").is_some() {
+        return false;
+    }
+    // `t.slice(0, (tmp||'').length) === tmp`, with tmp = o['*'] || o['>']: only a string can
+    // equal the slice.
+    if let Some(prefix) = js_or(field("*"), field(">")).and_then(Json::as_str) {
+        if text.starts_with(prefix) {
+            return true;
+        }
+    }
+    if field("*").is_some() {
+        return false;
+    }
+    let at_least = |bound: &Json| {
+        bound
+            .as_str()
+            .is_some_and(|b| crate::json::cmp_utf16(text, b) != std::cmp::Ordering::Less)
+    };
+    let at_most = |bound: &Json| {
+        bound
+            .as_str()
+            .is_some_and(|b| crate::json::cmp_utf16(text, b) != std::cmp::Ordering::Greater)
+    };
+    match (field(">"), field("<")) {
+        (Some(lower), Some(upper)) => at_least(lower) && at_most(upper),
+        (Some(lower), None) => at_least(lower),
+        (None, Some(upper)) => at_most(upper),
+        (None, None) => false,
+    }
+}
+
+/// JavaScript's `a || b`: `a` when it is truthy, else `b`.
+fn js_or<'a>(a: Option<&'a Json>, b: Option<&'a Json>) -> Option<&'a Json> {
+    let truthy = match a {
+        None | Some(Json::Null) | Some(Json::Bool(false)) => false,
+        Some(Json::String(s)) => !s.is_empty(),
+        Some(Json::Number(n)) => n.as_f64().is_some_and(|n| n != 0.0),
+        Some(_) => true,
+    };
+    if truthy {
+        a
+    } else {
+        b
+    }
+}
+
+#[cfg(test)]
+mod string_match_tests {
+    use super::string_match;
+    use serde_json::json;
+
+    #[test]
+    fn matches_as_gun_s_string_match() {
+        let m = |t: &str, o: serde_json::Value| string_match(t, Some(&o));
+        assert!(m("inbox", json!("inbox")));
+        assert!(!m("inbox2", json!("inbox")), "a string is exact");
+        assert!(m("inbox/1", json!({"*": "inbox"})));
+        assert!(!m("outbox", json!({"*": "inbox"})));
+        assert!(m("b", json!({">": "a", "<": "c"})));
+        assert!(!m("d", json!({">": "a", "<": "c"})));
+        assert!(m("abc", json!({">": "ab"})), "'>' also matches as a prefix");
+        assert!(m("zz", json!({">": "b"})));
+        assert!(!m("a", json!({">": "b"})));
+        assert!(m("a", json!({"<": "b"})));
+        assert!(!m("c", json!({"<": "b"})));
+        assert!(
+            !m("x", json!({"=": "y", ">": "a"})),
+            "with '=' nothing else"
+        );
+        assert!(!m("x", json!({})));
+        assert!(!string_match("x", None));
+        // An empty '*' is absent to `||`, but its presence still ends the test.
+        assert!(!m("x", json!({"*": ""})));
+        // `'' || ''` is '', and every text starts with it.
+        assert!(m("x", json!({">": ""})));
+    }
+}
