@@ -1,12 +1,26 @@
-//! SEA signatures captured from GUN JS (`tests/vectors/j_sea.jsonl`: `user.create`, `user.auth`,
-//! a profile write, then raw forgeries) are judged here as the GUN JS relay judged them: every
-//! value it acknowledged in a user's space verifies under the owner's key, and every value it
-//! refused as "Unverified data." does not.
+//! SEA writes captured from GUN JS (`tests/vectors/j_sea.jsonl`: `user.create`, `user.auth`, a
+//! profile write, then raw forgeries) are judged here as the GUN JS relay judged them: every field
+//! it acknowledged passes fibergun's rules and signature checks, and every field it refused is
+//! refused with the same error.
 
 use std::collections::BTreeMap;
 
-use fibergun::sea::{owner_of, PublicKey, SignedValue};
+use fibergun::sea::rules::{plan, Plan};
+use fibergun::Value;
 use serde_json::Value as Json;
+
+/// fibergun's verdict on one field: Ok to store, or the error.
+fn judge(soul: &str, key: &str, value: &Json, state: f64) -> Result<(), String> {
+    let value = Value::from_json(value, 1 << 20).map_err(|e| format!("bad value: {e}"))?;
+    // The capture's states are its own wall clock: judge at that time.
+    match plan(soul, key, &value, state, state)? {
+        Plan::Accept | Plan::Drop => Ok(()),
+        Plan::Verify { checks, .. } => match checks.iter().find(|c| !c.holds()) {
+            Some(failed) => Err(failed.refusal.to_owned()),
+            None => Ok(()),
+        },
+    }
+}
 
 fn messages(raw: &str) -> Vec<Json> {
     match serde_json::from_str::<Json>(raw) {
@@ -55,29 +69,25 @@ fn gun_js_verdicts_on_user_space_writes_are_reproduced() {
             continue;
         };
         for (soul, node) in graph {
-            let Some(owner) = owner_of(soul) else {
-                continue;
-            };
-            let owner = PublicKey::parse(&owner).expect("the capture's keys are valid");
             for (key, value) in node.as_object().expect("a node is an object") {
-                if key == "_" || (key == "pub" && *soul == format!("~{}", owner.as_str())) {
-                    continue; // metadata, and the account's unsigned `pub`
+                if key == "_" {
+                    continue;
                 }
                 let state = node["_"][">"][key].as_f64().expect("every key has a state");
-                let verifies = value
-                    .as_str()
-                    .and_then(|text| SignedValue::parse(text).ok())
-                    .is_some_and(|signed| signed.signed_by(&owner, soul, key, state));
+                let ours = judge(soul, key, value, state);
                 match verdict {
                     Ok(()) => {
-                        assert!(verifies, "GUN JS accepted {soul} {key} = {value}");
+                        assert_eq!(ours, Ok(()), "GUN JS accepted {soul} {key} = {value}");
                         accepted += 1;
                     }
-                    Err(e) if e == "Unverified data." => {
-                        assert!(!verifies, "GUN JS refused {soul} {key} = {value}");
+                    Err(theirs) => {
+                        assert_eq!(
+                            ours.as_ref().err(),
+                            Some(theirs),
+                            "GUN JS refused {soul} {key} = {value}"
+                        );
                         refused += 1;
                     }
-                    Err(_) => {}
                 }
             }
         }

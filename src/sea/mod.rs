@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 
 use crate::json;
 
+pub mod rules;
+
 /// A SEA public key (`x.y`, base64url without padding).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
