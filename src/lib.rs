@@ -113,7 +113,7 @@ pub use graph::{Field, Graph, GraphError, Key, Node, Soul, State, Value};
 pub use limits::Limits;
 pub use peer::{
     ApiMisuse, Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId, RemoteState,
-    RemoteStatus, Stats,
+    RemoteStatus, Stats, VerifyId,
 };
 pub use store::{MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
 

@@ -69,6 +69,9 @@ pub struct Limits {
     pub max_redelivery_bytes: usize,
     /// GETs remembered per configured peer, to be sent again after a reconnect.
     pub max_remote_gets: usize,
+    /// Puts waiting for their signature checks; past this, signed puts are refused as busy.
+    /// Default 1,024.
+    pub max_puts_verifying: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +102,7 @@ impl Default for Limits {
             reconnect_max_ms: 30_000,
             max_redelivery_bytes: 8 << 20,
             max_remote_gets: 10_000,
+            max_puts_verifying: 1_024,
         }
     }
 }
@@ -156,6 +160,7 @@ impl Limits {
             ("max_connections", self.max_connections),
             ("max_id_bytes", self.max_id_bytes),
             ("batch_frame_bytes", self.batch_frame_bytes),
+            ("max_puts_verifying", self.max_puts_verifying),
         ];
         for (name, value) in positive {
             if value == 0 {

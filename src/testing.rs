@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 
-use crate::peer::{Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId};
+use crate::peer::{Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId, VerifyId};
+use crate::sea::rules::SignatureCheck;
 use crate::store::{MemStore, Store, StoreOp};
 
 /// One peer, its store, its clock, and everything it sent.
@@ -28,6 +29,8 @@ pub struct Harness {
     pub closed: Vec<ConnId>,
     /// Dials the peer asked for, in order.
     pub dials: Vec<(RemoteId, String)>,
+    /// Signature checks asked for and not yet run (they run at once while pumping).
+    pub verifying: Vec<(VerifyId, Vec<SignatureCheck>)>,
     /// Ops emitted and not yet applied (only when `auto_store` is off).
     pub held: Vec<StoreOp>,
     /// Apply storage ops as soon as they are emitted.
@@ -52,6 +55,7 @@ impl Harness {
             events: Vec::new(),
             closed: Vec::new(),
             dials: Vec::new(),
+            verifying: Vec::new(),
             held: Vec::new(),
             auto_store: true,
         };
@@ -78,10 +82,31 @@ impl Harness {
     fn pump(&mut self) {
         loop {
             self.drain_outputs();
+            if !self.verifying.is_empty() {
+                self.run_verifications();
+                continue;
+            }
             if !self.auto_store || self.held.is_empty() {
                 return;
             }
             self.apply_held();
+        }
+    }
+
+    /// Runs the signature checks asked for, in order, and reports their results.
+    fn run_verifications(&mut self) {
+        for (id, checks) in std::mem::take(&mut self.verifying) {
+            let results: Vec<bool> = checks.iter().map(SignatureCheck::holds).collect();
+            self.peer
+                .handle_input(
+                    self.now,
+                    Input::Verified {
+                        id,
+                        results: &results,
+                    },
+                )
+                .expect("verification results name their checks");
+            self.drain_outputs();
         }
     }
 
@@ -93,6 +118,7 @@ impl Harness {
                 Output::Store(op) => self.held.push(op),
                 Output::Event(e) => self.events.push(e),
                 Output::Dial { remote, url } => self.dials.push((remote, url)),
+                Output::Verify { id, checks } => self.verifying.push((id, checks)),
             }
         }
     }

@@ -16,11 +16,13 @@ use crate::subscriptions::Subscriptions;
 use crate::wire::{self, Body, FrameError, Message, MessageError};
 use crate::{HashMap, HashSet};
 
+mod authority;
 mod mesh;
 mod read;
 mod remotes;
 mod write;
 
+pub use authority::VerifyId;
 use mesh::Forward;
 use remotes::Remote;
 pub use remotes::{RemoteId, RemoteState, RemoteStatus};
@@ -60,6 +62,9 @@ pub struct Config {
     pub emit_changes: bool,
     /// Relays to dial and keep dialling (`ws://host:port/gun`), as [`Peer::add_remote`] does.
     pub peers: Vec<String>,
+    /// Take every write without SEA's rules (only for a deployment that trusts every client).
+    /// Off by default: user spaces take only their owner's signed writes.
+    pub trust_all_writes: bool,
 }
 
 /// Something that happened outside the core.
@@ -123,6 +128,13 @@ pub enum Input<'a> {
         /// Which connection.
         conn: ConnId,
     },
+    /// The signature checks of an [`Output::Verify`] ran: one result per check, in order.
+    Verified {
+        /// Which checks.
+        id: VerifyId,
+        /// Whether each held.
+        results: &'a [bool],
+    },
 }
 
 /// Something the runtime must do.
@@ -148,6 +160,14 @@ pub enum Output {
     Store(StoreOp),
     /// Tell the application.
     Event(Event),
+    /// Run these signature checks (away from the socket loops: each costs about as much as a
+    /// small storage operation) and report [`Input::Verified`].
+    Verify {
+        /// Which checks.
+        id: VerifyId,
+        /// The checks; [`SignatureCheck::holds`](crate::sea::rules::SignatureCheck::holds) runs one.
+        checks: Vec<crate::sea::rules::SignatureCheck>,
+    },
     /// Open a WebSocket to a configured peer, then report [`Input::Dialled`] or
     /// [`Input::DialFailed`].
     Dial {
@@ -292,6 +312,10 @@ enum OpPurpose {
     },
     /// One page of a soul-range answer.
     Page(u64),
+    /// A certificate's write-block list, read for a parked put.
+    BlockList {
+        put: u64,
+    },
 }
 
 /// A GET answered page by page: a soul range, or one whole node (which may be large).
@@ -358,6 +382,10 @@ pub struct Peer {
     hasher: foldhash::fast::FixedState,
     /// Storage was at its limit when the frame being handled arrived.
     frame_refused_as_busy: bool,
+    trust_all_writes: bool,
+    /// Puts waiting for their signature checks, by check id.
+    parked: HashMap<u64, authority::Parked>,
+    next_verify: u64,
 }
 
 impl Peer {
@@ -403,6 +431,9 @@ impl Peer {
             remotes: Vec::new(),
             hasher,
             frame_refused_as_busy: false,
+            trust_all_writes: config.trust_all_writes,
+            parked: HashMap::default(),
+            next_verify: 0,
         };
         for url in &config.peers {
             peer.add_remote(url);
@@ -440,6 +471,11 @@ impl Peer {
         self.ops.len()
     }
 
+    /// Puts waiting for their signature checks.
+    pub fn puts_verifying(&self) -> usize {
+        self.parked.len()
+    }
+
     /// Storage is behind: half of [`Limits::max_pending_store_ops`] are waiting. A runtime should
     /// then hold further frames (and so, through its bounded inbound buffer, stop reading
     /// sockets) until the storage results it is waiting for bring this back to false. Senders
@@ -475,6 +511,10 @@ impl Peer {
             }
             Input::Drained { conn } => {
                 self.on_drained(conn);
+                Ok(())
+            }
+            Input::Verified { id, results } => {
+                self.on_verified(id, results);
                 Ok(())
             }
         }
@@ -827,6 +867,7 @@ impl Peer {
                 forward,
             } => self.on_read_done(conn, &msg_id, cache_as, forward, result),
             OpPurpose::Page(stream) => self.on_page_done(stream, result),
+            OpPurpose::BlockList { put } => self.on_block_read(put, result),
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::mesh::skip_list_names;
-use super::{ConnId, Deferred, Event, OpPurpose, Output, Peer, PendingPut};
+use super::{ConnId, ConnRef, Deferred, Event, OpPurpose, Output, Peer, PendingPut};
 use crate::graph::{write_node, Field, Graph, Key, Soul, State};
 use crate::store::{StoreOp, StoreResult};
 use crate::wire;
@@ -44,6 +44,19 @@ impl Peer {
             let text = "Server busy: storage is behind, retry later.".to_string();
             return self.put_refused(conn, &msg_id, text);
         }
+        self.authorise_put(conn, msg_id, graph, skip);
+    }
+
+    /// Takes a put that passed every check: merges what can be merged now, holds what waits for
+    /// its state's time, and acknowledges it when all of it has committed.
+    pub(super) fn take_put(
+        &mut self,
+        conn: ConnRef,
+        msg_id: String,
+        graph: Graph,
+        skip: Option<String>,
+    ) {
+        let wall = self.now.wall_ms;
         let put = self.next_put;
         self.next_put += 1;
         let mut parts = 0;
@@ -82,7 +95,7 @@ impl Peer {
             }
         }
         let pending = PendingPut {
-            conn: self.conn_ref(conn),
+            conn,
             msg_id,
             parts_left: parts,
             failure: None,
@@ -96,7 +109,7 @@ impl Peer {
         }
     }
 
-    fn put_refused(&mut self, conn: ConnId, msg_id: &str, text: String) {
+    pub(super) fn put_refused(&mut self, conn: ConnId, msg_id: &str, text: String) {
         self.stats.puts_refused += 1;
         let id = self.new_id();
         self.send(conn, wire::error_reply(&id, msg_id, &text));

@@ -24,7 +24,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_channel::Sender;
-use fibergun::{ConnId, Direction, Event, Input, Output, Peer, RemoteId, StoreOp};
+use fibergun::sea::rules::SignatureCheck;
+use fibergun::{ConnId, Direction, Event, Input, Output, Peer, RemoteId, StoreOp, VerifyId};
 
 use crate::budget::ByteBudget;
 use crate::clock;
@@ -131,6 +132,13 @@ pub enum DriverEvent<C> {
         /// Which.
         conn: ConnId,
     },
+    /// Signature checks ran.
+    Verified {
+        /// Which checks.
+        id: VerifyId,
+        /// One result per check.
+        results: Vec<bool>,
+    },
     /// A text frame arrived.
     Frame {
         /// From where.
@@ -177,15 +185,19 @@ pub struct Driver<C: ConnHandle> {
     /// The inbound frame budget, released as frames are handled.
     inbound: Arc<ByteBudget>,
     dialer: Dialer,
+    /// Signature checks for the verifier thread.
+    verifier: std::sync::mpsc::Sender<(VerifyId, Vec<SignatureCheck>)>,
 }
 
 impl<C: ConnHandle> Driver<C> {
-    /// A driver for `peer`, sending store batches to `store`.
+    /// A driver for `peer`, sending store batches to `store` and signature checks to
+    /// `verifier` (see [`crate::verifier`]).
     pub fn new(
         peer: Peer,
         store: Sender<Vec<StoreOp>>,
         inbound: Arc<ByteBudget>,
         dialer: Dialer,
+        verifier: std::sync::mpsc::Sender<(VerifyId, Vec<SignatureCheck>)>,
     ) -> Driver<C> {
         Driver {
             peer,
@@ -199,6 +211,7 @@ impl<C: ConnHandle> Driver<C> {
             held_frames: VecDeque::new(),
             inbound,
             dialer,
+            verifier,
         }
     }
 
@@ -209,10 +222,13 @@ impl<C: ConnHandle> Driver<C> {
         self.submit_batch();
     }
 
-    /// Shutdown was asked for and every storage op issued before it has committed and been
-    /// answered.
+    /// Shutdown was asked for, and every storage op and signature check issued before it has
+    /// been answered.
     pub fn finished(&self) -> bool {
-        self.shutting_down && !self.batch_in_flight && self.pending_ops.is_empty()
+        self.shutting_down
+            && !self.batch_in_flight
+            && self.pending_ops.is_empty()
+            && self.peer.puts_verifying() == 0
     }
 
     /// When to call [`Driver::timeout`] next.
@@ -278,6 +294,12 @@ impl<C: ConnHandle> Driver<C> {
                 }
             }
             DriverEvent::DialFailed { remote } => self.input(Input::DialFailed { remote }),
+            DriverEvent::Verified { id, results } => {
+                self.input(Input::Verified {
+                    id,
+                    results: &results,
+                });
+            }
             DriverEvent::Drained { conn } => {
                 tracing::debug!(conn = conn.0, "drained");
                 if self.conns.contains_key(&conn) {
@@ -367,6 +389,12 @@ impl<C: ConnHandle> Driver<C> {
                 }
                 Output::Store(op) => self.pending_ops.push(op),
                 Output::Event(event) => log_event(&event),
+                Output::Verify { id, checks } => {
+                    let sent = self.verifier.send((id, checks));
+                    if sent.is_err() {
+                        tracing::error!("the verifier thread is gone; signed writes wait");
+                    }
+                }
                 Output::Dial { remote, url } if !self.shutting_down => {
                     tracing::debug!(remote = remote.0, "dialling {url}");
                     (self.dialer)(remote, url);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use fibergun::rng::Rng;
 use fibergun::{
     Config, ConnId, Direction, Field, Input, Key, Limits, MemStore, Now, Output, Peer, RemoteId,
-    Soul, State, Store, StoreOp, Value,
+    Soul, State, Store, StoreOp, Value, VerifyId,
 };
 use serde_json::{json, Value as Json};
 
@@ -63,6 +63,13 @@ enum Ev {
         relay: usize,
         epoch: u64,
         remote: RemoteId,
+    },
+    /// Signature checks a relay asked for have run.
+    Verified {
+        relay: usize,
+        epoch: u64,
+        id: VerifyId,
+        results: Vec<bool>,
     },
     DialClient {
         client: usize,
@@ -354,6 +361,22 @@ impl World {
                 epoch,
                 remote,
             } => self.dial(relay, epoch, remote),
+            Ev::Verified {
+                relay,
+                epoch,
+                id,
+                results,
+            } => {
+                if self.relays[relay].epoch == epoch {
+                    self.relay_input(
+                        relay,
+                        Input::Verified {
+                            id,
+                            results: &results,
+                        },
+                    );
+                }
+            }
             Ev::DialClient { client } => self.dial_client(client),
             Ev::Fault => self.fault(),
             Ev::Restart { relay } => {
@@ -426,6 +449,21 @@ impl World {
                         let epoch = self.relays[r].epoch;
                         self.schedule(at, Ev::Commit { relay: r, epoch });
                     }
+                }
+                Output::Verify { id, checks } => {
+                    // Checks are pure: run them now, and answer after a commit's worth of time.
+                    let results = checks.iter().map(|c| c.holds()).collect();
+                    let at = self.now + self.between(self.config.commit_ms) * MS;
+                    let epoch = self.relays[r].epoch;
+                    self.schedule(
+                        at,
+                        Ev::Verified {
+                            relay: r,
+                            epoch,
+                            id,
+                            results,
+                        },
+                    );
                 }
                 Output::Dial { remote, .. } => {
                     let at = self.now + self.between(self.config.latency_ms) * MS;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_io::Timer;
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
-use fibergun_host::{store_thread, ServerConfig, ServerError};
+use fibergun_host::{store_thread, verifier, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 use smol::channel::Receiver;
 use smol::Executor;
@@ -67,6 +67,10 @@ pub fn serve(
         inbound: inbound.clone(),
         open_sockets: Default::default(),
     });
+    let verified_tx = events_tx.clone();
+    let (verifier, verifier_thread) = verifier::spawn(move |id, results| {
+        let _ = verified_tx.send_blocking(DriverEvent::Verified { id, results });
+    });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
     let dialer = move |remote, url: String| {
@@ -76,7 +80,7 @@ pub fn serve(
             .detach();
     };
     let driver = executor.spawn(drive(
-        Driver::new(peer, store_tx, inbound, Box::new(dialer)),
+        Driver::new(peer, store_tx, inbound, Box::new(dialer), verifier),
         events_rx,
     ));
     let accept_ex = executor.clone();
@@ -114,6 +118,8 @@ pub fn serve(
     }));
     // The driver owned the store's channel; with it gone the store thread syncs and ends.
     let _ = store_thread.join();
+    // The driver owned the verifier's channel too.
+    let _ = verifier_thread.join();
     drop(stop_workers);
     for w in workers {
         let _ = w.join();

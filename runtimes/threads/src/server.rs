@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
 use fibergun_host::open_socket::wait_closed;
-use fibergun_host::{store_thread, ServerConfig, ServerError};
+use fibergun_host::{store_thread, verifier, ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 
 use crate::dial::spawn_dial;
@@ -25,6 +25,7 @@ pub struct Server {
     acceptor: JoinHandle<()>,
     driver: JoinHandle<()>,
     store: JoinHandle<()>,
+    verifier: JoinHandle<()>,
     sockets: Arc<SocketContext>,
 }
 
@@ -63,9 +64,13 @@ impl Server {
             inbound: inbound.clone(),
             open_sockets: Default::default(),
         });
+        let verified_tx = events_tx.clone();
+        let (verifier, verifier_thread) = verifier::spawn(move |id, results| {
+            let _ = verified_tx.send(DriverEvent::Verified { id, results });
+        });
         let dial_ctx = sockets.clone();
         let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());
-        let driver = Driver::<ThreadConn>::new(peer, store_tx, inbound, Box::new(dialer));
+        let driver = Driver::<ThreadConn>::new(peer, store_tx, inbound, Box::new(dialer), verifier);
         let driver = spawn("fibergun-driver", move || drive(driver, events_rx))?;
 
         let stopping = Arc::new(AtomicBool::new(false));
@@ -81,6 +86,7 @@ impl Server {
             acceptor,
             driver,
             store,
+            verifier: verifier_thread,
             sockets,
         })
     }
@@ -102,6 +108,7 @@ impl Server {
         let _ = self.driver.join();
         // The driver owned the store's channel; with it gone the store thread syncs and ends.
         let _ = self.store.join();
+        let _ = self.verifier.join();
         // Give the writers a moment to send the last frames (acks, closes).
         wait_closed(&self.sockets.open_sockets, Duration::from_secs(2));
         tracing::info!("fibergun stopped; store closed");
