@@ -1,5 +1,5 @@
 //! Microbenchmarks of the hot path: frame parse and serialize, HAM merge, the core's handling of
-//! one put and one cached GET, and one store batch. Each case runs for a fixed time several times
+//! one put and one cached GET, SEA's write rules and one signature check, and one store batch. Each case runs for a fixed time several times
 //! and reports the median time per operation.
 
 use std::hint::black_box;
@@ -99,6 +99,28 @@ pub fn run(budget: Duration, only: &str) -> Vec<Case> {
         "core: one cached GET, frame in to reply out",
         &mut core_get(),
     );
+
+    // SEA: the rules for one field written into a user's space, and its signature check.
+    let pair = fibergun::sea::KeyPair::from_private("rSRdCZ2OxJ1NT2VZ14drp-GWZLw1O50eCW0s41EAhVk")
+        .expect("a valid private key");
+    let soul = format!("~{}", pair.public().as_str());
+    let value = serde_json::json!("0123456789abcdef0123456789abcdef");
+    let stored = Value::String(
+        fibergun::sea::SignedValue::sign(&pair, &soul, "name", &value, 1.7e12).into(),
+    );
+    case(
+        "SEA: the write rules for one signed field (no crypto)",
+        &mut || {
+            black_box(fibergun::sea::rules::plan(&soul, "name", &stored, 1.7e12, 1.8e12).ok());
+        },
+    );
+    let check = match fibergun::sea::rules::plan(&soul, "name", &stored, 1.7e12, 1.8e12) {
+        Ok(fibergun::sea::rules::Plan::Verify { mut checks, .. }) => checks.remove(0),
+        other => panic!("a signed field needs a signature check: {other:?}"),
+    };
+    case("SEA: verify one signature (P-256)", &mut || {
+        assert!(black_box(&check).holds());
+    });
 
     let mut mem = MemStore::new();
     let mut batch_no = 0u64;
@@ -284,7 +306,7 @@ mod tests {
     #[test]
     fn every_case_runs_and_measures_something() {
         let cases = super::run(std::time::Duration::from_millis(20), "");
-        assert_eq!(cases.len(), 8, "a case is missing");
+        assert_eq!(cases.len(), 10, "a case is missing");
         for c in &cases {
             assert!(c.ns_per_op.is_finite() && c.ns_per_op > 0.0, "{}", c.name);
         }
