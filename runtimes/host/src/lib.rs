@@ -13,6 +13,7 @@ pub mod open_socket;
 pub mod peer_url;
 pub mod store_thread;
 pub mod verifier;
+pub mod workers;
 
 pub use config::{
     init_logging, parse_serve_command, server_info_json, ServeArgs, ServerConfig, ServerError,

@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use async_io::Timer;
-use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
-use fibergun_host::{store_thread, verifier, ServerConfig, ServerError};
+use fibergun_host::workers::{inbound_budget, Workers};
+use fibergun_host::{ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 use smol::channel::Receiver;
 use smol::Executor;
@@ -31,9 +31,9 @@ pub fn serve(
         .map_err(|e| ServerError(e.to_string()))?;
 
     let (events_tx, events_rx) = smol::channel::bounded::<DriverEvent>(4096);
-    let done_tx = events_tx.clone();
-    let (store_tx, store_thread) = store_thread::spawn_lmdb(store, move |results| {
-        let _ = done_tx.send_blocking(DriverEvent::StoreDone(results));
+    let to_driver = events_tx.clone();
+    let background = Workers::start(store, move |event| {
+        let _ = to_driver.send_blocking(event);
     });
     tracing::info!(
         pid = peer.pid(),
@@ -54,10 +54,7 @@ pub fn serve(
         })
         .collect();
 
-    // Frames waiting for the driver hold at most four of the largest frames.
-    let inbound = Arc::new(ByteBudget::new(
-        config.limits.max_frame_bytes.saturating_mul(4),
-    ));
+    let inbound = inbound_budget(&config.limits);
     let ctx = Arc::new(HttpContext {
         events: events_tx.clone(),
         executor: executor.clone(),
@@ -66,10 +63,6 @@ pub fn serve(
         max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
         inbound: inbound.clone(),
         open_sockets: Default::default(),
-    });
-    let verified_tx = events_tx.clone();
-    let (verifier, verifier_thread) = verifier::spawn(move |id, results| {
-        let _ = verified_tx.send_blocking(DriverEvent::Verified { id, results });
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
@@ -80,7 +73,13 @@ pub fn serve(
             .detach();
     };
     let driver = executor.spawn(drive(
-        Driver::new(peer, store_tx, inbound, Box::new(dialer), verifier),
+        Driver::new(
+            peer,
+            background.store,
+            inbound,
+            Box::new(dialer),
+            background.verifier,
+        ),
         events_rx,
     ));
     let accept_ex = executor.clone();
@@ -117,9 +116,9 @@ pub fn serve(
         }
     }));
     // The driver owned the store's channel; with it gone the store thread syncs and ends.
-    let _ = store_thread.join();
+    let _ = background.store_thread.join();
     // The driver owned the verifier's channel too.
-    let _ = verifier_thread.join();
+    let _ = background.verifier_thread.join();
     drop(stop_workers);
     for w in workers {
         let _ = w.join();

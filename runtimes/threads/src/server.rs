@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use fibergun_host::budget::ByteBudget;
 use fibergun_host::driver::Driver;
 use fibergun_host::open_socket::wait_closed;
-use fibergun_host::{store_thread, verifier, ServerConfig, ServerError};
+use fibergun_host::workers::{inbound_budget, Workers};
+use fibergun_host::{ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 
 use crate::dial::spawn_dial;
@@ -43,19 +43,16 @@ impl Server {
             .map_err(|e| ServerError(e.to_string()))?;
 
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<DriverEvent>(4096);
-        let done_tx = events_tx.clone();
-        let (store_tx, store) = store_thread::spawn_lmdb(store, move |results| {
-            let _ = done_tx.send(DriverEvent::StoreDone(results));
+        let to_driver = events_tx.clone();
+        let workers = Workers::start(store, move |event| {
+            let _ = to_driver.send(event);
         });
         tracing::info!(
             pid = peer.pid(),
             "fibergun (threads) listening on ws://{addr}/gun, data in {}",
             config.data_dir.display()
         );
-        // Frames waiting for the driver hold at most four of the largest frames.
-        let inbound = Arc::new(ByteBudget::new(
-            config.limits.max_frame_bytes.saturating_mul(4),
-        ));
+        let inbound = inbound_budget(&config.limits);
         let sockets = Arc::new(SocketContext {
             events: events_tx.clone(),
             max_frame_bytes: config.limits.max_frame_bytes,
@@ -64,13 +61,15 @@ impl Server {
             inbound: inbound.clone(),
             open_sockets: Default::default(),
         });
-        let verified_tx = events_tx.clone();
-        let (verifier, verifier_thread) = verifier::spawn(move |id, results| {
-            let _ = verified_tx.send(DriverEvent::Verified { id, results });
-        });
         let dial_ctx = sockets.clone();
         let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());
-        let driver = Driver::<ThreadConn>::new(peer, store_tx, inbound, Box::new(dialer), verifier);
+        let driver = Driver::<ThreadConn>::new(
+            peer,
+            workers.store,
+            inbound,
+            Box::new(dialer),
+            workers.verifier,
+        );
         let driver = spawn("fibergun-driver", move || drive(driver, events_rx))?;
 
         let stopping = Arc::new(AtomicBool::new(false));
@@ -85,8 +84,8 @@ impl Server {
             stopping,
             acceptor,
             driver,
-            store,
-            verifier: verifier_thread,
+            store: workers.store_thread,
+            verifier: workers.verifier_thread,
             sockets,
         })
     }

@@ -1,0 +1,53 @@
+//! The threads every server runs beside its sockets and its driver: the store thread (LMDB, group
+//! commit) and the verifier thread (signature checks). Both answer through the driver's inbox.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fibergun::sea::rules::SignatureCheck;
+use fibergun::{Limits, StoreOp, VerifyId};
+use fibergun_lmdb::LmdbStore;
+
+use crate::budget::ByteBudget;
+use crate::driver::DriverEvent;
+use crate::{store_thread, verifier};
+
+/// The worker threads, and the channels the driver feeds them through.
+pub struct Workers {
+    /// Storage batches for the store thread.
+    pub store: async_channel::Sender<Vec<StoreOp>>,
+    /// Ends (syncing the store) once the driver, which owns `store`, is gone.
+    pub store_thread: JoinHandle<()>,
+    /// Signature checks for the verifier thread.
+    pub verifier: std::sync::mpsc::Sender<(VerifyId, Vec<SignatureCheck>)>,
+    /// Ends once the driver, which owns `verifier`, is gone.
+    pub verifier_thread: JoinHandle<()>,
+}
+
+impl Workers {
+    /// Starts both threads; their results go to the driver through `send`.
+    pub fn start<C, F>(store: LmdbStore, send: F) -> Workers
+    where
+        C: Send + 'static,
+        F: Fn(DriverEvent<C>) + Clone + Send + 'static,
+    {
+        let to_driver = send.clone();
+        let (store, store_thread) = store_thread::spawn_lmdb(store, move |results| {
+            to_driver(DriverEvent::StoreDone(results));
+        });
+        let (verifier, verifier_thread) = verifier::spawn(move |id, results| {
+            send(DriverEvent::Verified { id, results });
+        });
+        Workers {
+            store,
+            store_thread,
+            verifier,
+            verifier_thread,
+        }
+    }
+}
+
+/// The budget of inbound frames waiting for the driver: four of the largest frames.
+pub fn inbound_budget(limits: &Limits) -> Arc<ByteBudget> {
+    Arc::new(ByteBudget::new(limits.max_frame_bytes.saturating_mul(4)))
+}
