@@ -155,6 +155,14 @@ pub fn init_logging() {
         .init();
 }
 
+/// The JSON body of an HTTP error: `{"error":"…"}`.
+pub fn error_json(text: &str) -> String {
+    let mut body = String::from("{\"error\":");
+    fibergun::json::write_string(&mut body, text);
+    body.push('}');
+    body
+}
+
 /// The JSON answer to `GET /`: what this server is and where its endpoint is.
 pub fn server_info_json() -> String {
     format!(

@@ -16,6 +16,7 @@ pub mod verifier;
 pub mod workers;
 
 pub use config::{
-    init_logging, parse_serve_command, server_info_json, ServeArgs, ServerConfig, ServerError,
+    error_json, init_logging, parse_serve_command, server_info_json, ServeArgs, ServerConfig,
+    ServerError,
 };
 pub use peer_url::PeerUrl;

@@ -97,10 +97,7 @@ fn json_reply(status: StatusCode, body: String) -> Reply {
 }
 
 fn error_reply(status: StatusCode, text: &str) -> Reply {
-    let mut body = String::from("{\"error\":");
-    fibergun::json::write_string(&mut body, text);
-    body.push('}');
-    json_reply(status, body)
+    json_reply(status, fibergun_host::error_json(text))
 }
 
 /// The WebSocket settings of every connection, accepted or dialled. A small read buffer keeps idle

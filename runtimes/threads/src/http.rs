@@ -51,13 +51,6 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) {
     let _ = stream.flush();
 }
 
-fn error_body(text: &str) -> String {
-    let mut body = String::from("{\"error\":");
-    fibergun::json::write_string(&mut body, text);
-    body.push('}');
-    body
-}
-
 /// Serves one accepted TCP connection: one request, or one WebSocket until it closes.
 pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
     let _ = stream.set_nodelay(true);
@@ -70,7 +63,7 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
                 respond(
                     &mut stream,
                     "431 Request Header Fields Too Large",
-                    &error_body(why),
+                    &fibergun_host::error_json(why),
                 );
             }
             return;
@@ -82,7 +75,11 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
         req.parse(&buf[..head_len]),
         Ok(httparse::Status::Complete(_))
     ) {
-        respond(&mut stream, "400 Bad Request", &error_body("bad request"));
+        respond(
+            &mut stream,
+            "400 Bad Request",
+            &fibergun_host::error_json("bad request"),
+        );
         return;
     }
     let path = req.path.unwrap_or("/");
@@ -102,7 +99,7 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
                 respond(
                     &mut stream,
                     "426 Upgrade Required",
-                    &error_body("/gun is a WebSocket endpoint"),
+                    &fibergun_host::error_json("/gun is a WebSocket endpoint"),
                 );
                 return;
             };
@@ -118,6 +115,10 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
             run_socket(stream, leftover, Role::Server, ctx, None);
         }
         "/" => respond(&mut stream, "200 OK", &fibergun_host::server_info_json()),
-        _ => respond(&mut stream, "404 Not Found", &error_body("not found")),
+        _ => respond(
+            &mut stream,
+            "404 Not Found",
+            &fibergun_host::error_json("not found"),
+        ),
     }
 }
