@@ -27,6 +27,12 @@ fn stop_cleanly(signal: &str) {
         );
         assert!(peer.send_json(&msg), "connection closed while sending");
     }
+    // Signal only once the server has taken some in, so the stop lands while writes are in flight
+    // rather than before the first frame was read.
+    let first_ack = Instant::now() + Duration::from_secs(10);
+    while !peer.inbox.iter().any(|m| m["ok"] == true) && Instant::now() < first_ack {
+        peer.pump(Duration::from_millis(1));
+    }
     let pid = server.pid().expect("server running").to_string();
     let killed = Command::new("kill")
         .args([signal, &pid])
