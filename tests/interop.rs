@@ -67,3 +67,13 @@ fn get_missing_soul_answers_at_once() {
 fn concurrent_writes_converge_on_ham_winner() {
     scenario("ham_conflict.js");
 }
+
+/// SEA with GUN JS's own `gun/sea`: a user is created, logs in from a fresh client (the `~@alias`
+/// lookup), writes a profile that a second client reads, and certifies another user's writes; forged
+/// writes (wrong key, tampered, replayed at another state, key or user, a certificate for someone else, a
+/// writer without a certificate, a bad alias entry, a put with one forged field) are refused and leave
+/// nothing behind.
+#[test]
+fn sea_user_space_is_writable_only_by_its_owner() {
+    scenario("sea_user.js");
+}
