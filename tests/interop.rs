@@ -18,7 +18,12 @@ mod node_deps;
 
 use node_deps::{ensure_node_deps, expect_success, run_node};
 
-use common::{temp_data_dir, Server};
+use std::time::Duration;
+
+use common::{now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
+use fibergun::sea::{verify_field, KeyPair, SignedValue};
+use fibergun::Value;
+use serde_json::json;
 
 /// Start a fresh fibergun, run one scenario against it, and require exit 0 with the server still alive.
 fn scenario(script: &str) {
@@ -76,4 +81,45 @@ fn concurrent_writes_converge_on_ham_winner() {
 #[test]
 fn sea_user_space_is_writable_only_by_its_owner() {
     scenario("sea_user.js");
+}
+
+/// Signatures cross both ways between the Rust API and GUN JS: a value signed here is read by a GUN JS
+/// client and verified by `SEA.verify`; a value GUN JS's `SEA.sign` made with the same pair is read
+/// back here and verified by `sea::verify_field`.
+#[test]
+fn sea_signatures_cross_between_rust_and_gun_js() {
+    ensure_node_deps();
+    let data = temp_data_dir();
+    let mut server = Server::start(data.path(), &[]);
+    let private = "rSRdCZ2OxJ1NT2VZ14drp-GWZLw1O50eCW0s41EAhVk";
+    let pair = KeyPair::from_private(private).unwrap();
+    let public = pair.public().as_str().to_owned();
+    let soul = format!("~{public}");
+    let wait = Duration::from_secs(10);
+    let state = now_ms();
+    let mut peer = Peer::connect(&server.ws_url());
+    let name = SignedValue::sign(&pair, &soul, "name", &json!("Rusty"), state);
+    peer.put_ok(
+        &put_msg("rust", &soul, &[("name", json!(name))], state),
+        wait,
+    );
+
+    let pair_json = json!({ "pub": public, "priv": private }).to_string();
+    let run = run_node("sea_cross.js", &[&server.gun_url(), &pair_json]);
+    expect_success(&run, "node sea_cross.js");
+
+    let reply = peer.get("read", &soul, None, wait);
+    let node = reply_node(&reply, &soul).unwrap_or_else(|| panic!("no node: {reply}"));
+    let city = node["city"].as_str().expect("GUN JS wrote city");
+    let city_state = node["_"][">"]["city"].as_f64().expect("city has a state");
+    let stored = Value::String(city.into());
+    let read = verify_field(&soul, "city", &stored, city_state, now_ms()).unwrap();
+    assert_eq!(read.value, json!("Lisbon"));
+    assert_eq!(read.signer.as_deref(), Some(public.as_str()));
+    let replayed = verify_field(&soul, "name", &stored, city_state, now_ms());
+    assert!(
+        replayed.is_err(),
+        "a GUN JS signature must not verify under another key"
+    );
+    server.assert_alive("after the SEA round trip");
 }

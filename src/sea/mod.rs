@@ -117,6 +117,21 @@ impl KeyPair {
         Ok(KeyPair { signing, public })
     }
 
+    /// Reads a key pair as GUN JS's `SEA.pair()` makes it (`{"pub":…,"priv":…,"epub":…,"epriv":…}`);
+    /// only the signing half is used, and `pub` must belong to `priv`.
+    pub fn from_gun_pair(pair: &str) -> Result<KeyPair, SeaError> {
+        let parsed: Json = serde_json::from_str(pair).map_err(|_| fail("the pair is not JSON"))?;
+        let Some(Json::String(private)) = parsed.get("priv") else {
+            return Err(fail("the pair has no priv"));
+        };
+        let pair = KeyPair::from_private(private)?;
+        match parsed.get("pub") {
+            Some(Json::String(public)) if public == pair.public.as_str() => Ok(pair),
+            Some(_) => Err(fail("the pair's pub does not belong to its priv")),
+            None => Err(fail("the pair has no pub")),
+        }
+    }
+
     /// The public key, as SEA writes it.
     pub fn public(&self) -> &PublicKey {
         &self.public
@@ -210,6 +225,53 @@ impl SignedValue {
     }
 }
 
+/// A field read from the graph that passed [`verify_field`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifiedField {
+    /// The plain value: for a signed value its `:`, otherwise the stored value itself.
+    pub value: Json,
+    /// Whose signature covered it: the owner, or a certified writer. `None` where no signature
+    /// is needed (public souls, `~@alias` entries, content-addressed souls, an account's `pub`).
+    pub signer: Option<String>,
+    /// A certified write names a block list; a reader that wants to honour it looks up this
+    /// field and treats `true` or `1` as revoked.
+    pub block_list: Option<rules::BlockList>,
+}
+
+/// Checks a field read from the graph (`soul`.`key` holding `value` written at `state`) against
+/// the rules a relay applies to a write of it, signatures included, and gives its plain value.
+/// `now_ms` is the wall clock, for `<?N` souls whose values expire.
+pub fn verify_field(
+    soul: &str,
+    key: &str,
+    value: &crate::graph::Value,
+    state: f64,
+    now_ms: f64,
+) -> Result<VerifiedField, SeaError> {
+    match rules::plan(soul, key, value, state, now_ms).map_err(SeaError)? {
+        rules::Plan::Accept => Ok(VerifiedField {
+            value: value.to_json(),
+            signer: None,
+            block_list: None,
+        }),
+        rules::Plan::Drop => Err(fail("the value has expired")),
+        rules::Plan::Verify { checks, block_list } => {
+            if let Some(broken) = checks.iter().find(|c| !c.holds()) {
+                return Err(fail(broken.refusal));
+            }
+            let crate::graph::Value::String(text) = value else {
+                return Err(fail("Unverified data."));
+            };
+            let signed = SignedValue::parse(text)?;
+            Ok(VerifiedField {
+                value: signed.value,
+                signer: checks.first().map(|c| c.signer.clone()),
+                block_list,
+            })
+        }
+    }
+}
+
 /// The owner's public key named by a soul, as `SEA.opt.pub` finds it: the text between the
 /// first `~` and the next `~` (or the end), cut at every character outside `[A-Za-z0-9_-]`; with
 /// at least two pieces, the first not starting with `@`, the key is `piece0.piece1`.
@@ -276,6 +338,34 @@ mod tests {
         let signed = SignedValue::parse(&stored).unwrap();
         assert!(signed.signed_by(pair.public(), &soul, "name", 1700000000000.5));
         assert!(stored.starts_with(r#"{":":"A","~":""#));
+    }
+
+    #[test]
+    fn a_field_read_from_the_graph_is_verified_and_unpacked() {
+        use crate::graph::Value;
+        let soul = "~6LHYiwdkGMqW45nTBKAjUNO_OyxIauOltwNKF-9mJCQ.yqQrGr1yC-N0VBahwYnbnt9D9Y05OoaQbcPneDzM-3A";
+        let stored: Value = Value::String(r#"{":":"testing123","~":"/UTDwurvc52XoZoNOoVaF6Uncc9VzRBomczHKidrnbMcJIIxbLJiezYHONGXe5RIWmVZoLWrGjqUYf/1DuRHJQ=="}"#.into());
+        let now = 1.8e12;
+        let read = verify_field(soul, "alias", &stored, 1620286970971.0, now).unwrap();
+        assert_eq!(read.value, json!("testing123"));
+        assert_eq!(read.signer.as_deref(), owner_of(soul).as_deref());
+        let wrong_state = verify_field(soul, "alias", &stored, 1620286970972.0, now);
+        assert_eq!(wrong_state.unwrap_err().0, "Unverified data.");
+        let unsigned = verify_field(soul, "alias", &Value::String("x".into()), 1.0, now);
+        assert!(unsigned.is_err());
+        // Public souls need no signature; the stored value is the plain value.
+        let public = verify_field("chat", "msg", &Value::Number(3.0), 1.0, now).unwrap();
+        assert_eq!((public.value, public.signer), (json!(3.0), None));
+    }
+
+    #[test]
+    fn a_gun_js_pair_is_read_for_signing() {
+        let pair = format!(r#"{{"pub":"{PUB}","priv":"{PRIV}","epub":"x","epriv":"y"}}"#);
+        let read = KeyPair::from_gun_pair(&pair).unwrap();
+        assert_eq!(read.public().as_str(), PUB);
+        let mismatched = format!(r#"{{"pub":"{PUB}","priv":"{}"}}"#, "A".repeat(43));
+        assert!(KeyPair::from_gun_pair(&mismatched).is_err());
+        assert!(KeyPair::from_gun_pair(r#"{"pub":"a.b"}"#).is_err());
     }
 
     #[test]
