@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Relays to dial and stay connected to (`ws://host:port/gun` or `http://host:port/gun`).
     pub peers: Vec<String>,
+    /// Threads checking the signatures of writes into user space.
+    pub verify_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -36,10 +38,16 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             map_size: fibergun_lmdb::DEFAULT_MAP_SIZE,
             seed: None,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads: default_threads(),
             peers: Vec::new(),
+            verify_threads: default_threads(),
         }
     }
+}
+
+/// One thread per core, for work that scales with cores.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl ServerConfig {
@@ -119,6 +127,9 @@ pub struct ServeArgs {
     /// Most the store may grow to, in bytes.
     #[arg(long, default_value_t = fibergun_lmdb::DEFAULT_MAP_SIZE)]
     pub map_size: usize,
+    /// Threads checking the signatures of writes into user space [default: one per core].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub verify_threads: Option<u16>,
 }
 
 impl ServeArgs {
@@ -140,6 +151,9 @@ impl ServeArgs {
             limits,
             map_size: self.map_size,
             peers: self.peers,
+            verify_threads: self
+                .verify_threads
+                .map_or_else(default_threads, usize::from),
             ..ServerConfig::default()
         }
     }

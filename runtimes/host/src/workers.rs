@@ -1,5 +1,5 @@
 //! The threads every server runs beside its sockets and its driver: the store thread (LMDB, group
-//! commit) and the verifier thread (signature checks). Both answer through the driver's inbox.
+//! commit) and the verifier threads (signature checks). All answer through the driver's inbox.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,7 +10,8 @@ use fibergun_lmdb::LmdbStore;
 
 use crate::budget::ByteBudget;
 use crate::driver::DriverEvent;
-use crate::{store_thread, verifier};
+use crate::store_thread;
+use crate::verifier::{self, Verifiers};
 
 /// The worker threads, and the channels the driver feeds them through.
 pub struct Workers {
@@ -18,15 +19,16 @@ pub struct Workers {
     pub store: async_channel::Sender<Vec<StoreOp>>,
     /// Ends (syncing the store) once the driver, which owns `store`, is gone.
     pub store_thread: JoinHandle<()>,
-    /// Signature checks for the verifier thread.
+    /// Signature checks for the verifier threads.
     pub verifier: std::sync::mpsc::Sender<(VerifyId, Vec<SignatureCheck>)>,
-    /// Ends once the driver, which owns `verifier`, is gone.
-    pub verifier_thread: JoinHandle<()>,
+    /// End once the driver, which owns `verifier`, is gone.
+    pub verifier_threads: Verifiers,
 }
 
 impl Workers {
-    /// Starts both threads; their results go to the driver through `send`.
-    pub fn start<C, F>(store: LmdbStore, send: F) -> Workers
+    /// Starts the store thread and `verify_threads` verifier threads; their results go to the
+    /// driver through `send`.
+    pub fn start<C, F>(store: LmdbStore, verify_threads: usize, send: F) -> Workers
     where
         C: Send + 'static,
         F: Fn(DriverEvent<C>) + Clone + Send + 'static,
@@ -35,14 +37,14 @@ impl Workers {
         let (store, store_thread) = store_thread::spawn_lmdb(store, move |results| {
             to_driver(DriverEvent::StoreDone(results));
         });
-        let (verifier, verifier_thread) = verifier::spawn(move |id, results| {
+        let (verifier, verifier_threads) = verifier::spawn(verify_threads, move |id, results| {
             send(DriverEvent::Verified { id, results });
         });
         Workers {
             store,
             store_thread,
             verifier,
-            verifier_thread,
+            verifier_threads,
         }
     }
 }

@@ -32,7 +32,7 @@ pub fn serve(
 
     let (events_tx, events_rx) = smol::channel::bounded::<DriverEvent>(4096);
     let to_driver = events_tx.clone();
-    let background = Workers::start(store, move |event| {
+    let background = Workers::start(store, config.verify_threads, move |event| {
         let _ = to_driver.send_blocking(event);
     });
     tracing::info!(
@@ -118,7 +118,7 @@ pub fn serve(
     // The driver owned the store's channel; with it gone the store thread syncs and ends.
     let _ = background.store_thread.join();
     // The driver owned the verifier's channel too.
-    let _ = background.verifier_thread.join();
+    background.verifier_threads.join();
     drop(stop_workers);
     for w in workers {
         let _ = w.join();

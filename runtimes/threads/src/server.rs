@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use fibergun_host::driver::Driver;
 use fibergun_host::open_socket::wait_closed;
+use fibergun_host::verifier::Verifiers;
 use fibergun_host::workers::{inbound_budget, Workers};
 use fibergun_host::{ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
@@ -25,7 +26,7 @@ pub struct Server {
     acceptor: JoinHandle<()>,
     driver: JoinHandle<()>,
     store: JoinHandle<()>,
-    verifier: JoinHandle<()>,
+    verifier: Verifiers,
     sockets: Arc<SocketContext>,
 }
 
@@ -44,7 +45,7 @@ impl Server {
 
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<DriverEvent>(4096);
         let to_driver = events_tx.clone();
-        let workers = Workers::start(store, move |event| {
+        let workers = Workers::start(store, config.verify_threads, move |event| {
             let _ = to_driver.send(event);
         });
         tracing::info!(
@@ -85,7 +86,7 @@ impl Server {
             acceptor,
             driver,
             store: workers.store_thread,
-            verifier: workers.verifier_thread,
+            verifier: workers.verifier_threads,
             sockets,
         })
     }
@@ -107,7 +108,7 @@ impl Server {
         let _ = self.driver.join();
         // The driver owned the store's channel; with it gone the store thread syncs and ends.
         let _ = self.store.join();
-        let _ = self.verifier.join();
+        self.verifier.join();
         // Give the writers a moment to send the last frames (acks, closes).
         wait_closed(&self.sockets.open_sockets, Duration::from_secs(2));
         tracing::info!("fibergun stopped; store closed");
