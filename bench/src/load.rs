@@ -21,6 +21,9 @@ pub enum Op {
         /// How many souls were prefilled.
         souls: u64,
     },
+    /// A put of one short string into the connection's user space (`~PUB`), signed as GUN JS
+    /// signs it. Signing happens before the clock starts, so only the relay's checks are timed.
+    SignedPut,
 }
 
 /// A scenario's shape.
@@ -71,6 +74,57 @@ fn put_text(out: &mut String, id: &str, soul: &str) {
     );
 }
 
+/// The bodies (`"put":{…}`, without the id) of connection `conn`'s `n` signed puts.
+fn signed_bodies(conn: usize, n: usize, run_id: &str) -> Vec<String> {
+    use base64::Engine;
+    let mut secret = [1u8; 32];
+    secret[..8].copy_from_slice(&(conn as u64 + 1).to_le_bytes());
+    let private = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let pair = fibergun::sea::KeyPair::from_private(&private).expect("a valid P-256 scalar");
+    let soul = format!("~{}", pair.public().as_str());
+    let state = wall_ms();
+    let value = Json::String("signed and checked".into());
+    (0..n)
+        .map(|i| {
+            let key = format!("{run_id}.{i}");
+            let signed = fibergun::sea::SignedValue::sign(&pair, &soul, &key, &value, state);
+            let mut out = format!(
+                r##""put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"{key}":{state}}}}},"{key}":"##
+            );
+            fibergun::json::write_string(&mut out, &signed);
+            out.push_str("}}");
+            out
+        })
+        .collect()
+}
+
+/// Every connection's signed put bodies, made on all cores.
+fn sign_all(shape: Shape, run_id: &str) -> Vec<Vec<String>> {
+    let per_conn = shape.total.div_ceil(shape.conns);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let conns: Vec<usize> = (0..shape.conns).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = conns
+            .chunks(shape.conns.div_ceil(cores))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|&c| {
+                            let n = per_conn.min(shape.total.saturating_sub(c * per_conn));
+                            signed_bodies(c, n, run_id)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("signing thread"))
+            .collect()
+    })
+}
+
 fn get_text(out: &mut String, id: &str, soul: &str) {
     let _ = write!(out, r##"{{"#":"{id}","get":{{"#":"{soul}"}}}}"##);
 }
@@ -105,6 +159,11 @@ fn run_inner(
     run_id: &str,
     prefill: bool,
 ) -> Result<Outcome, String> {
+    let mut signed = match op {
+        Op::SignedPut => sign_all(shape, run_id),
+        Op::Put | Op::Get { .. } => Vec::new(),
+    }
+    .into_iter();
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(shape.total)));
     let counts = Arc::new(Mutex::new((0usize, 0usize)));
     let per_conn = shape.total.div_ceil(shape.conns);
@@ -114,9 +173,17 @@ fn run_inner(
         .map(|c| {
             let (url, latencies, counts) = (url.to_owned(), latencies.clone(), counts.clone());
             let run_id = run_id.to_owned();
+            let bodies = signed.next().unwrap_or_default();
             ex.spawn(async move {
                 let n = per_conn.min(shape.total.saturating_sub(c * per_conn));
-                let result = connection(&url, op, shape, c, n, &run_id, prefill).await;
+                let request = Request {
+                    op,
+                    conn: c,
+                    run_id: &run_id,
+                    prefill,
+                    signed: &bodies,
+                };
+                let result = connection(&url, shape, n, request).await;
                 let (lat, errors) = result?;
                 let missing = n - lat.len() - errors;
                 latencies.lock().expect("lock").extend(lat);
@@ -173,16 +240,50 @@ fn error_reply_ids(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// What one connection sends.
+struct Request<'a> {
+    op: Op,
+    conn: usize,
+    run_id: &'a str,
+    /// Writing the souls a GET scenario reads.
+    prefill: bool,
+    /// For [`Op::SignedPut`]: the bodies, made beforehand.
+    signed: &'a [String],
+}
+
+impl Request<'_> {
+    /// Writes request `i` of `n` to `out`; returns its id.
+    fn write(&self, i: usize, n: usize, rng: &mut u64, out: &mut String) -> String {
+        // Ids end with '.' so that none equals GUN JS's internal per-key ids (id + counter),
+        // which it shares with wire ids and would drop as duplicates.
+        let (run_id, conn) = (self.run_id, self.conn);
+        let id = format!("{run_id}.{conn}.{i}.");
+        match self.op {
+            Op::Put if self.prefill => {
+                put_text(out, &id, &format!("bench/prefill/{}", conn * n + i))
+            }
+            Op::Put => put_text(out, &id, &format!("{run_id}/c{conn}/{i}")),
+            Op::SignedPut => {
+                let _ = write!(out, r##"{{"#":"{id}",{}}}"##, self.signed[i]);
+            }
+            Op::Get { souls } => {
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                get_text(out, &id, &format!("bench/prefill/{}", *rng % souls))
+            }
+        }
+        id
+    }
+}
+
 /// One connection's closed loop. Returns the latencies (µs) of completed requests and the number
 /// of error replies. Requests that become due together go out as one array frame, as GUN batches.
 async fn connection(
     url: &str,
-    op: Op,
     shape: Shape,
-    conn: usize,
     n: usize,
-    run_id: &str,
-    prefill: bool,
+    request: Request<'_>,
 ) -> Result<(Vec<u64>, usize), String> {
     let (ws, _) = async_tungstenite::smol::connect_async(url)
         .await
@@ -193,23 +294,7 @@ async fn connection(
     let mut latencies = Vec::with_capacity(n);
     let mut errors = 0;
     let mut next = 0usize;
-    let mut rng = (conn as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let mut request = |i: usize, out: &mut String| -> String {
-        // Ids end with '.' so that none equals GUN JS's internal per-key ids (id + counter),
-        // which it shares with wire ids and would drop as duplicates.
-        let id = format!("{run_id}.{conn}.{i}.");
-        match op {
-            Op::Put if prefill => put_text(out, &id, &format!("bench/prefill/{}", conn * n + i)),
-            Op::Put => put_text(out, &id, &format!("{run_id}/c{conn}/{i}")),
-            Op::Get { souls } => {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                get_text(out, &id, &format!("bench/prefill/{}", rng % souls))
-            }
-        }
-        id
-    };
+    let mut rng = (request.conn as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut last_progress = Instant::now();
     let mut frame = String::new();
     while latencies.len() + errors < n {
@@ -217,7 +302,7 @@ async fn connection(
         let mut batched = 0;
         while in_flight.len() < shape.inflight && next < n {
             frame.push(if batched == 0 { '[' } else { ',' });
-            let id = request(next, &mut frame);
+            let id = request.write(next, n, &mut rng, &mut frame);
             next += 1;
             batched += 1;
             in_flight.push((id, Instant::now()));

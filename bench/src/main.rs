@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! fibergun-bench compare [--fibergun target/release/fibergun] [--quick]
-//! fibergun-bench load --url ws://127.0.0.1:8765/gun --op put|get --conns 10 --inflight 10 --total 10000
+//! fibergun-bench load --url ws://127.0.0.1:8765/gun --op put|signed-put|get --conns 10 --inflight 10 --total 10000
 //! fibergun-bench micro [--seconds 2] [--only parse]
 //! fibergun-bench lmdb-limit --batch 500 --total 100000
 //! ```
@@ -292,6 +292,16 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             lmdb_batch: Some(10_000),
         },
         Row {
+            // Each put is one signature check: the relay's verifications per second.
+            name: "signed puts 10x10",
+            op: Op::SignedPut,
+            restart: false,
+            conns: 10,
+            inflight: 10,
+            totals: (2_000 / scale, 20_000 / scale),
+            lmdb_batch: None,
+        },
+        Row {
             name: "hot gets 10x10",
             op: Op::Get { souls: 2_000 },
             restart: false,
@@ -374,6 +384,12 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
                 checks.push((
                     format!("put ack p99 at 50x10 at most 1/20 of GUN JS (is {p99_ratio:.3})"),
                     p99_ratio <= 0.05,
+                ));
+            }
+            "signed puts 10x10" => {
+                checks.push((
+                    format!("signed puts/s at least 10x GUN JS (is {ratio:.1}x)"),
+                    ratio >= 10.0,
                 ));
             }
             "hot gets 10x10" => {
@@ -597,6 +613,7 @@ fn main() -> ExitCode {
                     }
                     Op::Get { souls }
                 }
+                Some("signed-put") => Op::SignedPut,
                 _ => Op::Put,
             };
             let shape = Shape {
@@ -613,7 +630,7 @@ fn main() -> ExitCode {
         _ => {
             eprintln!(
                 "usage: fibergun-bench compare [--fibergun PATH] [--quick]\n\
-                 \x20      fibergun-bench load --url URL --op put|get --conns N --inflight N --total N\n\
+                 \x20      fibergun-bench load --url URL --op put|signed-put|get --conns N --inflight N --total N\n\
                  \x20      fibergun-bench fanout --url URL [--rate N] [--subscribers N]\n\
                  \x20      fibergun-bench idle --url URL --pid PID [--conns N]\n\
                  \x20      fibergun-bench micro [--seconds S] [--only NAME]\n\
