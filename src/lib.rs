@@ -92,6 +92,7 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod client;
 pub mod dedup;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -682,6 +682,28 @@ pub fn not_found(id: &str, reply_to: &str) -> String {
     out
 }
 
+/// Marks a reply to a GET as not the last of its answer: `"more":true` is added. A long answer
+/// goes out page by page, and a client that wants the whole answer (fibergun's own) waits for a
+/// reply without it. GUN JS ignores the field.
+pub fn mark_more(reply: &mut String) {
+    debug_assert!(reply.ends_with('}'), "a message is a JSON object");
+    reply.pop();
+    reply.push_str(",\"more\":true}");
+}
+
+/// The end of a paged answer whose last page came out empty: the last node sent, again, with
+/// no fields: `{"#":id,"@":reply_to,"put":{soul:{"_":{"#":soul,">":{}}}}}`. Merging it changes
+/// nothing anywhere.
+pub fn end_of_answer(id: &str, reply_to: &str, soul: &str) -> String {
+    put_message(id, Some(reply_to), |out| {
+        out.push('{');
+        crate::json::write_string(out, soul);
+        out.push_str(":{\"_\":{\"#\":");
+        crate::json::write_string(out, soul);
+        out.push_str(",\">\":{}}}}");
+    })
+}
+
 /// `{"#":id,"@":reply_to,"put":graph}` (with `@`) or `{"#":id,"put":graph}` (a push), where
 /// `write_graph` appends the graph's JSON.
 pub fn put_message(

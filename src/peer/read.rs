@@ -215,7 +215,12 @@ impl Peer {
             if let (Some(soul), true) = (s.cache_as.take(), first_page) {
                 self.cache.insert(soul, Default::default());
             }
-            if !s.sent_any && !self.answer_get(s.conn, &s.msg_id, &[]) {
+            if let (true, Some((soul, _))) = (s.sent_any, &s.after) {
+                // The previous page said more would come; it was the last.
+                let id = self.new_id();
+                let end = wire::end_of_answer(&id, &s.msg_id, soul.as_str());
+                self.send(s.conn, end);
+            } else if !self.answer_get(s.conn, &s.msg_id, &[]) {
                 if let Some(forward) = &s.forward {
                     self.forward_get(s.conn, &s.msg_id, forward);
                 }
@@ -234,7 +239,9 @@ impl Peer {
                 self.cache.insert(soul, node.fields.clone());
             }
         }
-        for reply in self.replies_for(&s.msg_id, &nodes) {
+        let budget_spent = s.budget_left.is_some_and(|left| left <= spent);
+        let more_pages = !complete && !budget_spent;
+        for reply in self.replies_for(&s.msg_id, &nodes, more_pages) {
             self.send(s.conn, reply);
         }
         if !s.sent_any {
@@ -242,13 +249,10 @@ impl Peer {
         }
         s.sent_any = true;
         s.after = Some(last);
-        if complete {
+        if !more_pages {
             return;
         }
         if let Some(left) = s.budget_left {
-            if left <= spent {
-                return;
-            }
             s.budget_left = Some(left - spent);
         }
         // A connection that is not reading fast enough gets the next page once it has drained,
@@ -285,25 +289,41 @@ impl Peer {
 
     /// Answers a GET: the nodes found, or "not found". Returns whether anything was found.
     pub(super) fn answer_get(&mut self, conn: ConnId, msg_id: &str, nodes: &[Node]) -> bool {
-        let replies = self.replies_for(msg_id, nodes);
+        let replies = self.unmarked_replies(msg_id, nodes);
         self.answer_get_with(conn, msg_id, replies)
     }
 
     /// Answers a GET with replies already written, or "not found" when there are none.
-    fn answer_get_with(&mut self, conn: ConnId, msg_id: &str, replies: Vec<String>) -> bool {
+    /// Sends a whole answer: all its replies but the last marked as having more to come.
+    fn answer_get_with(&mut self, conn: ConnId, msg_id: &str, mut replies: Vec<String>) -> bool {
         self.stats.gets_answered += 1;
         if replies.is_empty() {
             let id = self.new_id();
             self.send(conn, wire::not_found(&id, msg_id));
             return false;
         }
+        let last = replies.len() - 1;
+        replies[..last].iter_mut().for_each(wire::mark_more);
         for reply in replies {
             self.send(conn, reply);
         }
         true
     }
 
-    fn replies_for(&mut self, msg_id: &str, nodes: &[Node]) -> Vec<String> {
+    /// The replies carrying `nodes` to the GET `msg_id`. All but the last are marked as having
+    /// more to come, and the last too when `more_pages` (see [`wire::mark_more`]).
+    fn replies_for(&mut self, msg_id: &str, nodes: &[Node], more_pages: bool) -> Vec<String> {
+        let mut replies = self.unmarked_replies(msg_id, nodes);
+        let marked = if more_pages {
+            replies.len()
+        } else {
+            replies.len().saturating_sub(1)
+        };
+        replies[..marked].iter_mut().for_each(wire::mark_more);
+        replies
+    }
+
+    fn unmarked_replies(&mut self, msg_id: &str, nodes: &[Node]) -> Vec<String> {
         let fields: Vec<Vec<(&Key, &Field)>> =
             nodes.iter().map(|n| n.fields.iter().collect()).collect();
         let rng = &mut self.rng;
