@@ -29,6 +29,7 @@ use fibergun::{ConnId, Direction, Event, Input, Output, Peer, RemoteId, StoreOp,
 
 use crate::budget::ByteBudget;
 use crate::clock;
+use crate::local::{LocalEvent, LocalHandle};
 use crate::store_thread::BatchResults;
 
 /// A runtime's handle on one connection's writer.
@@ -162,15 +163,53 @@ pub enum DriverEvent<C> {
     },
     /// A store batch committed (or failed).
     StoreDone(BatchResults),
+    /// Something from an in-process connection ([`crate::local`]).
+    Local(LocalEvent),
     /// Stop: finish in-flight storage work, then return.
     Shutdown,
+}
+
+/// A connection's writer: a runtime's socket, or an in-process connection.
+enum Writer<C> {
+    Socket(C),
+    Local(LocalHandle),
+}
+
+impl<C: ConnHandle> ConnHandle for Writer<C> {
+    fn queue(&self, text: String) -> usize {
+        match self {
+            Writer::Socket(c) => c.queue(text),
+            Writer::Local(c) => c.queue(text),
+        }
+    }
+
+    fn mark_congested(&self) -> bool {
+        match self {
+            Writer::Socket(c) => c.mark_congested(),
+            Writer::Local(c) => c.mark_congested(),
+        }
+    }
+
+    fn close(&self, reason: String) {
+        match self {
+            Writer::Socket(c) => c.close(reason),
+            Writer::Local(c) => c.close(reason),
+        }
+    }
+
+    fn kill(&self) {
+        match self {
+            Writer::Socket(c) => c.kill(),
+            Writer::Local(c) => c.kill(),
+        }
+    }
 }
 
 /// Owns the peer and the connection writers.
 pub struct Driver<C: ConnHandle> {
     peer: Peer,
     store: Sender<Vec<StoreOp>>,
-    conns: HashMap<ConnId, C>,
+    conns: HashMap<ConnId, Writer<C>>,
     /// Ops emitted while a batch is committing: they form the next batch.
     pending_ops: Vec<StoreOp>,
     batch_in_flight: bool,
@@ -284,7 +323,7 @@ impl<C: ConnHandle> Driver<C> {
                     return;
                 }
                 tracing::debug!(conn = conn.0, ?dialled, "connection opened");
-                self.conns.insert(conn, handle);
+                self.conns.insert(conn, Writer::Socket(handle));
                 match dialled {
                     Some(remote) => self.input(Input::Dialled { remote, conn }),
                     None => self.input(Input::Connected {
@@ -331,10 +370,33 @@ impl<C: ConnHandle> Driver<C> {
                 }
                 self.release_held_frames();
             }
+            DriverEvent::Local(event) => self.local(event),
             DriverEvent::Shutdown => {
                 tracing::info!("shutting down: finishing in-flight writes");
                 self.shutting_down = true;
             }
+        }
+    }
+
+    fn local(&mut self, event: LocalEvent) {
+        match event {
+            LocalEvent::Opened { conn, handle } => {
+                if self.shutting_down {
+                    handle.close("server shutting down".into());
+                    return;
+                }
+                tracing::debug!(conn = conn.0, "in-process connection opened");
+                self.conns.insert(conn, Writer::Local(handle));
+                self.input(Input::Connected {
+                    conn,
+                    direction: Direction::Inbound,
+                });
+            }
+            LocalEvent::Frame { conn, text, budget } => {
+                self.handle(DriverEvent::Frame { conn, text, budget })
+            }
+            LocalEvent::Drained { conn } => self.handle(DriverEvent::Drained { conn }),
+            LocalEvent::Closed { conn } => self.handle(DriverEvent::Closed { conn }),
         }
     }
 

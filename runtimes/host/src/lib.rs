@@ -9,6 +9,8 @@ pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod gun;
+pub mod local;
 pub mod open_socket;
 pub mod peer_url;
 pub mod store_thread;

@@ -49,10 +49,7 @@ impl LmdbStore {
             .map_err(|e| OpenError(format!("cannot create {}: {e}", dir.display())))?;
         let mut options = EnvOpenOptions::new();
         options.map_size(map_size).max_dbs(4);
-        let env = open_env(&options, dir)?;
-        // A store lives as long as the process: the environment is leaked once so that database
-        // handles can be `'static`. Every commit is already synced, so nothing is lost at exit.
-        let env: &'static Env = Box::leak(Box::new(env));
+        let env = open_once(&options, dir)?;
         let wtxn = env.write_txn().map_err(lmdb("begin"))?;
         let fields = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
@@ -267,6 +264,28 @@ enum Step {
     Take,
     Skip,
     Stop,
+}
+
+/// The environment of `dir`, opened once per process. A store lives as long as the process: its
+/// environment is leaked so that database handles can be `'static`, and a store opened again on
+/// the same folder (a server stopped and started again in one program) gets the same environment,
+/// as LMDB allows one per file and process. Every commit is synced, so nothing is lost at exit.
+fn open_once(
+    options: &EnvOpenOptions<heed::WithTls>,
+    dir: &Path,
+) -> Result<&'static Env, OpenError> {
+    static OPENED: std::sync::Mutex<Vec<(std::path::PathBuf, &'static Env)>> =
+        std::sync::Mutex::new(Vec::new());
+    let canonical = dir
+        .canonicalize()
+        .map_err(|e| OpenError(format!("cannot open {}: {e}", dir.display())))?;
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, env)) = opened.iter().find(|(path, _)| *path == canonical) {
+        return Ok(env);
+    }
+    let env: &'static Env = Box::leak(Box::new(open_env(options, dir)?));
+    opened.push((canonical, env));
+    Ok(env)
 }
 
 #[allow(unsafe_code)]

@@ -76,8 +76,8 @@ pub struct HttpContext {
     /// Frames over this many bytes are answered by the core with an error; frames over twice
     /// this close the socket (the WebSocket layer will not buffer them).
     pub max_frame_bytes: usize,
-    /// Source of connection ids.
-    pub next_conn: AtomicU64,
+    /// Source of connection ids (shared with in-process connections).
+    pub next_conn: Arc<AtomicU64>,
     /// The most a connection's writer may have queued (for its congestion marks).
     pub max_outbound_queue_bytes: usize,
     /// Bytes of inbound frames waiting for the driver.

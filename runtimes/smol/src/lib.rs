@@ -11,4 +11,4 @@ pub mod mailbox;
 pub mod server;
 
 pub use fibergun_host::{ServerConfig, ServerError};
-pub use server::serve;
+pub use server::{serve, serve_with, Server};

@@ -1,11 +1,14 @@
 //! Putting it together: open the store, bind the listener, run the driver, stop cleanly.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use async_io::Timer;
 use fibergun_host::driver::Driver;
+use fibergun_host::gun::Gun;
+use fibergun_host::local::Connector;
 use fibergun_host::workers::{inbound_budget, Workers};
 use fibergun_host::{ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
@@ -20,6 +23,89 @@ use crate::http::{serve_connection, ConnSender, DriverEvent, HttpContext};
 pub fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    serve_with(config, shutdown, |_, _| {})
+}
+
+/// A relay running on a thread of its own, for programs that embed one.
+///
+/// ```no_run
+/// use fibergun_smol::{Server, ServerConfig};
+///
+/// let server = Server::start(ServerConfig::default()).expect("started");
+/// let gun = server.gun();
+/// gun.get("greeting").put_blocking(&serde_json::json!({"text": "hello"})).expect("durable");
+/// server.shutdown();
+/// ```
+pub struct Server {
+    addr: SocketAddr,
+    connector: Connector,
+    stop: smol::channel::Sender<()>,
+    thread: std::thread::JoinHandle<Result<(), ServerError>>,
+}
+
+impl Server {
+    /// Opens the store, binds the listener and starts serving. Returns once it is listening.
+    pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("fibergun-server".into())
+            .spawn(move || {
+                let shutdown = async move {
+                    let _ = stopped.recv().await;
+                };
+                serve_with(config, shutdown, move |addr, connector| {
+                    let _ = ready_tx.send((addr, connector));
+                })
+            })
+            .map_err(|e| ServerError(format!("cannot start the server thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok((addr, connector)) => Ok(Server {
+                addr,
+                connector,
+                stop,
+                thread,
+            }),
+            Err(_) => Err(thread
+                .join()
+                .ok()
+                .and_then(Result::err)
+                .unwrap_or_else(|| ServerError("the server thread ended".into()))),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens in-process connections to this server.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The chain API on a new in-process connection.
+    pub fn gun(&self) -> Gun {
+        Gun::connect(&self.connector)
+    }
+
+    /// Finishes the writes in flight, closes every connection and the store. Blocks until done.
+    pub fn shutdown(self) {
+        let _ = self.stop.send_blocking(());
+        match self.thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("the server stopped with an error: {e}"),
+            Err(_) => tracing::error!("the server thread panicked"),
+        }
+    }
+}
+
+/// [`serve`], telling `ready` the address and the in-process connector once it listens.
+pub fn serve_with(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr, Connector),
 ) -> Result<(), ServerError> {
     let peer = config.new_peer()?;
     let store = LmdbStore::open(&config.data_dir, config.map_size)
@@ -55,11 +141,21 @@ pub fn serve(
         .collect();
 
     let inbound = inbound_budget(&config.limits);
+    let next_conn = Arc::new(AtomicU64::new(1));
+    let local_events = events_tx.clone();
+    let connector = Connector::start(
+        next_conn.clone(),
+        inbound.clone(),
+        config.limits.max_outbound_queue_bytes,
+        move |event| {
+            let _ = local_events.send_blocking(DriverEvent::Local(event));
+        },
+    );
     let ctx = Arc::new(HttpContext {
         events: events_tx.clone(),
         executor: executor.clone(),
         max_frame_bytes: config.limits.max_frame_bytes,
-        next_conn: AtomicU64::new(1),
+        next_conn,
         max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
         inbound: inbound.clone(),
         open_sockets: Default::default(),
@@ -82,6 +178,7 @@ pub fn serve(
         ),
         events_rx,
     ));
+    ready(local, connector);
     let accept_ex = executor.clone();
     let accept = async move {
         loop {

@@ -8,6 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fibergun_host::driver::Driver;
+use fibergun_host::gun::Gun;
+use fibergun_host::local::Connector;
 use fibergun_host::open_socket::wait_closed;
 use fibergun_host::verifier::Verifiers;
 use fibergun_host::workers::{inbound_budget, Workers};
@@ -28,6 +30,7 @@ pub struct Server {
     store: JoinHandle<()>,
     verifier: Verifiers,
     sockets: Arc<SocketContext>,
+    connector: Connector,
 }
 
 impl Server {
@@ -54,10 +57,20 @@ impl Server {
             config.data_dir.display()
         );
         let inbound = inbound_budget(&config.limits);
+        let next_conn = Arc::new(AtomicU64::new(1));
+        let local_events = events_tx.clone();
+        let connector = Connector::start(
+            next_conn.clone(),
+            inbound.clone(),
+            config.limits.max_outbound_queue_bytes,
+            move |event| {
+                let _ = local_events.send(DriverEvent::Local(event));
+            },
+        );
         let sockets = Arc::new(SocketContext {
             events: events_tx.clone(),
             max_frame_bytes: config.limits.max_frame_bytes,
-            next_conn: AtomicU64::new(1),
+            next_conn,
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             inbound: inbound.clone(),
             open_sockets: Default::default(),
@@ -88,7 +101,19 @@ impl Server {
             store: workers.store_thread,
             verifier: workers.verifier_threads,
             sockets,
+            connector,
         })
+    }
+
+    /// Opens in-process connections to this server (for another transport, such as a
+    /// WebSocket route of another HTTP framework).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The chain API on a new in-process connection.
+    pub fn gun(&self) -> Gun {
+        Gun::connect(&self.connector)
     }
 
     /// The address it listens on.
