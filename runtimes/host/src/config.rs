@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub peers: Vec<String>,
     /// Threads checking the signatures of writes into user space.
     pub verify_threads: usize,
+    /// The REST API's body limit and CORS origins.
+    pub rest: crate::rest::RestConfig,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             threads: default_threads(),
             peers: Vec::new(),
             verify_threads: default_threads(),
+            rest: crate::rest::RestConfig::default(),
         }
     }
 }
@@ -130,6 +133,13 @@ pub struct ServeArgs {
     /// Threads checking the signatures of writes into user space [default: one per core].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub verify_threads: Option<u16>,
+    /// Largest REST request body, in bytes.
+    #[arg(long, default_value_t = crate::rest::RestConfig::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// An origin allowed to call the REST API from a browser (CORS), e.g.
+    /// `https://app.example`; `*` allows any. Repeat for several. None by default.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeArgs {
@@ -154,6 +164,10 @@ impl ServeArgs {
             verify_threads: self
                 .verify_threads
                 .map_or_else(default_threads, usize::from),
+            rest: crate::rest::RestConfig {
+                max_body_bytes: self.max_body_bytes,
+                cors_origins: self.cors_origins,
+            },
             ..ServerConfig::default()
         }
     }

@@ -13,6 +13,7 @@ pub mod gun;
 pub mod local;
 pub mod open_socket;
 pub mod peer_url;
+pub mod rest;
 pub mod store_thread;
 pub mod verifier;
 pub mod workers;

@@ -1,4 +1,5 @@
-//! The HTTP front: WebSocket upgrades at `/gun`, a small JSON answer elsewhere.
+//! The HTTP front: WebSocket upgrades at `/gun`, the REST API ([`crate::rest`]), a small JSON
+//! answer at `/`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
 use fibergun::{ConnId, RemoteId};
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{
     HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE,
@@ -84,19 +86,33 @@ pub struct HttpContext {
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose task is still running (writers may still be flushing at shutdown).
     pub open_sockets: AtomicUsize,
+    /// The chain API on one in-process connection, for the REST routes.
+    pub gun: fibergun_host::gun::Gun,
+    /// The REST routes' body limit and CORS origins.
+    pub rest: fibergun_host::rest::RestConfig,
 }
 
-type Reply = Response<Full<Bytes>>;
+/// A response body: whole, or streamed (Server-Sent Events).
+pub type Body = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+
+/// A response.
+pub type Reply = Response<Body>;
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 fn json_reply(status: StatusCode, body: String) -> Reply {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-fn error_reply(status: StatusCode, text: &str) -> Reply {
+/// An error response: `{"error":"…"}`.
+pub fn error_reply(status: StatusCode, text: &str) -> Reply {
     json_reply(status, fibergun_host::error_json(text))
 }
 
@@ -114,7 +130,7 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(req, ctx)) }
+        async move { Ok::<_, std::convert::Infallible>(route(req, ctx).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .serve_connection(FuturesIo::new(stream), service)
@@ -124,33 +140,57 @@ pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
     }
 }
 
-fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
-    match req.uri().path() {
+async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
+    let path = req.uri().path();
+    match path {
         // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
-        "/gun" | "/gun/" => upgrade(req, ctx),
+        "/gun" | "/gun/" => {
+            let task_ctx = ctx.clone();
+            upgrade(req, &ctx, "/gun is a WebSocket endpoint", move |ws| {
+                run_socket(ws, task_ctx, None)
+            })
+        }
         "/" => json_reply(StatusCode::OK, fibergun_host::server_info_json()),
+        p if p.starts_with(fibergun_host::rest::DATA_PREFIX) => crate::rest::data(req, &ctx).await,
+        p if p.starts_with(fibergun_host::rest::SUBSCRIBE_PREFIX) => {
+            crate::rest::subscribe(req, &ctx)
+        }
         _ => error_reply(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
-    let wants_ws = req
-        .headers()
+/// Whether a request asks to become a WebSocket.
+pub fn wants_websocket<B>(req: &Request<B>) -> bool {
+    req.headers()
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY).filter(|_| wants_ws) else {
-        return error_reply(StatusCode::UPGRADE_REQUIRED, "/gun is a WebSocket endpoint");
-    };
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+        && req.headers().contains_key(SEC_WEBSOCKET_KEY)
+}
+
+/// Upgrades `req` to a WebSocket served by `serve`, or answers 426 with `refusal`.
+pub fn upgrade<F, Fut>(
+    mut req: Request<Incoming>,
+    ctx: &HttpContext,
+    refusal: &str,
+    serve: F,
+) -> Reply
+where
+    F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if !wants_websocket(&req) {
+        return error_reply(StatusCode::UPGRADE_REQUIRED, refusal);
+    }
+    let key = req.headers()[SEC_WEBSOCKET_KEY].clone();
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_ctx = ctx.clone();
+    let config = websocket_config(ctx.max_frame_bytes);
     ctx.executor
         .spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => match upgraded.downcast::<FuturesIo<TcpStream>>() {
                     Ok(parts) => {
-                        let config = websocket_config(task_ctx.max_frame_bytes);
                         let ws = WebSocketStream::from_partially_read(
                             parts.io.into_inner(),
                             parts.read_buf.to_vec(),
@@ -158,7 +198,7 @@ fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
                             Some(config),
                         )
                         .await;
-                        run_socket(ws, task_ctx, None).await;
+                        serve(ws).await;
                     }
                     Err(_) => tracing::error!("upgraded connection of an unexpected type"),
                 },
@@ -166,7 +206,7 @@ fn upgrade(mut req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
             }
         })
         .detach();
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(full(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));

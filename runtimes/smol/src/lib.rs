@@ -8,6 +8,7 @@
 pub mod dial;
 pub mod http;
 pub mod mailbox;
+pub mod rest;
 pub mod server;
 
 pub use fibergun_host::{ServerConfig, ServerError};

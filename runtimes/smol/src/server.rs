@@ -159,6 +159,8 @@ pub fn serve_with(
         max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
         inbound: inbound.clone(),
         open_sockets: Default::default(),
+        gun: Gun::connect(&connector),
+        rest: config.rest.clone(),
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
