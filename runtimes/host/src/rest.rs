@@ -60,18 +60,40 @@ pub fn error_response(status: StatusCode, text: &str) -> Response<String> {
     json_response(status, error_json(text))
 }
 
+/// A request that cannot be served: a status and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestError {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// The text of the JSON error body.
+    pub text: String,
+}
+
+impl RestError {
+    fn bad_request(text: impl Into<String>) -> RestError {
+        RestError {
+            status: StatusCode::BAD_REQUEST,
+            text: text.into(),
+        }
+    }
+
+    /// The response: the status, and `{"error":"…"}`.
+    pub fn response(&self) -> Response<String> {
+        error_response(self.status, &self.text)
+    }
+}
+
 /// The chain for a URL path after one of the prefixes, or why it is not one.
-pub fn chain_for(gun: &Gun, rest_of_path: &str) -> Result<Chain, Response<String>> {
+pub fn chain_for(gun: &Gun, rest_of_path: &str) -> Result<Chain, RestError> {
     let mut segments = Vec::new();
     for raw in rest_of_path.split('/').filter(|s| !s.is_empty()) {
         let segment = percent_decode_str(raw)
             .decode_utf8()
-            .map_err(|_| error_response(StatusCode::BAD_REQUEST, "a path segment is not UTF-8"))?;
+            .map_err(|_| RestError::bad_request("a path segment is not UTF-8"))?;
         segments.push(segment.into_owned());
     }
     let Some((soul, keys)) = segments.split_first() else {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
+        return Err(RestError::bad_request(
             "the path names no node: /api/v1/data/<soul>[/<key>...]",
         ));
     };
@@ -92,13 +114,13 @@ pub async fn data(
     };
     let chain = match chain_for(gun, rest_of_path) {
         Ok(chain) => chain,
-        Err(response) => return response,
+        Err(e) => return e.response(),
     };
     match *method {
         Method::GET | Method::HEAD => {
             let depth = match depth_param(query) {
                 Ok(d) => d,
-                Err(response) => return response,
+                Err(e) => return e.response(),
             };
             match chain.load(depth).await {
                 Ok(Some(found)) => json_response(StatusCode::OK, fibergun::json::stringify(&found)),
@@ -109,7 +131,7 @@ pub async fn data(
         Method::PUT => {
             let value = match json_body(body) {
                 Ok(v) => v,
-                Err(response) => return response,
+                Err(e) => return e.response(),
             };
             match chain.put(&value).await {
                 Ok(w) => json_response(StatusCode::OK, written_json(&w.soul, None)),
@@ -119,7 +141,7 @@ pub async fn data(
         Method::POST => {
             let value = match json_body(body) {
                 Ok(v) => v,
-                Err(response) => return response,
+                Err(e) => return e.response(),
             };
             match chain.set(&value).await {
                 Ok(w) => json_response(StatusCode::CREATED, written_json(&w.soul, w.key)),
@@ -145,7 +167,7 @@ pub async fn data(
     }
 }
 
-fn depth_param(query: Option<&str>) -> Result<usize, Response<String>> {
+fn depth_param(query: Option<&str>) -> Result<usize, RestError> {
     let Some(value) = query
         .into_iter()
         .flat_map(|q| q.split('&'))
@@ -155,26 +177,18 @@ fn depth_param(query: Option<&str>) -> Result<usize, Response<String>> {
     };
     match value.parse::<usize>() {
         Ok(d) if d <= MAX_DEPTH => Ok(d),
-        _ => Err(error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("depth must be a whole number from 0 to {MAX_DEPTH}"),
-        )),
+        _ => Err(RestError::bad_request(format!(
+            "depth must be a whole number from 0 to {MAX_DEPTH}"
+        ))),
     }
 }
 
-fn json_body(body: &[u8]) -> Result<Json, Response<String>> {
+fn json_body(body: &[u8]) -> Result<Json, RestError> {
     if body.is_empty() {
-        return Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON value",
-        ));
+        return Err(RestError::bad_request("the body must be a JSON value"));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        error_response(
-            StatusCode::BAD_REQUEST,
-            &format!("the body is not valid JSON: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| RestError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
 fn written_json(soul: &str, key: Option<String>) -> String {

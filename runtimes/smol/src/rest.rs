@@ -57,7 +57,7 @@ pub fn subscribe(req: Request<Incoming>, ctx: &HttpContext) -> Reply {
     let rest_of_path = req.uri().path()[SUBSCRIBE_PREFIX.len()..].to_owned();
     let chain = match rest::chain_for(&ctx.gun, &rest_of_path) {
         Ok(chain) => chain,
-        Err(response) => return into_reply(response),
+        Err(e) => return into_reply(e.response()),
     };
     let headers = req.headers().clone();
     let sse = rest::wants_event_stream(&headers);
