@@ -113,8 +113,8 @@ pub mod wire;
 pub use graph::{Field, Graph, GraphError, Key, Node, Soul, State, Value};
 pub use limits::Limits;
 pub use peer::{
-    ApiMisuse, Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId, RemoteState,
-    RemoteStatus, Stats, VerifyId,
+    ApiMisuse, Config, ConnId, Direction, ErrorCounts, ErrorKind, Event, Input, LatencyHistogram,
+    Now, Output, Peer, RemoteId, RemoteState, RemoteStatus, Stats, VerifyId, LATENCY_BOUNDS,
 };
 pub use store::{MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
 

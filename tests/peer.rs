@@ -424,3 +424,47 @@ fn same_seed_same_output() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn stats_count_traffic_errors_by_kind_and_latencies() {
+    use fibergun::LATENCY_BOUNDS;
+    let mut h = relay();
+    h.auto_store = false;
+    let bytes_before = h.peer.stats().bytes_in;
+    // A put that waits 7 ms for its commit, and a GET of a node that is not cached.
+    h.frame(1, &put("p1", "a", "k", json!(1), START_WALL_MS));
+    h.advance(7);
+    h.commit();
+    assert_eq!(h.replies_to(1, "p1")[0]["ok"], true);
+    h.frame(2, &put("p2", "b", "k", json!(2), START_WALL_MS));
+    h.commit();
+    h.frame(1, &get("g1", "fresh"));
+    h.advance(3);
+    h.commit();
+    // Errors of each kind the wire can cause.
+    h.frame(1, "not json");
+    h.frame(1, &put("p3", "c", "k", json!(1), START_WALL_MS + 1e10));
+    h.frame(
+        1,
+        &put("p4", "~abc.def", "k", json!("unsigned"), START_WALL_MS),
+    );
+    h.commit();
+    let s = h.peer.stats();
+    assert!(s.bytes_in > bytes_before);
+    assert!(s.bytes_out > 0);
+    assert_eq!((s.puts_received, s.gets_received), (4, 1));
+    assert_eq!(s.errors.malformed, 1);
+    assert_eq!(s.errors.invalid, 1);
+    assert_eq!(s.errors.unauthorized, 1);
+    assert_eq!(s.put_latency.count, 2);
+    // 7 ms lands in the bucket up to 10 ms; the other put took no time.
+    let ten_ms = LATENCY_BOUNDS.iter().position(|b| *b == 0.01).unwrap();
+    assert_eq!(s.put_latency.buckets[ten_ms], 1);
+    assert_eq!(s.put_latency.buckets[0], 1);
+    assert_eq!(s.put_latency.sum_micros, 7_000);
+    let five_ms = LATENCY_BOUNDS.iter().position(|b| *b == 0.005).unwrap();
+    assert_eq!(s.get_latency.count, 1);
+    assert_eq!(s.get_latency.buckets[five_ms], 1);
+    assert_eq!(h.peer.connections(), 2);
+    assert_eq!(h.peer.links(), 0);
+}

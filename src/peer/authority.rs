@@ -4,7 +4,9 @@
 //! certificates' write-block lists are read from the store. A put is taken only when every field
 //! passes, and refused whole, with the first reason, when one does not.
 
-use super::{ConnId, ConnRef, OpPurpose, Output, Peer};
+use std::time::Instant;
+
+use super::{ConnId, ConnRef, ErrorKind, OpPurpose, Output, Peer};
 use crate::graph::{Graph, Value};
 use crate::sea::rules::{plan, BlockList, Plan};
 use crate::sea::SignedValue;
@@ -20,6 +22,8 @@ pub struct VerifyId(pub u64);
 #[derive(Debug)]
 pub(super) struct Parked {
     conn: ConnRef,
+    /// When the put arrived, for its latency.
+    received: Instant,
     msg_id: String,
     graph: Graph,
     skip: Option<String>,
@@ -42,7 +46,7 @@ impl Peer {
     ) {
         if self.trust_all_writes {
             let conn = self.conn_ref(conn);
-            return self.take_put(conn, msg_id, graph, skip);
+            return self.take_put(conn, msg_id, graph, skip, self.now.mono);
         }
         let wall = self.now.wall_ms;
         let mut checks = Vec::new();
@@ -52,7 +56,9 @@ impl Peer {
             let mut dropped = Vec::new();
             for (key, field) in &node.fields {
                 match plan(&soul, key.as_str(), &field.value, field.state.ms(), wall) {
-                    Err(reason) => return self.put_refused(conn, &msg_id, reason),
+                    Err(reason) => {
+                        return self.put_refused(conn, &msg_id, reason, ErrorKind::Unauthorized)
+                    }
                     Ok(Plan::Accept) => {}
                     Ok(Plan::Drop) => dropped.push(key.clone()),
                     Ok(Plan::Verify {
@@ -70,11 +76,11 @@ impl Peer {
         }
         if checks.is_empty() && blocks.is_empty() {
             let conn = self.conn_ref(conn);
-            return self.take_put(conn, msg_id, graph, skip);
+            return self.take_put(conn, msg_id, graph, skip, self.now.mono);
         }
         if self.parked.len() >= self.limits.max_puts_verifying {
             let text = "Server busy: signatures are being checked, retry later.".to_string();
-            return self.put_refused(conn, &msg_id, text);
+            return self.put_refused(conn, &msg_id, text, ErrorKind::Busy);
         }
         let id = self.next_verify;
         self.next_verify += 1;
@@ -82,6 +88,7 @@ impl Peer {
         let waiting = usize::from(!checks.is_empty()) + blocks.len();
         let parked = Parked {
             conn: self.conn_ref(conn),
+            received: self.now.mono,
             msg_id,
             graph,
             skip,
@@ -171,6 +178,12 @@ impl Peer {
         match parked.failure {
             Some(reason) => {
                 self.stats.puts_refused += 1;
+                let kind = if reason.starts_with("Storage failed") {
+                    ErrorKind::Storage
+                } else {
+                    ErrorKind::Unauthorized
+                };
+                self.stats.errors.count(kind);
                 let reply = self.new_id();
                 self.send_to(
                     parked.conn,
@@ -178,7 +191,13 @@ impl Peer {
                 );
                 self.refuse(parked.conn.id, reason);
             }
-            None => self.take_put(parked.conn, parked.msg_id, parked.graph, parked.skip),
+            None => self.take_put(
+                parked.conn,
+                parked.msg_id,
+                parked.graph,
+                parked.skip,
+                parked.received,
+            ),
         }
     }
 }

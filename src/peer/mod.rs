@@ -20,12 +20,14 @@ mod authority;
 mod mesh;
 mod read;
 mod remotes;
+mod stats;
 mod write;
 
 pub use authority::VerifyId;
 use mesh::Forward;
 use remotes::Remote;
 pub use remotes::{RemoteId, RemoteState, RemoteStatus};
+pub use stats::{ErrorCounts, ErrorKind, LatencyHistogram, Stats, LATENCY_BOUNDS};
 
 /// Identifies one connection. Chosen by the runtime; unique while the connection is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -232,27 +234,6 @@ impl std::fmt::Display for ApiMisuse {
 
 impl std::error::Error for ApiMisuse {}
 
-/// Counters for metrics and tests.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Messages received.
-    pub messages_in: u64,
-    /// Frames sent.
-    pub frames_out: u64,
-    /// Messages dropped as duplicates.
-    pub duplicates: u64,
-    /// Puts acknowledged.
-    pub puts_acked: u64,
-    /// Puts refused or failed.
-    pub puts_refused: u64,
-    /// GETs answered.
-    pub gets_answered: u64,
-    /// Fields pushed to subscribers.
-    pub fields_pushed: u64,
-    /// Frames or messages refused as malformed or over a limit.
-    pub refused: u64,
-}
-
 /// A connection as it was when some work for it began: ids may be reused once a connection has
 /// closed, so replies check the generation before they go out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +270,8 @@ struct Conn {
 struct PendingPut {
     conn: ConnRef,
     msg_id: String,
+    /// When it arrived, for its latency.
+    received: Instant,
     /// Merges issued or deferred and not yet done.
     parts_left: usize,
     failure: Option<String>,
@@ -305,6 +288,8 @@ enum OpPurpose {
     Get {
         conn: ConnRef,
         msg_id: String,
+        /// When the GET arrived, for its latency.
+        started: Instant,
         /// A whole-node read: cache the answer as this node.
         cache_as: Option<Soul>,
         /// The request, to forward to links if nothing is found here.
@@ -323,6 +308,8 @@ enum OpPurpose {
 struct Stream {
     conn: ConnId,
     msg_id: String,
+    /// When the GET arrived, for its latency.
+    started: Instant,
     range: Range,
     /// A whole-node GET: cache the node if it fits in its first page.
     cache_as: Option<Soul>,
@@ -461,6 +448,16 @@ impl Peer {
         self.conns.len()
     }
 
+    /// Open connections that are relay links (peers dialled, or that asked for everything).
+    pub fn links(&self) -> usize {
+        self.conns.values().filter(|c| c.link).count()
+    }
+
+    /// Souls some connection is subscribed to.
+    pub fn subscribed_souls(&self) -> usize {
+        self.subs.souls()
+    }
+
     /// Whether a connection is open (known to the peer).
     pub fn is_open(&self, conn: ConnId) -> bool {
         self.conns.contains_key(&conn)
@@ -586,6 +583,7 @@ impl Peer {
         let stats = &mut self.stats;
         self.outbox.drain_frames(|conn, text| {
             stats.frames_out += 1;
+            stats.bytes_out += text.len() as u64;
             outputs.push_back(Output::Send { conn, text });
         });
     }
@@ -738,6 +736,7 @@ impl Peer {
             return Err(ApiMisuse::UnknownConn(conn));
         }
         self.frame_refused_as_busy = self.ops.len() >= self.limits.max_pending_store_ops;
+        self.stats.bytes_in += text.len() as u64;
         let rng = &mut self.rng;
         let parsed = match wire::parse_frame(text, &self.limits, || rng.id(9)) {
             Ok(parsed) => parsed,
@@ -767,6 +766,7 @@ impl Peer {
     fn frame_error(&mut self, conn: ConnId, e: &FrameError) {
         let text = e.to_string();
         let id = self.new_id();
+        self.stats.errors.count(ErrorKind::Malformed);
         self.send(conn, wire::dam_error(&id, "!", None, &text));
         self.refuse(conn, text);
     }
@@ -778,6 +778,7 @@ impl Peer {
             None => wire::dam_error(&id, "!", None, &e.reason),
         };
         self.send(conn, reply);
+        self.stats.errors.count(ErrorKind::Malformed);
         if e.id.is_some() {
             self.stats.puts_refused += 1;
         }
@@ -807,8 +808,14 @@ impl Peer {
             Body::Dam { verb, pid } => {
                 self.on_dam(conn, &msg.id, msg.reply_to.as_deref(), &verb, pid)
             }
-            Body::Get(get) => self.on_get(conn, msg.id, get, msg.skip),
-            Body::Put(graph) => self.on_put(conn, msg.id, graph, msg.skip),
+            Body::Get(get) => {
+                self.stats.gets_received += 1;
+                self.on_get(conn, msg.id, get, msg.skip)
+            }
+            Body::Put(graph) => {
+                self.stats.puts_received += 1;
+                self.on_put(conn, msg.id, graph, msg.skip)
+            }
             // Acks and errors were routed above if they answer a request that passed through
             // here; others answer nothing this relay knows of, and GUN drops them the same way.
             Body::Other => {}
@@ -863,9 +870,10 @@ impl Peer {
             OpPurpose::Get {
                 conn,
                 msg_id,
+                started,
                 cache_as,
                 forward,
-            } => self.on_read_done(conn, &msg_id, cache_as, forward, result),
+            } => self.on_read_done(conn, &msg_id, started, cache_as, forward, result),
             OpPurpose::Page(stream) => self.on_page_done(stream, result),
             OpPurpose::BlockList { put } => self.on_block_read(put, result),
         }

@@ -1,8 +1,10 @@
 //! Reads: GETs by soul, key and lex, answered from the cache or the store (always with a reply).
 //! Whole nodes and soul ranges are read and sent page by page, so no answer is too big to send.
 
+use std::time::Instant;
+
 use super::mesh::Forward;
-use super::{ConnId, ConnRef, OpPurpose, Peer, Stream};
+use super::{ConnId, ConnRef, ErrorKind, OpPurpose, Peer, Stream};
 use crate::graph::{write_node, Field, Key};
 use crate::graph::{Node, Soul};
 use crate::lex::Range;
@@ -56,13 +58,15 @@ impl Peer {
                 &msg_id,
                 || rng.id(9),
             );
-            if !self.answer_get_with(conn, &msg_id, replies) {
+            let started = self.now.mono;
+            if !self.answer_get_with(conn, &msg_id, replies, started) {
                 self.forward_get(conn, &msg_id, &forward);
             }
             return;
         }
         if self.storage_busy() {
             let id = self.new_id();
+            self.stats.errors.count(ErrorKind::Busy);
             self.send(conn, wire::error_reply(&id, &msg_id, BUSY));
             return;
         }
@@ -77,6 +81,7 @@ impl Peer {
             self.start_stream(Stream {
                 conn,
                 msg_id,
+                started: self.now.mono,
                 range: exact,
                 cache_as: Some(soul),
                 forward: Some(forward),
@@ -97,6 +102,7 @@ impl Peer {
         let purpose = OpPurpose::Get {
             conn: self.conn_ref(conn),
             msg_id,
+            started: self.now.mono,
             cache_as: None,
             forward: Some(forward),
         };
@@ -123,6 +129,7 @@ impl Peer {
         let streams = self.streams.values().filter(|s| s.conn == conn).count();
         if self.storage_busy() || streams >= self.limits.max_streams_per_connection {
             let id = self.new_id();
+            self.stats.errors.count(ErrorKind::Busy);
             self.send(conn, wire::error_reply(&id, &msg_id, BUSY));
             return;
         }
@@ -137,6 +144,7 @@ impl Peer {
             let purpose = OpPurpose::Get {
                 conn: self.conn_ref(conn),
                 msg_id,
+                started: self.now.mono,
                 cache_as: None,
                 forward: None,
             };
@@ -146,6 +154,7 @@ impl Peer {
         self.start_stream(Stream {
             conn,
             msg_id,
+            started: self.now.mono,
             range,
             cache_as: None,
             forward: None,
@@ -193,6 +202,7 @@ impl Peer {
             StoreResult::Failed { reason } => {
                 let id = self.new_id();
                 let text = format!("Storage failed: {reason}");
+                self.stats.errors.count(ErrorKind::Storage);
                 self.send(s.conn, wire::error_reply(&id, &s.msg_id, &text));
                 return;
             }
@@ -220,7 +230,7 @@ impl Peer {
                 let id = self.new_id();
                 let end = wire::end_of_answer(&id, &s.msg_id, soul.as_str());
                 self.send(s.conn, end);
-            } else if !self.answer_get(s.conn, &s.msg_id, &[]) {
+            } else if !self.answer_get(s.conn, &s.msg_id, &[], s.started) {
                 if let Some(forward) = &s.forward {
                     self.forward_get(s.conn, &s.msg_id, forward);
                 }
@@ -246,6 +256,9 @@ impl Peer {
         }
         if !s.sent_any {
             self.stats.gets_answered += 1;
+            self.stats
+                .get_latency
+                .observe(self.now.mono.saturating_duration_since(s.started));
         }
         s.sent_any = true;
         s.after = Some(last);
@@ -288,15 +301,30 @@ impl Peer {
     }
 
     /// Answers a GET: the nodes found, or "not found". Returns whether anything was found.
-    pub(super) fn answer_get(&mut self, conn: ConnId, msg_id: &str, nodes: &[Node]) -> bool {
+    pub(super) fn answer_get(
+        &mut self,
+        conn: ConnId,
+        msg_id: &str,
+        nodes: &[Node],
+        started: Instant,
+    ) -> bool {
         let replies = self.unmarked_replies(msg_id, nodes);
-        self.answer_get_with(conn, msg_id, replies)
+        self.answer_get_with(conn, msg_id, replies, started)
     }
 
     /// Answers a GET with replies already written, or "not found" when there are none.
     /// Sends a whole answer: all its replies but the last marked as having more to come.
-    fn answer_get_with(&mut self, conn: ConnId, msg_id: &str, mut replies: Vec<String>) -> bool {
+    fn answer_get_with(
+        &mut self,
+        conn: ConnId,
+        msg_id: &str,
+        mut replies: Vec<String>,
+        started: Instant,
+    ) -> bool {
         self.stats.gets_answered += 1;
+        self.stats
+            .get_latency
+            .observe(self.now.mono.saturating_duration_since(started));
         if replies.is_empty() {
             let id = self.new_id();
             self.send(conn, wire::not_found(&id, msg_id));
@@ -342,6 +370,7 @@ impl Peer {
         &mut self,
         conn: ConnRef,
         msg_id: &str,
+        started: Instant,
         cache_as: Option<Soul>,
         forward: Option<Forward>,
         result: StoreResult,
@@ -350,6 +379,7 @@ impl Peer {
             StoreResult::Read { nodes } => nodes,
             StoreResult::Failed { reason } => {
                 let id = self.new_id();
+                self.stats.errors.count(ErrorKind::Storage);
                 self.send_to(
                     conn,
                     wire::error_reply(&id, msg_id, &format!("Storage failed: {reason}")),
@@ -370,7 +400,7 @@ impl Peer {
         if !self.is_current(conn) {
             return; // the asker has gone; its connection id may belong to another now
         }
-        if !self.answer_get(conn.id, msg_id, &nodes) {
+        if !self.answer_get(conn.id, msg_id, &nodes, started) {
             if let Some(forward) = forward {
                 self.forward_get(conn.id, msg_id, &forward);
             }

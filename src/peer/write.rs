@@ -2,9 +2,10 @@
 //! time, merged by the store, acknowledged after the commit, and pushed to subscribers.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use super::mesh::skip_list_names;
-use super::{ConnId, ConnRef, Deferred, Event, OpPurpose, Output, Peer, PendingPut};
+use super::{ConnId, ConnRef, Deferred, ErrorKind, Event, OpPurpose, Output, Peer, PendingPut};
 use crate::graph::{write_node, Field, Graph, Key, Soul, State};
 use crate::store::{StoreOp, StoreResult};
 use crate::wire;
@@ -29,7 +30,7 @@ impl Peer {
                         "State of key '{key}' of '{}' is {ahead:.0} ms ahead of this relay's clock, over the limit of {max_ahead:.0} ms.",
                         node.soul
                     );
-                    return self.put_refused(conn, &msg_id, text);
+                    return self.put_refused(conn, &msg_id, text, ErrorKind::Invalid);
                 }
                 if ahead > 0.0 {
                     deferred_count += 1;
@@ -38,11 +39,11 @@ impl Peer {
         }
         if self.deferred_fields + deferred_count > self.limits.max_deferred_writes {
             let text = "Too many writes with future states are waiting; retry later.".to_string();
-            return self.put_refused(conn, &msg_id, text);
+            return self.put_refused(conn, &msg_id, text, ErrorKind::Busy);
         }
         if self.storage_busy() {
             let text = "Server busy: storage is behind, retry later.".to_string();
-            return self.put_refused(conn, &msg_id, text);
+            return self.put_refused(conn, &msg_id, text, ErrorKind::Busy);
         }
         self.authorise_put(conn, msg_id, graph, skip);
     }
@@ -55,6 +56,7 @@ impl Peer {
         msg_id: String,
         graph: Graph,
         skip: Option<String>,
+        received: Instant,
     ) {
         let wall = self.now.wall_ms;
         let put = self.next_put;
@@ -97,6 +99,7 @@ impl Peer {
         let pending = PendingPut {
             conn,
             msg_id,
+            received,
             parts_left: parts,
             failure: None,
             skip,
@@ -109,8 +112,15 @@ impl Peer {
         }
     }
 
-    pub(super) fn put_refused(&mut self, conn: ConnId, msg_id: &str, text: String) {
+    pub(super) fn put_refused(
+        &mut self,
+        conn: ConnId,
+        msg_id: &str,
+        text: String,
+        kind: ErrorKind,
+    ) {
         self.stats.puts_refused += 1;
+        self.stats.errors.count(kind);
         let id = self.new_id();
         self.send(conn, wire::error_reply(&id, msg_id, &text));
         self.refuse(conn, text);
@@ -121,10 +131,14 @@ impl Peer {
         match put.failure {
             None => {
                 self.stats.puts_acked += 1;
+                self.stats
+                    .put_latency
+                    .observe(self.now.mono.saturating_duration_since(put.received));
                 self.send_to(put.conn, wire::ack(&id, &put.msg_id));
             }
             Some(reason) => {
                 self.stats.puts_refused += 1;
+                self.stats.errors.count(ErrorKind::Storage);
                 self.send_to(put.conn, wire::error_reply(&id, &put.msg_id, &reason));
             }
         }

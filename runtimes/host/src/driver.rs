@@ -30,6 +30,7 @@ use fibergun::{ConnId, Direction, Event, Input, Output, Peer, RemoteId, StoreOp,
 use crate::budget::ByteBudget;
 use crate::clock;
 use crate::local::{LocalEvent, LocalHandle};
+use crate::metrics::PeerSnapshot;
 use crate::store_thread::BatchResults;
 
 /// A runtime's handle on one connection's writer.
@@ -165,6 +166,8 @@ pub enum DriverEvent<C> {
     StoreDone(BatchResults),
     /// Something from an in-process connection ([`crate::local`]).
     Local(LocalEvent),
+    /// A scrape: send the core's figures back.
+    Metrics(async_channel::Sender<PeerSnapshot>),
     /// Stop: finish in-flight storage work, then return.
     Shutdown,
 }
@@ -371,10 +374,28 @@ impl<C: ConnHandle> Driver<C> {
                 self.release_held_frames();
             }
             DriverEvent::Local(event) => self.local(event),
+            DriverEvent::Metrics(reply) => {
+                let _ = reply.try_send(self.snapshot());
+            }
             DriverEvent::Shutdown => {
                 tracing::info!("shutting down: finishing in-flight writes");
                 self.shutting_down = true;
             }
+        }
+    }
+
+    /// The core's figures, for metrics and health.
+    pub fn snapshot(&self) -> PeerSnapshot {
+        PeerSnapshot {
+            stats: self.peer.stats().clone(),
+            connections: self.peer.connections(),
+            links: self.peer.links(),
+            subscribed_souls: self.peer.subscribed_souls(),
+            pending_store_ops: self.peer.pending_store_ops(),
+            puts_verifying: self.peer.puts_verifying(),
+            held_frames: self.held_frames.len(),
+            remotes: self.peer.remotes(),
+            shutting_down: self.shutting_down,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod driver;
 pub mod gun;
 pub mod local;
+pub mod metrics;
 pub mod open_socket;
 pub mod peer_url;
 pub mod rest;

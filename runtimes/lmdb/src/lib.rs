@@ -37,6 +37,60 @@ impl std::error::Error for OpenError {}
 pub struct LmdbStore {
     env: &'static Env,
     fields: Database<'static, Bytes, Bytes>,
+    /// Counters kept beside the data: the number of nodes.
+    meta: Database<'static, Bytes, Bytes>,
+    nodes: u64,
+}
+
+const NODES_KEY: &[u8] = b"nodes";
+
+/// How big the store is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Nodes stored (souls with at least one field).
+    pub nodes: u64,
+    /// Fields stored.
+    pub fields: u64,
+    /// Bytes of the map in use (pages up to the last one written).
+    pub used_bytes: u64,
+    /// The most the map may grow to.
+    pub map_bytes: u64,
+}
+
+/// Reads [`StoreStats`] of a store, from any thread, without disturbing its writer.
+#[derive(Clone, Copy)]
+pub struct StatsReader {
+    env: &'static Env,
+    fields: Database<'static, Bytes, Bytes>,
+    meta: Database<'static, Bytes, Bytes>,
+}
+
+impl StatsReader {
+    /// The store's size now (as of its last commit).
+    pub fn read(&self) -> Result<StoreStats, String> {
+        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        let fields = self.fields.len(&rtxn).map_err(|e| e.to_string())?;
+        let nodes = self
+            .meta
+            .get(&rtxn, NODES_KEY)
+            .map_err(|e| e.to_string())?
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes);
+        let info = self.env.info();
+        let page = self.env.unnamed_database_stat().page_size as u64;
+        Ok(StoreStats {
+            nodes,
+            fields,
+            used_bytes: (info.last_page_number as u64 + 1) * page,
+            map_bytes: info.map_size as u64,
+        })
+    }
+}
+
+impl std::fmt::Debug for StatsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsReader")
+    }
 }
 
 /// Default LMDB map size: the most the database may grow to. LMDB reserves address space, not disk.
@@ -51,18 +105,64 @@ impl LmdbStore {
         options.map_size(map_size).max_dbs(4);
         let env = open_once(&options, dir)?;
         let wtxn = env.write_txn().map_err(lmdb("begin"))?;
-        let fields = env
+        let (fields, meta) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
-                opener
+                let fields = opener
                     .database_options()
                     .types::<Bytes, Bytes>()
                     .name("fields")
-                    .create(wtxn)
-                    .map(CommitOrAbort::<_, ()>::Commit)
+                    .create(wtxn)?;
+                let meta = opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name("meta")
+                    .create(wtxn)?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((fields, meta)))
             })
             .map_err(lmdb("create database"))?
             .unwrap_commit();
-        Ok(LmdbStore { env, fields })
+        let mut store = LmdbStore {
+            env,
+            fields,
+            meta,
+            nodes: 0,
+        };
+        store.nodes = store.load_node_count().map_err(lmdb("count nodes"))?;
+        Ok(store)
+    }
+
+    /// The node count kept in `meta`; counted once from the fields if it is not there yet (a
+    /// store written before it was kept).
+    fn load_node_count(&self) -> heed::Result<u64> {
+        let mut wtxn = self.env.write_txn()?;
+        if let Some(bytes) = self.meta.get(&wtxn, NODES_KEY)? {
+            if let Ok(count) = <[u8; 8]>::try_from(bytes) {
+                return Ok(u64::from_le_bytes(count));
+            }
+        }
+        let mut count = 0u64;
+        let mut last: Option<String> = None;
+        for entry in self.fields.iter(&wtxn)? {
+            let (key, _) = entry?;
+            if let Some((soul, _)) = split_key(key) {
+                if last.as_deref() != Some(soul.as_str()) {
+                    count += 1;
+                    last = Some(soul);
+                }
+            }
+        }
+        self.meta.put(&mut wtxn, NODES_KEY, &count.to_le_bytes())?;
+        wtxn.commit()?;
+        Ok(count)
+    }
+
+    /// A handle for reading the store's size from any thread.
+    pub fn stats_reader(&self) -> StatsReader {
+        StatsReader {
+            env: self.env,
+            fields: self.fields,
+            meta: self.meta,
+        }
     }
 
     /// Flushes to disk. Commits are synchronous already; this is for an orderly shutdown.
@@ -81,8 +181,10 @@ impl LmdbStore {
         wtxn: &mut RwTxn<'_>,
         soul: &Soul,
         fields: &[(Key, Field)],
+        new_nodes: &mut u64,
     ) -> heed::Result<StoreResult> {
         let prefix = soul_prefix(soul);
+        let was_empty = self.fields.prefix_iter(wtxn, &prefix)?.next().is_none();
         let mut key = prefix.clone();
         let mut changed = Vec::new();
         for (k, incoming) in fields {
@@ -100,6 +202,9 @@ impl LmdbStore {
                 self.fields.put(wtxn, &key, &encode_field(&f))?;
                 changed.push((k.clone(), f));
             }
+        }
+        if was_empty && !changed.is_empty() {
+            *new_nodes += 1;
         }
         Ok(StoreResult::Merged { changed })
     }
@@ -302,13 +407,16 @@ fn lmdb(what: &'static str) -> impl Fn(heed::Error) -> OpenError {
 
 impl Store for LmdbStore {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
-        let run = || -> heed::Result<Vec<StoreResult>> {
+        let mut run = || -> heed::Result<Vec<StoreResult>> {
             let mut wtxn = self.env.write_txn()?;
             let mut results = Vec::with_capacity(ops.len());
+            let mut new_nodes = 0u64;
             for op in &ops {
                 results.push(match op {
                     // A failed write leaves the transaction unusable: the whole batch fails.
-                    StoreOp::Merge { soul, fields, .. } => self.merge(&mut wtxn, soul, fields)?,
+                    StoreOp::Merge { soul, fields, .. } => {
+                        self.merge(&mut wtxn, soul, fields, &mut new_nodes)?
+                    }
                     // A failed read fails only itself.
                     StoreOp::Read { query, .. } => match self.read(&wtxn, query) {
                         Ok(nodes) => StoreResult::Read { nodes },
@@ -319,7 +427,12 @@ impl Store for LmdbStore {
                 });
             }
             if ops.iter().any(|op| matches!(op, StoreOp::Merge { .. })) {
+                let nodes = self.nodes + new_nodes;
+                if new_nodes > 0 {
+                    self.meta.put(&mut wtxn, NODES_KEY, &nodes.to_le_bytes())?;
+                }
                 wtxn.commit()?;
+                self.nodes = nodes;
             } else {
                 // A read-only batch has nothing to make durable.
                 wtxn.abort();
@@ -608,5 +721,62 @@ mod tests {
         let got = lmdb.apply(ops);
         assert_eq!(got, expected);
         assert_eq!(lmdb.field_count().unwrap(), 7);
+    }
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+    use fibergun::store::OpId;
+
+    fn merge(op: u64, soul: &str, key: &str) -> StoreOp {
+        StoreOp::Merge {
+            op: OpId(op),
+            soul: Soul::new(soul).unwrap(),
+            fields: vec![(
+                Key::new(key).unwrap(),
+                Field {
+                    value: Value::Number(1.0),
+                    state: State::new(op as f64).unwrap(),
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn nodes_and_fields_are_counted_and_the_count_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        let reader = store.stats_reader();
+        assert_eq!(reader.read().unwrap().nodes, 0);
+        store.apply(vec![
+            merge(1, "a", "x"),
+            merge(2, "a", "y"),
+            merge(3, "b", "x"),
+        ]);
+        store.apply(vec![merge(4, "a", "z"), merge(5, "c", "x")]);
+        let stats = reader.read().unwrap();
+        assert_eq!((stats.nodes, stats.fields), (3, 5));
+        assert!(stats.used_bytes > 0 && stats.used_bytes <= stats.map_bytes);
+        // Opened again (in this process, the same environment), the count is read back.
+        let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        assert_eq!(store.stats_reader().read().unwrap().nodes, 3);
+    }
+
+    #[test]
+    fn a_store_without_the_count_is_counted_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        store.apply(vec![
+            merge(1, "a", "x"),
+            merge(2, "b", "x"),
+            merge(3, "b", "y"),
+        ]);
+        // As a store written before the count existed.
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.meta.delete(&mut wtxn, NODES_KEY).unwrap();
+        wtxn.commit().unwrap();
+        let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        assert_eq!(store.stats_reader().read().unwrap().nodes, 2);
     }
 }

@@ -90,6 +90,8 @@ pub struct HttpContext {
     pub gun: fibergun_host::gun::Gun,
     /// The REST routes' body limit and CORS origins.
     pub rest: fibergun_host::rest::RestConfig,
+    /// Reads the store's size, for metrics.
+    pub store_stats: fibergun_lmdb::StatsReader,
 }
 
 /// A response body: whole, or streamed (Server-Sent Events).
@@ -151,12 +153,64 @@ async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
             })
         }
         "/" => json_reply(StatusCode::OK, fibergun_host::server_info_json()),
+        "/metrics" => {
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            metrics(&ctx, accept).await
+        }
+        "/health" => health(&ctx).await,
         p if p.starts_with(fibergun_host::rest::DATA_PREFIX) => crate::rest::data(req, &ctx).await,
         p if p.starts_with(fibergun_host::rest::SUBSCRIBE_PREFIX) => {
             crate::rest::subscribe(req, &ctx)
         }
         _ => error_reply(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// The core's figures, asked of the driver; `None` if it does not answer within a second.
+async fn peer_snapshot(ctx: &HttpContext) -> Option<fibergun_host::metrics::PeerSnapshot> {
+    let (tx, rx) = smol::channel::bounded(1);
+    ctx.events.send(DriverEvent::Metrics(tx)).await.ok()?;
+    smol::future::or(async { rx.recv().await.ok() }, async {
+        async_io::Timer::after(std::time::Duration::from_secs(1)).await;
+        None
+    })
+    .await
+}
+
+/// `/metrics`: OpenMetrics text for scrapers that ask for it, Prometheus text for the rest.
+async fn metrics(ctx: &HttpContext, accept: Option<String>) -> Reply {
+    use fibergun_host::metrics as m;
+    let Some(peer) = peer_snapshot(ctx).await else {
+        return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the core is not answering");
+    };
+    let store = ctx.store_stats.read().ok();
+    let text = m::render(peer, store);
+    let (text, content_type) = if m::wants_openmetrics(accept.as_deref()) {
+        (text, m::CONTENT_TYPE)
+    } else {
+        (m::to_prometheus_text(&text), m::PROMETHEUS_CONTENT_TYPE)
+    };
+    let mut r = Response::new(full(text));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// `/health`: 200 when ready, 503 when not, with what is wrong.
+async fn health(ctx: &HttpContext) -> Reply {
+    let peer = peer_snapshot(ctx).await;
+    let store = ctx.store_stats.read();
+    let (ready, body) = fibergun_host::metrics::health_json(peer.as_ref(), &store);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_reply(status, body)
 }
 
 /// Whether a request asks to become a WebSocket.

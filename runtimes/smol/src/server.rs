@@ -110,6 +110,7 @@ pub fn serve_with(
     let peer = config.new_peer()?;
     let store = LmdbStore::open(&config.data_dir, config.map_size)
         .map_err(|e| ServerError(e.to_string()))?;
+    let store_stats = store.stats_reader();
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
         .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener
@@ -161,6 +162,7 @@ pub fn serve_with(
         open_sockets: Default::default(),
         gun: Gun::connect(&connector),
         rest: config.rest.clone(),
+        store_stats,
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
