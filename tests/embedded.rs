@@ -130,11 +130,14 @@ fn the_chain_api_reads_and_writes_the_graph() {
     let milk_now = items.iter().find(|(k, _)| *k == key).unwrap();
     assert_eq!(milk_now.1, json!({"text": "milk", "done": true}));
 
-    // delete: a key, then a whole node; map leaves deleted items out.
+    // delete: an item (its key in the set becomes null, so map leaves it out), then a value.
     todos.get(&key).delete_blocking().unwrap();
+    assert_eq!(todos.get(&key).once_blocking().unwrap(), Some(Json::Null));
+    assert_eq!(todos.map().once_blocking().unwrap().len(), 1);
     assert_eq!(
-        todos.get(&key).once_blocking().unwrap(),
-        Some(json!({"text": null, "done": null}))
+        todos.get(&key).delete_blocking().unwrap(),
+        None,
+        "already deleted"
     );
     gun.get("people")
         .get("ann")

@@ -139,7 +139,8 @@ fn data_routes_read_write_and_delete_the_graph() {
         json!(true)
     );
 
-    // DELETE writes tombstones: a value, then a whole node.
+    // DELETE writes tombstones: a value; an item of a set (unlinked, as GUN deletes); and, for
+    // a soul alone, every field of the node.
     assert_eq!(api.delete("/api/v1/data/people/ann/age").0, StatusCode::OK);
     assert_eq!(api.get("/api/v1/data/people/ann/age").1, Json::Null);
     assert_eq!(
@@ -148,8 +149,12 @@ fn data_routes_read_write_and_delete_the_graph() {
     );
     assert_eq!(
         api.get(&format!("/api/v1/data/todos/ann/{key}")).1,
-        json!({"text": null, "done": null})
+        Json::Null
     );
+    let (_, items) = api.get("/api/v1/data/todos/ann?depth=1");
+    assert_eq!(items[&key], Json::Null, "the item is unlinked from the set");
+    assert_eq!(api.delete("/api/v1/data/todos").0, StatusCode::OK);
+    assert_eq!(api.get("/api/v1/data/todos/ann").1, Json::Null);
 
     // Missing things are 404 with a JSON error.
     assert_eq!(api.get("/api/v1/data/nobody").0, StatusCode::NOT_FOUND);

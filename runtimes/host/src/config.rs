@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub verify_threads: usize,
     /// The REST API's body limit and CORS origins.
     pub rest: crate::rest::RestConfig,
+    /// A folder served at `/` (`--static`).
+    pub static_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             peers: Vec::new(),
             verify_threads: default_threads(),
             rest: crate::rest::RestConfig::default(),
+            static_dir: None,
         }
     }
 }
@@ -73,6 +76,14 @@ impl ServerConfig {
         self.limits
             .validate()
             .map_err(|e| ServerError(format!("invalid limits: {e}")))?;
+        if let Some(dir) = &self.static_dir {
+            if !dir.is_dir() {
+                return Err(ServerError(format!(
+                    "--static {}: no such folder",
+                    dir.display()
+                )));
+            }
+        }
         self.peers
             .iter()
             .map(|p| PeerUrl::parse(p).map(|u| u.ws_url).map_err(ServerError))
@@ -140,6 +151,9 @@ pub struct ServeArgs {
     /// `https://app.example`; `*` allows any. Repeat for several. None by default.
     #[arg(long = "cors-origin", value_name = "ORIGIN")]
     pub cors_origins: Vec<String>,
+    /// A folder to serve at `/` (web pages, GUN JS's browser bundle).
+    #[arg(long = "static", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -168,6 +182,7 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_bytes,
                 cors_origins: self.cors_origins,
             },
+            static_dir: self.static_dir,
             ..ServerConfig::default()
         }
     }

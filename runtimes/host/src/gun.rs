@@ -314,20 +314,29 @@ impl Chain {
         block_on(self.set(value))
     }
 
-    /// Deletes what is here: a value becomes `null`; a node has every field set to `null`
-    /// (GUN's tombstones; the node stays, empty).
+    /// Deletes what is here, as GUN does: the key this chain ends in is set to `null` in its
+    /// parent (so a node linked there drops out of `map`); a chain that is only a soul has every
+    /// field of its node set to `null`. `None` when there was nothing to delete.
     pub async fn delete(&self) -> Result<Option<Written>, GunError> {
+        if self.path.len() >= 2 {
+            if self.load(0).await?.is_none_or(|v| v.is_null()) {
+                return Ok(None);
+            }
+            return self.put(&Json::Null).await.map(Some);
+        }
         match self.load(0).await? {
-            None => Ok(None),
-            Some(Json::Object(fields)) if !is_link(&fields) => {
-                let nulls: serde_json::Map<String, Json> =
-                    fields.keys().map(|k| (k.clone(), Json::Null)).collect();
+            Some(Json::Object(fields)) => {
+                let nulls: serde_json::Map<String, Json> = fields
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, _)| (k, Json::Null))
+                    .collect();
                 if nulls.is_empty() {
                     return Ok(None);
                 }
                 self.put(&Json::Object(nulls)).await.map(Some)
             }
-            Some(_) => self.put(&Json::Null).await.map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -474,8 +483,4 @@ fn written(reply: Reply) -> Result<Written, GunError> {
         Reply::Written { soul, key } => Ok(Written { soul, key }),
         other => Err(GunError::Refused(format!("unexpected reply {other:?}"))),
     }
-}
-
-fn is_link(fields: &serde_json::Map<String, Json>) -> bool {
-    fields.len() == 1 && fields.contains_key("#")
 }

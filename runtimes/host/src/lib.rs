@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod open_socket;
 pub mod peer_url;
 pub mod rest;
+pub mod static_files;
 pub mod store_thread;
 pub mod verifier;
 pub mod workers;

@@ -92,6 +92,8 @@ pub struct HttpContext {
     pub rest: fibergun_host::rest::RestConfig,
     /// Reads the store's size, for metrics.
     pub store_stats: fibergun_lmdb::StatsReader,
+    /// The folder served at `/`, if any.
+    pub static_dir: Option<std::path::PathBuf>,
 }
 
 /// A response body: whole, or streamed (Server-Sent Events).
@@ -152,7 +154,9 @@ async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
                 run_socket(ws, task_ctx, None)
             })
         }
-        "/" => json_reply(StatusCode::OK, fibergun_host::server_info_json()),
+        "/" if ctx.static_dir.is_none() => {
+            json_reply(StatusCode::OK, fibergun_host::server_info_json())
+        }
         "/metrics" => {
             let accept = req
                 .headers()
@@ -166,8 +170,42 @@ async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
         p if p.starts_with(fibergun_host::rest::SUBSCRIBE_PREFIX) => {
             crate::rest::subscribe(req, &ctx)
         }
-        _ => error_reply(StatusCode::NOT_FOUND, "not found"),
+        _ => static_file(&req, &ctx).await,
     }
+}
+
+/// A file of the `--static` folder.
+async fn static_file(req: &Request<Incoming>, ctx: &HttpContext) -> Reply {
+    use fibergun_host::static_files::{content_type, resolve, NotServed};
+    let Some(root) = &ctx.static_dir else {
+        return error_reply(StatusCode::NOT_FOUND, "not found");
+    };
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return error_reply(StatusCode::METHOD_NOT_ALLOWED, "static files are read-only");
+    }
+    let file = match resolve(root, req.uri().path()) {
+        Ok(file) => file,
+        Err(NotServed::NotFound) => return error_reply(StatusCode::NOT_FOUND, "not found"),
+        Err(NotServed::TooLarge) => {
+            return error_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the file is too large to serve",
+            )
+        }
+    };
+    let bytes = match smol::fs::read(&file).await {
+        Ok(bytes) => bytes,
+        Err(_) => return error_reply(StatusCode::NOT_FOUND, "not found"),
+    };
+    let body = if req.method() == hyper::Method::HEAD {
+        full(Bytes::new())
+    } else {
+        full(bytes)
+    };
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type(&file)));
+    r
 }
 
 /// The core's figures, asked of the driver; `None` if it does not answer within a second.

@@ -163,6 +163,7 @@ pub fn serve_with(
         gun: Gun::connect(&connector),
         rest: config.rest.clone(),
         store_stats,
+        static_dir: config.static_dir.clone(),
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
