@@ -1,5 +1,6 @@
-//! The node packages the tests run (npm `gun@0.2020.1241`, pinned by tests/interop/package-lock.json),
-//! installed with `npm ci` when missing or not the locked version. Shared by every test that runs
+//! The node packages the tests run (npm `gun@0.2020.1241` and `playwright-core`, pinned by
+//! tests/interop/package-lock.json; GUN JS for the example pages, pinned by
+//! examples/package-lock.json), installed with `npm ci` when missing or not the locked version. Shared by every test that runs
 //! GUN JS.
 
 // Each test binary uses a different subset of these helpers.
@@ -25,51 +26,82 @@ pub fn interop_dir() -> PathBuf {
     dir.join("tests").join("interop")
 }
 
-/// Install the node dependencies once (`npm ci` from the committed package-lock.json) if they are missing.
-/// `OnceLock::get_or_init` makes parallel tests wait for the one install instead of racing it.
+/// Install the node dependencies of the interop scripts once (`npm ci` from the committed
+/// package-lock.json) if they are missing or not the locked versions. `OnceLock::get_or_init`
+/// makes parallel tests wait for the one install instead of racing it.
 pub fn ensure_node_deps() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = READY.get_or_init(|| {
-        let dir = interop_dir();
-        let locked = gun_version(&dir.join("package-lock.json"), &["packages", "node_modules/gun"]);
-        let installed = gun_version(&dir.join("node_modules/gun/package.json"), &[]);
-        if installed.is_some() && installed == locked {
-            return Ok(());
-        }
-        eprintln!(
-            "interop: installing node deps with `npm ci` in {}",
-            dir.display()
-        );
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run npm (is node/npm installed?): {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "`npm ci` in {} failed ({}):\n{}\n{}",
-                dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let installed = gun_version(&dir.join("node_modules/gun/package.json"), &[]);
-        if installed.is_none() || installed != locked {
-            return Err(format!(
-                "after `npm ci`, node_modules/gun is {installed:?}, package-lock.json says {locked:?}"
-            ));
-        }
-        Ok(())
-    });
+    let r = READY.get_or_init(|| npm_ci_if_needed(&interop_dir(), &["gun", "playwright-core"]));
     if let Err(e) = r {
         panic!("node dependencies for the interop tests are not available: {e}");
     }
 }
 
+/// The folder of the example pages (served with `--static`).
+pub fn examples_dir() -> PathBuf {
+    interop_dir().join("../../examples")
+}
+
+/// Install GUN JS for the example pages once (`npm ci` in examples/), as [`ensure_node_deps`].
+pub fn ensure_example_deps() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| npm_ci_if_needed(&examples_dir(), &["gun"]));
+    if let Err(e) = r {
+        panic!("node dependencies of the examples are not available: {e}");
+    }
+}
+
+/// Runs `npm ci` in `dir` unless every one of `packages` is installed at its locked version.
+fn npm_ci_if_needed(dir: &std::path::Path, packages: &[&str]) -> Result<(), String> {
+    let versions = || -> Vec<(Option<String>, Option<String>)> {
+        packages
+            .iter()
+            .map(|p| {
+                let locked = package_version(
+                    &dir.join("package-lock.json"),
+                    &["packages", &format!("node_modules/{p}")],
+                );
+                let installed =
+                    package_version(&dir.join(format!("node_modules/{p}/package.json")), &[]);
+                (locked, installed)
+            })
+            .collect()
+    };
+    let current = |v: &[(Option<String>, Option<String>)]| {
+        v.iter()
+            .all(|(locked, installed)| locked.is_some() && locked == installed)
+    };
+    if current(&versions()) {
+        return Ok(());
+    }
+    eprintln!("installing node deps with `npm ci` in {}", dir.display());
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run npm (is node/npm installed?): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`npm ci` in {} failed ({}):\n{}\n{}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let after = versions();
+    if !current(&after) {
+        return Err(format!(
+            "after `npm ci` in {}, (locked, installed) versions of {packages:?} are {after:?}",
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 /// The `version` field of the JSON object found at `path` inside the JSON file `file`.
-fn gun_version(file: &std::path::Path, path: &[&str]) -> Option<String> {
+fn package_version(file: &std::path::Path, path: &[&str]) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
     let mut v: serde_json::Value = serde_json::from_str(&text).ok()?;
     for p in path {
