@@ -25,7 +25,8 @@ pub struct Server {
     addr: SocketAddr,
     events: SyncSender<DriverEvent>,
     stopping: Arc<AtomicBool>,
-    acceptor: JoinHandle<()>,
+    /// None for an embedded server, which listens nowhere.
+    acceptor: Option<JoinHandle<()>>,
     driver: JoinHandle<()>,
     store: JoinHandle<()>,
     verifier: Verifiers,
@@ -37,25 +38,51 @@ impl Server {
     /// Opens the store, binds the listener and starts every thread. Returns once the server is
     /// accepting connections.
     pub fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        Server::start_with(config, true)
+    }
+
+    /// A server that listens nowhere: its only connections are in-process ones
+    /// ([`Server::connector`], [`Server::gun`]), for a program that serves `/gun` and the REST
+    /// routes through its own HTTP stack (see the axum example). `config.listen` is not used.
+    pub fn embedded(config: ServerConfig) -> Result<Server, ServerError> {
+        Server::start_with(config, false)
+    }
+
+    fn start_with(config: ServerConfig, listen: bool) -> Result<Server, ServerError> {
         let peer = config.new_peer()?;
         let store = LmdbStore::open(&config.data_dir, config.map_size)
             .map_err(|e| ServerError(e.to_string()))?;
-        let listener = TcpListener::bind(config.listen)
-            .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServerError(e.to_string()))?;
+        let listener = if listen {
+            Some(
+                TcpListener::bind(config.listen)
+                    .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?,
+            )
+        } else {
+            None
+        };
+        let addr = match &listener {
+            Some(l) => l.local_addr().map_err(|e| ServerError(e.to_string()))?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
 
         let (events_tx, events_rx) = std::sync::mpsc::sync_channel::<DriverEvent>(4096);
         let to_driver = events_tx.clone();
         let workers = Workers::start(store, config.verify_threads, move |event| {
             let _ = to_driver.send(event);
         });
-        tracing::info!(
-            pid = peer.pid(),
-            "fibergun (threads) listening on ws://{addr}/gun, data in {}",
-            config.data_dir.display()
-        );
+        if listen {
+            tracing::info!(
+                pid = peer.pid(),
+                "fibergun (threads) listening on ws://{addr}/gun, data in {}",
+                config.data_dir.display()
+            );
+        } else {
+            tracing::info!(
+                pid = peer.pid(),
+                "fibergun (threads) embedded, data in {}",
+                config.data_dir.display()
+            );
+        }
         let inbound = inbound_budget(&config.limits);
         let next_conn = Arc::new(AtomicU64::new(1));
         let local_events = events_tx.clone();
@@ -89,9 +116,12 @@ impl Server {
         let stopping = Arc::new(AtomicBool::new(false));
         let accept_ctx = sockets.clone();
         let accept_stop = stopping.clone();
-        let acceptor = spawn("fibergun-accept", move || {
-            accept(listener, accept_ctx, accept_stop)
-        })?;
+        let acceptor = match listener {
+            Some(listener) => Some(spawn("fibergun-accept", move || {
+                accept(listener, accept_ctx, accept_stop)
+            })?),
+            None => None,
+        };
         Ok(Server {
             addr,
             events: events_tx,
@@ -116,7 +146,7 @@ impl Server {
         Gun::connect(&self.connector)
     }
 
-    /// The address it listens on.
+    /// The address it listens on (`0.0.0.0:0` for an [embedded](Server::embedded) server).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -125,9 +155,11 @@ impl Server {
     /// and syncs the store. Blocks until done.
     pub fn shutdown(self) {
         self.stopping.store(true, Ordering::SeqCst);
-        // Wake the acceptor from its blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        let _ = self.acceptor.join();
+        if let Some(acceptor) = self.acceptor {
+            // Wake the acceptor from its blocking accept.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let _ = acceptor.join();
+        }
         let _ = self.events.send(DriverEvent::Shutdown);
         drop(self.events);
         let _ = self.driver.join();
