@@ -20,7 +20,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(args.into_config()) {
+    let config = args.into_config();
+    if config.static_dir.is_some()
+        || !config.rest.cors_origins.is_empty()
+        || config.rest.max_body_bytes != fibergun_host::rest::RestConfig::default().max_body_bytes
+    {
+        eprintln!(
+            "fibergun-threads: --static, --cors-origin and --max-body-bytes are for the HTTP routes \
+             (REST, metrics, static files), which the `fibergun` binary serves; this one serves /gun only"
+        );
+        return ExitCode::from(2);
+    }
+    let server = match Server::start(config) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("fibergun: {e}");
