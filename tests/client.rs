@@ -126,6 +126,17 @@ impl World {
     }
 }
 
+/// A relay whose pages are small (2 KiB of values), so answers come in several.
+fn small_pages() -> Config {
+    Config {
+        limits: Limits {
+            batch_frame_bytes: 4096,
+            ..Limits::default()
+        },
+        ..Config::default()
+    }
+}
+
 #[test]
 fn a_nested_object_is_written_as_linked_nodes_and_read_back_as_a_tree() {
     let mut w = World::new(2);
@@ -279,17 +290,7 @@ fn bad_values_are_refused_before_sending_and_relay_errors_come_back() {
 
 #[test]
 fn a_node_larger_than_a_page_is_read_whole() {
-    let limits = Limits {
-        batch_frame_bytes: 4096,
-        ..Limits::default()
-    };
-    let mut w = World::with_config(
-        1,
-        Config {
-            limits,
-            ..Config::default()
-        },
-    );
+    let mut w = World::with_config(1, small_pages());
     let mut big = serde_json::Map::new();
     for i in 0..200 {
         big.insert(format!("k{i:03}"), json!("x".repeat(100)));
@@ -298,13 +299,7 @@ fn a_node_larger_than_a_page_is_read_whole() {
     // A fresh client reads it from a relay that has not cached it: the answer comes page by
     // page from the store.
     w.clients.push((200, Client::new(99, Limits::default())));
-    w.restart_relay(Config {
-        limits: Limits {
-            batch_frame_bytes: 4096,
-            ..Limits::default()
-        },
-        ..Config::default()
-    });
+    w.restart_relay(small_pages());
     let node = w.read(1, &["big"], 0).unwrap();
     assert_eq!(node.as_object().unwrap().len(), 200);
     // On the wire: several replies, every one but the last marked as having more to come.
@@ -319,17 +314,7 @@ fn a_node_larger_than_a_page_is_read_whole() {
 
 #[test]
 fn a_paged_answer_whose_last_page_is_empty_still_ends() {
-    let limits = Limits {
-        batch_frame_bytes: 4096,
-        ..Limits::default()
-    };
-    let mut w = World::with_config(
-        1,
-        Config {
-            limits,
-            ..Config::default()
-        },
-    );
+    let mut w = World::with_config(1, small_pages());
     // Two values of 1,024 bytes fill the first page (2,048 bytes) exactly, so the page after
     // it is empty.
     let mut exact = serde_json::Map::new();
@@ -337,13 +322,7 @@ fn a_paged_answer_whose_last_page_is_empty_still_ends() {
         exact.insert(format!("k{i}"), json!("y".repeat(1024)));
     }
     w.put(0, &["exact"], Json::Object(exact));
-    w.restart_relay(Config {
-        limits: Limits {
-            batch_frame_bytes: 4096,
-            ..Limits::default()
-        },
-        ..Config::default()
-    });
+    w.restart_relay(small_pages());
     w.relay.connect(300);
     w.relay.frame(300, r##"{"#":"raw","get":{"#":"exact"}}"##);
     let replies = w.relay.replies_to(300, "raw");

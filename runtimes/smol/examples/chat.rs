@@ -9,25 +9,12 @@
 //! through the Rust chain API: it prints every message, and answers `!time` with the time.
 //! Over REST: `curl -X POST localhost:8765/api/v1/data/chat/lobby -d '{"who":"curl","text":"hi","at":1}'`.
 
-use std::path::PathBuf;
+mod support;
 
-use fibergun_smol::{Server, ServerConfig};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let listen = args.next().unwrap_or_else(|| "127.0.0.1:8765".into());
-    let data = args.next().unwrap_or_else(|| "./chat-data".into());
-    let pages = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
-    if !pages.join("node_modules/gun/gun.js").is_file() {
-        return Err("GUN JS is missing: run `npm ci --prefix examples` first".into());
-    }
-    let server = Server::start(ServerConfig {
-        listen: listen.parse()?,
-        data_dir: data.into(),
-        static_dir: Some(pages),
-        ..ServerConfig::default()
-    })?;
+    let server = support::start_server("./chat-data")?;
     println!("chat at http://{}/chat/?room=lobby", server.local_addr());
 
     let gun = server.gun();
