@@ -91,6 +91,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod cache;
 pub mod client;
 pub mod dedup;

@@ -148,6 +148,14 @@ impl Harness {
         });
     }
 
+    /// Reports who is at the other end of connection `conn`.
+    pub fn authenticate(&mut self, conn: u64, principal: crate::access::Principal) {
+        self.input(Input::Authenticated {
+            conn: ConnId(conn),
+            principal,
+        });
+    }
+
     /// Reports that the dial of `remote` connected, as connection `conn`.
     pub fn dialled(&mut self, remote: RemoteId, conn: u64) {
         self.input(Input::Dialled {

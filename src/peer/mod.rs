@@ -67,6 +67,8 @@ pub struct Config {
     /// Take every write without SEA's rules (only for a deployment that trusts every client).
     /// Off by default: user spaces take only their owner's signed writes.
     pub trust_all_writes: bool,
+    /// Who may read and write what ([`crate::access`]); everything is open when `None`.
+    pub access: Option<std::sync::Arc<dyn crate::access::AccessPolicy>>,
 }
 
 /// Something that happened outside the core.
@@ -78,6 +80,15 @@ pub enum Input<'a> {
         conn: ConnId,
         /// Who dialled.
         direction: Direction,
+    },
+    /// The runtime authenticated who is at the other end of a connection (at its HTTP
+    /// upgrade, say). Until then, and without it, a connection is anonymous; a peer this one
+    /// dialled is [`Principal::Peer`](crate::access::Principal::Peer).
+    Authenticated {
+        /// Which connection.
+        conn: ConnId,
+        /// Who.
+        principal: crate::access::Principal,
     },
     /// A text frame arrived.
     Frame {
@@ -263,6 +274,8 @@ struct Conn {
     remote: Option<RemoteId>,
     /// The runtime reported its queue congested and not yet drained.
     congested: bool,
+    /// Who is at the other end, for the access policy.
+    principal: crate::access::Principal,
 }
 
 /// A put waiting for its parts to commit.
@@ -320,6 +333,8 @@ struct Stream {
     budget_left: Option<u64>,
     /// Where the last page ended.
     after: Option<(Soul, Key)>,
+    /// The last node sent, for the end of a paged answer.
+    last_sent: Option<Soul>,
     sent_any: bool,
     /// Waiting for the connection's queue to drain before reading the next page.
     paused: bool,
@@ -370,6 +385,7 @@ pub struct Peer {
     /// Storage was at its limit when the frame being handled arrived.
     frame_refused_as_busy: bool,
     trust_all_writes: bool,
+    access: Option<std::sync::Arc<dyn crate::access::AccessPolicy>>,
     /// Puts waiting for their signature checks, by check id.
     parked: HashMap<u64, authority::Parked>,
     next_verify: u64,
@@ -419,6 +435,7 @@ impl Peer {
             hasher,
             frame_refused_as_busy: false,
             trust_all_writes: config.trust_all_writes,
+            access: config.access.clone(),
             parked: HashMap::default(),
             next_verify: 0,
         };
@@ -490,6 +507,14 @@ impl Peer {
         self.advance(now);
         match input {
             Input::Connected { conn, direction } => self.on_connected(conn, direction),
+            Input::Authenticated { conn, principal } => {
+                let c = self
+                    .conns
+                    .get_mut(&conn)
+                    .ok_or(ApiMisuse::UnknownConn(conn))?;
+                c.principal = principal;
+                Ok(())
+            }
             Input::Frame { conn, text } => self.on_frame(conn, text),
             Input::Binary { conn, bytes } => self.on_binary(conn, bytes),
             Input::Disconnected { conn } => self.on_disconnected(conn),
@@ -572,6 +597,24 @@ impl Peer {
         }
     }
 
+    /// Whether `conn` may read `soul` under the access policy.
+    fn may_read(&self, conn: ConnId, soul: &str) -> bool {
+        match (&self.access, self.conns.get(&conn)) {
+            (None, _) => true,
+            (Some(policy), Some(c)) => policy.may_read(&c.principal, soul),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether `conn` may write `soul` under the access policy.
+    fn may_write(&self, conn: ConnId, soul: &str) -> bool {
+        match (&self.access, self.conns.get(&conn)) {
+            (None, _) => true,
+            (Some(policy), Some(c)) => policy.may_write(&c.principal, soul),
+            (Some(_), None) => false,
+        }
+    }
+
     fn send(&mut self, conn: ConnId, message: String) {
         if self.conns.contains_key(&conn) {
             self.outbox.push(conn, message);
@@ -638,6 +681,7 @@ impl Peer {
                 outbound: direction == Direction::Outbound,
                 remote: None,
                 congested: false,
+                principal: crate::access::Principal::Anonymous,
             },
         );
         if self.next_keepalive.is_none() {

@@ -36,6 +36,13 @@ impl Peer {
         else {
             unreachable!("soul-range GETs are handled by on_souls_get");
         };
+        if !self.may_read(conn, soul.as_str()) {
+            let id = self.new_id();
+            let text = format!("Access denied: this connection may not read '{soul}'.");
+            self.stats.errors.count(ErrorKind::Unauthorized);
+            self.send(conn, wire::error_reply(&id, &msg_id, &text));
+            return;
+        }
         if !self.subs.subscribe(conn, soul) {
             self.refuse(
                 conn,
@@ -88,6 +95,7 @@ impl Peer {
                 pages: 0,
                 budget_left: budget_given,
                 after: None,
+                last_sent: None,
                 sent_any: false,
                 paused: false,
             });
@@ -161,6 +169,7 @@ impl Peer {
             pages: 0,
             budget_left: budget,
             after: None,
+            last_sent: None,
             sent_any: false,
             paused: false,
         });
@@ -225,7 +234,7 @@ impl Peer {
             if let (Some(soul), true) = (s.cache_as.take(), first_page) {
                 self.cache.insert(soul, Default::default());
             }
-            if let (true, Some((soul, _))) = (s.sent_any, &s.after) {
+            if let (true, Some(soul)) = (s.sent_any, &s.last_sent) {
                 // The previous page said more would come; it was the last.
                 let id = self.new_id();
                 let end = wire::end_of_answer(&id, &s.msg_id, soul.as_str());
@@ -251,16 +260,44 @@ impl Peer {
         }
         let budget_spent = s.budget_left.is_some_and(|left| left <= spent);
         let more_pages = !complete && !budget_spent;
-        for reply in self.replies_for(&s.msg_id, &nodes, more_pages) {
-            self.send(s.conn, reply);
+        // Souls the asker may not read are left out of a range answer.
+        let visible: std::borrow::Cow<'_, [Node]> = if self.access.is_none() {
+            std::borrow::Cow::Borrowed(&nodes)
+        } else {
+            let conn = s.conn;
+            std::borrow::Cow::Owned(
+                nodes
+                    .iter()
+                    .filter(|n| self.may_read(conn, n.soul.as_str()))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        if let Some(shown) = visible.last() {
+            s.last_sent = Some(shown.soul.clone());
+            for reply in self.replies_for(&s.msg_id, &visible, more_pages) {
+                self.send(s.conn, reply);
+            }
+            if !s.sent_any {
+                self.stats.gets_answered += 1;
+                self.stats
+                    .get_latency
+                    .observe(self.now.mono.saturating_duration_since(s.started));
+            }
+            s.sent_any = true;
+        } else if !more_pages {
+            // Everything on the last page was hidden: end the answer as if it were empty.
+            match &s.last_sent {
+                Some(soul) if s.sent_any => {
+                    let id = self.new_id();
+                    let end = wire::end_of_answer(&id, &s.msg_id, soul.as_str());
+                    self.send(s.conn, end);
+                }
+                _ => {
+                    self.answer_get(s.conn, &s.msg_id, &[], s.started);
+                }
+            }
         }
-        if !s.sent_any {
-            self.stats.gets_answered += 1;
-            self.stats
-                .get_latency
-                .observe(self.now.mono.saturating_duration_since(s.started));
-        }
-        s.sent_any = true;
         s.after = Some(last);
         if !more_pages {
             return;
@@ -399,6 +436,10 @@ impl Peer {
         }
         if !self.is_current(conn) {
             return; // the asker has gone; its connection id may belong to another now
+        }
+        let mut nodes = nodes;
+        if self.access.is_some() {
+            nodes.retain(|n| self.may_read(conn.id, n.soul.as_str()));
         }
         if !self.answer_get(conn.id, msg_id, &nodes, started) {
             if let Some(forward) = forward {

@@ -164,6 +164,7 @@ impl Peer {
             return Ok(());
         };
         c.remote = Some(id);
+        c.principal = crate::access::Principal::Peer;
         self.remotes[id.0 as usize].state = RemoteState::Open(conn);
         // A configured peer receives every committed change.
         self.subs.subscribe_range(conn, &Range::default());

@@ -19,6 +19,17 @@ impl Peer {
         graph: Graph,
         skip: Option<String>,
     ) {
+        if let Some(node) = graph
+            .nodes
+            .iter()
+            .find(|n| !self.may_write(conn, n.soul.as_str()))
+        {
+            let text = format!(
+                "Access denied: this connection may not write '{}'.",
+                node.soul
+            );
+            return self.put_refused(conn, &msg_id, text, ErrorKind::Unauthorized);
+        }
         let wall = self.now.wall_ms;
         let max_ahead = self.limits.max_future_state_ms;
         let mut deferred_count = 0;
@@ -200,6 +211,7 @@ impl Peer {
             .subscribers(&soul)
             .into_iter()
             .filter(|c| Some(*c) != sender)
+            .filter(|c| self.may_read(*c, soul.as_str()))
             .filter(|c| {
                 skip.is_none()
                     || !skip_list_names(skip, conns.get(c).and_then(|s| s.pid.as_deref()))
