@@ -50,12 +50,10 @@ pub struct TokenAccess {
 }
 
 fn allowed(open: Open, who: &Principal) -> bool {
-    match (open, who) {
-        (_, Principal::Peer) => true,
-        (Open::Everyone, _) => true,
-        (Open::TokenHolders, Principal::Token(_)) => true,
-        _ => false,
-    }
+    matches!(
+        (open, who),
+        (_, Principal::Peer) | (Open::Everyone, _) | (Open::TokenHolders, Principal::Token(_))
+    )
 }
 
 impl AccessPolicy for TokenAccess {
