@@ -7,7 +7,7 @@
 //! all, to connections with a token, or (writing) to no client at all.
 
 /// Who is at the other end of a connection.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// Nothing presented.
     #[default]

@@ -349,3 +349,29 @@ fn rest_and_gun_js_see_each_others_writes() {
     assert_eq!(doc["js"], json!("hello from js"));
     assert_eq!(doc["jsnested"], json!({"n": 2}));
 }
+
+#[test]
+fn rest_follows_the_access_policy() {
+    let data = temp_data_dir();
+    let secret = "rest-token-0123456789";
+    let flag = format!("ci={secret}");
+    let server = Server::start(data.path(), &["--write", "token", "--token", &flag]);
+    let api = Api::new(&server);
+    let (status, body) = api.put("/api/v1/data/doc", r#"{"k":1}"#);
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Access denied"));
+    let with = |token: &str| {
+        let r = api
+            .agent
+            .put(api.url("/api/v1/data/doc"))
+            .header("Authorization", &format!("Bearer {token}"))
+            .content_type("application/json")
+            .send(r#"{"k":2}"#)
+            .unwrap();
+        Api::answer(r)
+    };
+    assert_eq!(with(secret).0, StatusCode::OK);
+    assert_eq!(with("unknown-token-0123456789").0, StatusCode::UNAUTHORIZED);
+    // Reading is open to everyone.
+    assert_eq!(api.get("/api/v1/data/doc/k").1, json!(2));
+}

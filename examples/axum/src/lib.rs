@@ -20,26 +20,38 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use fibergun_host::gun::Gun;
+use std::sync::Arc;
+
+use fibergun::access::Principal;
+use fibergun_host::auth::{AccessConfig, Unauthorized};
 use fibergun_host::local::{Connector, LocalConnection};
-use fibergun_host::rest::{self, RestConfig, SUBSCRIBE_PREFIX};
+use fibergun_host::rest::{self, Guns, RestConfig, SUBSCRIBE_PREFIX};
 
 /// What the routes share.
 #[derive(Clone)]
 pub struct Fibergun {
     connector: Connector,
-    gun: Gun,
+    guns: Arc<Guns>,
     rest: RestConfig,
+    access: AccessConfig,
 }
 
 impl Fibergun {
-    /// Routes for the server behind `connector`.
-    pub fn new(connector: Connector, rest: RestConfig) -> Fibergun {
+    /// Routes for the server behind `connector`, with its REST settings and access (the same
+    /// tokens and policy the server was configured with).
+    pub fn new(connector: Connector, rest: RestConfig, access: AccessConfig) -> Fibergun {
         Fibergun {
-            gun: Gun::connect(&connector),
+            guns: Arc::new(Guns::new(connector.clone())),
             connector,
             rest,
+            access,
         }
+    }
+
+    /// Who sent a request; `None` for an unknown token (answer [`unauthorized`]).
+    fn principal(&self, headers: &HeaderMap, uri: &Uri) -> Option<Principal> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        self.access.authenticate(header, uri.query()).ok()
     }
 }
 
@@ -54,8 +66,16 @@ pub fn routes(fibergun: Fibergun) -> Router {
         .with_state(fibergun)
 }
 
-async fn gun_socket(ws: WebSocketUpgrade, State(f): State<Fibergun>) -> Response {
-    ws.on_upgrade(move |socket| bridge(socket, f.connector.open()))
+async fn gun_socket(
+    ws: WebSocketUpgrade,
+    State(f): State<Fibergun>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let Some(principal) = f.principal(&headers, &uri) else {
+        return unauthorized();
+    };
+    ws.on_upgrade(move |socket| bridge(socket, f.connector.open_as(principal)))
 }
 
 /// Frames from the socket to the core and back, until either side ends.
@@ -94,13 +114,21 @@ async fn data(
     if method == Method::OPTIONS {
         return into_axum(rest::preflight(&f.rest, &headers));
     }
-    let mut response = rest::data(&f.gun, &method, uri.path(), uri.query(), &body).await;
+    let Some(principal) = f.principal(&headers, &uri) else {
+        return unauthorized();
+    };
+    let gun = f.guns.acting_for(&principal);
+    let mut response = rest::data(&gun, &method, uri.path(), uri.query(), &body).await;
     rest::cors(&f.rest, &headers, response.headers_mut());
     into_axum(response)
 }
 
 async fn subscribe(State(f): State<Fibergun>, uri: Uri, headers: HeaderMap) -> Response {
-    let chain = match rest::chain_for(&f.gun, &uri.path()[SUBSCRIBE_PREFIX.len()..]) {
+    let Some(principal) = f.principal(&headers, &uri) else {
+        return unauthorized();
+    };
+    let gun = f.guns.acting_for(&principal);
+    let chain = match rest::chain_for(&gun, &uri.path()[SUBSCRIBE_PREFIX.len()..]) {
         Ok(chain) => chain,
         Err(e) => return into_axum(e.response()),
     };
@@ -122,6 +150,13 @@ async fn subscribe(State(f): State<Fibergun>, uri: Uri, headers: HeaderMap) -> R
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+fn unauthorized() -> Response {
+    into_axum(rest::json_response(
+        StatusCode::UNAUTHORIZED,
+        Unauthorized::body(),
+    ))
 }
 
 fn into_axum(response: axum::http::Response<String>) -> Response {

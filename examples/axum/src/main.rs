@@ -22,14 +22,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         data_dir: data.into(),
         ..ServerConfig::default()
     };
-    let rest = config.rest.clone();
+    let (rest, access) = (config.rest.clone(), config.access.clone());
     let server = Server::embedded(config)?;
     let app = Router::new()
         .route(
             "/",
             get(|| async { "an axum application with fibergun at /gun" }),
         )
-        .merge(routes(Fibergun::new(server.connector().clone(), rest)));
+        .merge(routes(Fibergun::new(
+            server.connector().clone(),
+            rest,
+            access,
+        )));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -19,11 +19,15 @@ fn start(data: &std::path::Path) -> (SocketAddr, Server) {
         verify_threads: 1,
         ..ServerConfig::default()
     };
-    let rest = config.rest.clone();
+    let (rest, access) = (config.rest.clone(), config.access.clone());
     let server = Server::embedded(config).expect("fibergun starts");
     let app = Router::new()
         .route("/", get(|| async { "app" }))
-        .merge(routes(Fibergun::new(server.connector().clone(), rest)));
+        .merge(routes(Fibergun::new(
+            server.connector().clone(),
+            rest,
+            access,
+        )));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_multi_thread()

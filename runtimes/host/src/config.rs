@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub rest: crate::rest::RestConfig,
     /// A folder served at `/` (`--static`).
     pub static_dir: Option<PathBuf>,
+    /// Who may read and write, and the tokens.
+    pub access: crate::auth::AccessConfig,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +49,7 @@ impl Default for ServerConfig {
             verify_threads: default_threads(),
             rest: crate::rest::RestConfig::default(),
             static_dir: None,
+            access: crate::auth::AccessConfig::default(),
         }
     }
 }
@@ -61,10 +64,15 @@ impl ServerConfig {
     /// anything is opened, on invalid limits or a peer address that cannot be dialled.
     pub fn new_peer(&self) -> Result<fibergun::Peer, ServerError> {
         let peers = self.validate()?;
+        let access = self
+            .access
+            .policy()
+            .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn fibergun::access::AccessPolicy>);
         let config = fibergun::Config {
             seed: self.seed.unwrap_or_else(crate::clock::fresh_seed),
             limits: self.limits.clone(),
             peers,
+            access,
             ..fibergun::Config::default()
         };
         Ok(fibergun::Peer::new(config, crate::clock::now()))
@@ -76,6 +84,7 @@ impl ServerConfig {
         self.limits
             .validate()
             .map_err(|e| ServerError(format!("invalid limits: {e}")))?;
+        self.access.validate().map_err(ServerError)?;
         if let Some(dir) = &self.static_dir {
             if !dir.is_dir() {
                 return Err(ServerError(format!(
@@ -154,11 +163,36 @@ pub struct ServeArgs {
     /// A folder to serve at `/` (web pages, GUN JS's browser bundle).
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
+    /// Who may read: `everyone` or `token` (clients presenting a token).
+    #[arg(long, default_value = "everyone", value_parser = crate::auth::parse_open)]
+    pub read: fibergun::access::Open,
+    /// Who may write: `everyone`, `token`, or `nobody` (a read-only relay; peers it dials
+    /// still write).
+    #[arg(long, default_value = "everyone", value_parser = crate::auth::parse_open)]
+    pub write: fibergun::access::Open,
+    /// A token, `NAME=SECRET` (a secret of at least 16 characters). Repeat for several. Clients
+    /// present the secret as `Authorization: Bearer SECRET`, a `fibergun_token` cookie, or
+    /// `?token=SECRET` on the URL.
+    #[arg(long = "token", value_name = "NAME=SECRET")]
+    pub tokens: Vec<String>,
+    /// A file of tokens, one `NAME=SECRET` per line (keeps secrets off the command line).
+    #[arg(long, value_name = "PATH", env = "FIBERGUN_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
-    /// The configuration these flags describe.
-    pub fn into_config(self) -> ServerConfig {
+    /// The configuration these flags describe; an error for unreadable or malformed tokens.
+    pub fn into_config(self) -> Result<ServerConfig, ServerError> {
+        let mut tokens = crate::auth::Tokens::parse(self.tokens.iter().map(String::as_str))
+            .map_err(ServerError)?;
+        if let Some(file) = &self.tokens_file {
+            tokens.extend(crate::auth::Tokens::read_file(file).map_err(ServerError)?);
+        }
+        let access = crate::auth::AccessConfig {
+            read: self.read,
+            write: self.write,
+            tokens,
+        };
         let limits = Limits {
             max_frame_bytes: self.max_frame_bytes,
             max_json_depth: self.max_depth,
@@ -169,7 +203,7 @@ impl ServeArgs {
             reconnect_max_ms: self.reconnect_max_ms,
             ..Limits::default()
         };
-        ServerConfig {
+        Ok(ServerConfig {
             listen: self.listen,
             data_dir: self.data,
             limits,
@@ -183,8 +217,9 @@ impl ServeArgs {
                 cors_origins: self.cors_origins,
             },
             static_dir: self.static_dir,
+            access,
             ..ServerConfig::default()
-        }
+        })
     }
 }
 

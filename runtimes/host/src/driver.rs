@@ -129,6 +129,13 @@ pub enum DriverEvent<C> {
         /// Which peer.
         remote: RemoteId,
     },
+    /// The runtime authenticated who opened a connection (sent right after `Opened`).
+    Authenticated {
+        /// Which connection.
+        conn: ConnId,
+        /// Who.
+        principal: fibergun::access::Principal,
+    },
     /// A congested connection's queue drained to the low-water mark.
     Drained {
         /// Which.
@@ -336,6 +343,11 @@ impl<C: ConnHandle> Driver<C> {
                 }
             }
             DriverEvent::DialFailed { remote } => self.input(Input::DialFailed { remote }),
+            DriverEvent::Authenticated { conn, principal } => {
+                if self.conns.contains_key(&conn) {
+                    self.input(Input::Authenticated { conn, principal });
+                }
+            }
             DriverEvent::Verified { id, results } => {
                 self.input(Input::Verified {
                     id,
@@ -401,7 +413,11 @@ impl<C: ConnHandle> Driver<C> {
 
     fn local(&mut self, event: LocalEvent) {
         match event {
-            LocalEvent::Opened { conn, handle } => {
+            LocalEvent::Opened {
+                conn,
+                handle,
+                principal,
+            } => {
                 if self.shutting_down {
                     handle.close("server shutting down".into());
                     return;
@@ -412,6 +428,9 @@ impl<C: ConnHandle> Driver<C> {
                     conn,
                     direction: Direction::Inbound,
                 });
+                if principal != fibergun::access::Principal::Anonymous {
+                    self.input(Input::Authenticated { conn, principal });
+                }
             }
             LocalEvent::Frame { conn, text, budget } => {
                 self.handle(DriverEvent::Frame { conn, text, budget })

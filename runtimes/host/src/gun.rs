@@ -211,9 +211,15 @@ impl std::fmt::Debug for Gun {
 }
 
 impl Gun {
-    /// Connects to the server behind `connector`.
+    /// Connects to the server behind `connector`, as the server itself (its access policy does
+    /// not apply; SEA's rules do).
     pub fn connect(connector: &Connector) -> Gun {
-        let conn = connector.open();
+        Gun::connect_as(connector, fibergun::access::Principal::Peer)
+    }
+
+    /// Connects acting for `principal`: the server's access policy decides what it may do.
+    pub fn connect_as(connector: &Connector, principal: fibergun::access::Principal) -> Gun {
+        let conn = connector.open_as(principal);
         let inner = Arc::new(Inner {
             conn,
             state: Mutex::new(State {

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use fibergun::access::Principal;
 use fibergun::ConnId;
 
 use crate::budget::ByteBudget;
@@ -25,6 +26,8 @@ pub enum LocalEvent {
         conn: ConnId,
         /// Its writer.
         handle: LocalHandle,
+        /// Who it acts for, under the server's access policy.
+        principal: Principal,
     },
     /// A frame from the program.
     Frame {
@@ -113,8 +116,14 @@ impl Connector {
         }
     }
 
-    /// Opens a connection.
+    /// Opens a connection acting as the server itself (trusted by its access policy, as a
+    /// peer it dialled): for the program that embeds it.
     pub fn open(&self) -> LocalConnection {
+        self.open_as(Principal::Peer)
+    }
+
+    /// Opens a connection acting for `principal` (the REST routes use one per principal).
+    pub fn open_as(&self, principal: Principal) -> LocalConnection {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (frames, rx) = async_channel::unbounded();
         let gauge = Arc::new(QueueGauge::new(self.max_outbound_queue_bytes));
@@ -122,7 +131,11 @@ impl Connector {
             frames,
             gauge: gauge.clone(),
         };
-        let _ = self.events.try_send(LocalEvent::Opened { conn, handle });
+        let _ = self.events.try_send(LocalEvent::Opened {
+            conn,
+            handle,
+            principal,
+        });
         LocalConnection {
             conn,
             frames: rx,

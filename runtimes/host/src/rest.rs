@@ -16,6 +16,8 @@ use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
+use fibergun::access::Principal;
+
 use crate::error_json;
 use crate::gun::{Chain, Change, Gun, GunError};
 
@@ -41,6 +43,33 @@ impl Default for RestConfig {
             max_body_bytes: 1 << 20,
             cors_origins: Vec::new(),
         }
+    }
+}
+
+/// The chain-API handles the REST routes use: one in-process connection per principal, so the
+/// server's access policy judges each request as it would that principal's WebSocket. Bounded
+/// by the configured tokens (one each, and one anonymous).
+#[derive(Debug)]
+pub struct Guns {
+    connector: crate::local::Connector,
+    by_principal: std::sync::Mutex<std::collections::HashMap<Principal, Gun>>,
+}
+
+impl Guns {
+    /// Handles on the server behind `connector`.
+    pub fn new(connector: crate::local::Connector) -> Guns {
+        Guns {
+            connector,
+            by_principal: Default::default(),
+        }
+    }
+
+    /// The handle acting for `who`.
+    pub fn acting_for(&self, who: &Principal) -> Gun {
+        let mut map = self.by_principal.lock().expect("rest handles");
+        map.entry(who.clone())
+            .or_insert_with(|| Gun::connect_as(&self.connector, who.clone()))
+            .clone()
     }
 }
 
@@ -216,6 +245,7 @@ pub fn gun_error(e: &GunError) -> Response<String> {
 /// SEA's refusals: the writer may not write there.
 fn is_permission(reason: &str) -> bool {
     [
+        "Access denied",
         "Unverified",
         "Certificate",
         "Certificant",

@@ -86,8 +86,10 @@ pub struct HttpContext {
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose task is still running (writers may still be flushing at shutdown).
     pub open_sockets: AtomicUsize,
-    /// The chain API on one in-process connection, for the REST routes.
-    pub gun: fibergun_host::gun::Gun,
+    /// The chain API for the REST routes, one in-process connection per principal.
+    pub guns: fibergun_host::rest::Guns,
+    /// Who may read and write, and the tokens requests present.
+    pub access: fibergun_host::auth::AccessConfig,
     /// The REST routes' body limit and CORS origins.
     pub rest: fibergun_host::rest::RestConfig,
     /// Reads the store's size, for metrics.
@@ -149,9 +151,12 @@ async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
     match path {
         // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
         "/gun" | "/gun/" => {
+            let Some(principal) = authenticate(&req, &ctx) else {
+                return unauthorized();
+            };
             let task_ctx = ctx.clone();
             upgrade(req, &ctx, "/gun is a WebSocket endpoint", move |ws| {
-                run_socket(ws, task_ctx, None)
+                run_socket(ws, task_ctx, None, principal)
             })
         }
         "/" if ctx.static_dir.is_none() => {
@@ -251,6 +256,20 @@ async fn health(ctx: &HttpContext) -> Reply {
     json_reply(status, body)
 }
 
+/// Who a request comes from; `None` for an unknown token (answer [`unauthorized`]).
+pub fn authenticate<B>(req: &Request<B>, ctx: &HttpContext) -> Option<fibergun::access::Principal> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    ctx.access.authenticate(header, req.uri().query()).ok()
+}
+
+/// The answer to a request with an unknown token.
+pub fn unauthorized() -> Reply {
+    json_reply(
+        StatusCode::UNAUTHORIZED,
+        fibergun_host::auth::Unauthorized::body(),
+    )
+}
+
 /// Whether a request asks to become a WebSocket.
 pub fn wants_websocket<B>(req: &Request<B>) -> bool {
     req.headers()
@@ -312,8 +331,12 @@ where
 
 /// Pumps one WebSocket: frames in to the driver, the driver's frames out. `dialled` names the
 /// configured peer at the other end when we dialled it.
-pub async fn run_socket<S>(ws: WebSocketStream<S>, ctx: Arc<HttpContext>, dialled: Option<RemoteId>)
-where
+pub async fn run_socket<S>(
+    ws: WebSocketStream<S>,
+    ctx: Arc<HttpContext>,
+    dialled: Option<RemoteId>,
+    principal: fibergun::access::Principal,
+) where
     S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send + 'static,
 {
     let _open = OpenSocket::new(&ctx.open_sockets);
@@ -332,6 +355,12 @@ where
     };
     if ctx.events.send(opened).await.is_err() {
         return;
+    }
+    if principal != fibergun::access::Principal::Anonymous {
+        let authenticated = DriverEvent::Authenticated { conn, principal };
+        if ctx.events.send(authenticated).await.is_err() {
+            return;
+        }
     }
     let writer = async {
         // Frames already queued are written together and flushed once: fewer syscalls under load.

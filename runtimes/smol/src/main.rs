@@ -23,7 +23,14 @@ fn main() -> ExitCode {
             tracing::info!("received {signal:?}");
         }
     };
-    match serve(args.into_config(), shutdown) {
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fibergun: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match serve(config, shutdown) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fibergun: {e}");

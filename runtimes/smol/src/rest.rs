@@ -14,7 +14,9 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use smol::net::TcpStream;
 
-use crate::http::{error_reply, full, upgrade, wants_websocket, HttpContext, Reply};
+use crate::http::{
+    authenticate, error_reply, full, unauthorized, upgrade, wants_websocket, HttpContext, Reply,
+};
 
 /// A comment line sent on an idle event stream, so proxies keep it open.
 const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -25,6 +27,11 @@ pub async fn data(req: Request<Incoming>, ctx: &HttpContext) -> Reply {
     if req.method() == Method::OPTIONS {
         return into_reply(rest::preflight(&ctx.rest, &headers));
     }
+    let Some(principal) = authenticate(&req, ctx) else {
+        let mut reply = unauthorized();
+        rest::cors(&ctx.rest, &headers, reply.headers_mut());
+        return reply;
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().map(str::to_owned);
@@ -43,7 +50,8 @@ pub async fn data(req: Request<Incoming>, ctx: &HttpContext) -> Reply {
             return r;
         }
     };
-    let response = rest::data(&ctx.gun, &method, &path, query.as_deref(), &body).await;
+    let gun = ctx.guns.acting_for(&principal);
+    let response = rest::data(&gun, &method, &path, query.as_deref(), &body).await;
     let mut r = into_reply(response);
     if method == Method::HEAD {
         *r.body_mut() = full(Bytes::new());
@@ -54,8 +62,12 @@ pub async fn data(req: Request<Incoming>, ctx: &HttpContext) -> Reply {
 
 /// `/api/v1/subscribe/*path`: a WebSocket, or Server-Sent Events.
 pub fn subscribe(req: Request<Incoming>, ctx: &HttpContext) -> Reply {
+    let Some(principal) = authenticate(&req, ctx) else {
+        return unauthorized();
+    };
+    let gun = ctx.guns.acting_for(&principal);
     let rest_of_path = req.uri().path()[SUBSCRIBE_PREFIX.len()..].to_owned();
-    let chain = match rest::chain_for(&ctx.gun, &rest_of_path) {
+    let chain = match rest::chain_for(&gun, &rest_of_path) {
         Ok(chain) => chain,
         Err(e) => return into_reply(e.response()),
     };

@@ -27,7 +27,14 @@ pub fn spawn_dial(remote: RemoteId, url: String, ctx: Arc<SocketContext>) {
         .spawn(move || match connect(&url) {
             Ok((stream, leftover)) => {
                 tracing::info!(remote = remote.0, "connected to peer {url}");
-                run_socket(stream, leftover, Role::Client, &ctx, Some(remote));
+                run_socket(
+                    stream,
+                    leftover,
+                    Role::Client,
+                    &ctx,
+                    Some(remote),
+                    fibergun::access::Principal::Peer,
+                );
                 tracing::info!(remote = remote.0, "connection to peer {url} closed");
             }
             Err(e) => {

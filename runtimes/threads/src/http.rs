@@ -82,8 +82,11 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
         );
         return;
     }
-    let path = req.path.unwrap_or("/");
-    let path = path.split('?').next().unwrap_or(path);
+    let target = req.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
     let header = |name: &str| {
         req.headers
             .iter()
@@ -103,6 +106,15 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
                 );
                 return;
             };
+            let text_header = |name: &str| header(name).and_then(|v| std::str::from_utf8(v).ok());
+            let Ok(principal) = ctx.access.authenticate(text_header, query) else {
+                respond(
+                    &mut stream,
+                    "401 Unauthorized",
+                    &fibergun_host::auth::Unauthorized::body(),
+                );
+                return;
+            };
             let accept = derive_accept_key(key);
             let answer = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
@@ -112,7 +124,7 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
             }
             let _ = stream.set_read_timeout(None);
             let leftover = buf[head_len..].to_vec();
-            run_socket(stream, leftover, Role::Server, ctx, None);
+            run_socket(stream, leftover, Role::Server, ctx, None, principal);
         }
         "/" => respond(&mut stream, "200 OK", &fibergun_host::server_info_json()),
         _ => respond(

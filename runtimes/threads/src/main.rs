@@ -20,7 +20,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = args.into_config();
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fibergun-threads: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if config.static_dir.is_some()
         || !config.rest.cors_origins.is_empty()
         || config.rest.max_body_bytes != fibergun_host::rest::RestConfig::default().max_body_bytes

@@ -101,6 +101,7 @@ impl Server {
             max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
             inbound: inbound.clone(),
             open_sockets: Default::default(),
+            access: config.access.clone(),
         });
         let dial_ctx = sockets.clone();
         let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());

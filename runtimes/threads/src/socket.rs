@@ -35,6 +35,8 @@ pub struct SocketContext {
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose threads are still running (writers may still be flushing at shutdown).
     pub open_sockets: AtomicUsize,
+    /// Who may read and write, and the tokens clients present.
+    pub access: fibergun_host::auth::AccessConfig,
 }
 
 /// What a writer thread is asked to do.
@@ -114,6 +116,7 @@ pub fn run_socket(
     role: Role,
     ctx: &SocketContext,
     dialled: Option<RemoteId>,
+    principal: fibergun::access::Principal,
 ) {
     let _open = OpenSocket::new(&ctx.open_sockets);
     let (Ok(write_half), Ok(kill_handle)) = (stream.try_clone(), stream.try_clone()) else {
@@ -137,6 +140,14 @@ pub fn run_socket(
             handle,
         })
         .is_err()
+    {
+        return;
+    }
+    if principal != fibergun::access::Principal::Anonymous
+        && ctx
+            .events
+            .send(DriverEvent::Authenticated { conn, principal })
+            .is_err()
     {
         return;
     }
