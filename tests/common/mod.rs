@@ -290,7 +290,7 @@ pub fn temp_data_dir() -> tempfile::TempDir {
 /// elements). A text frame that is not JSON is recorded as `{"__unparsed": text}`, a binary frame as
 /// `{"__binary": len}` -- the server should never send either.
 pub struct Peer {
-    ws: WebSocket<TcpStream>,
+    pub ws: WebSocket<TcpStream>,
     pub inbox: Vec<Value>,
     /// Every text frame received, verbatim.
     pub frames: Vec<String>,

@@ -34,6 +34,29 @@ pub struct ServerConfig {
     pub static_dir: Option<PathBuf>,
     /// Who may read and write, and the tokens.
     pub access: crate::auth::AccessConfig,
+    /// WebSocket pings and the idle timeout.
+    pub keepalive: Keepalive,
+    /// How long a client may take to send its HTTP request head.
+    pub handshake_timeout: std::time::Duration,
+}
+
+/// WebSocket keepalive: a ping every `ping_interval`; a connection from which nothing (not even
+/// a pong) came for `idle_timeout` is closed as dead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Between pings.
+    pub ping_interval: std::time::Duration,
+    /// Silence after which the peer counts as gone.
+    pub idle_timeout: std::time::Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            ping_interval: std::time::Duration::from_secs(20),
+            idle_timeout: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -50,6 +73,8 @@ impl Default for ServerConfig {
             rest: crate::rest::RestConfig::default(),
             static_dir: None,
             access: crate::auth::AccessConfig::default(),
+            keepalive: Keepalive::default(),
+            handshake_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -178,6 +203,18 @@ pub struct ServeArgs {
     /// A file of tokens, one `NAME=SECRET` per line (keeps secrets off the command line).
     #[arg(long, value_name = "PATH", env = "FIBERGUN_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
+    /// Seconds between WebSocket pings to each connection.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_interval_secs: u64,
+    /// Seconds of silence (no frame, no pong) after which a connection is closed as dead.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub idle_timeout_secs: u64,
+    /// Seconds a client may take to send its HTTP request head (the WebSocket handshake).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub handshake_timeout_secs: u64,
+    /// Most connections open at once (clients, peers, in-process).
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
 }
 
 impl ServeArgs {
@@ -201,6 +238,7 @@ impl ServeArgs {
             max_pending_store_ops: self.max_pending_store_ops,
             reconnect_min_ms: self.reconnect_min_ms,
             reconnect_max_ms: self.reconnect_max_ms,
+            max_connections: self.max_connections,
             ..Limits::default()
         };
         Ok(ServerConfig {
@@ -218,6 +256,11 @@ impl ServeArgs {
             },
             static_dir: self.static_dir,
             access,
+            keepalive: Keepalive {
+                ping_interval: std::time::Duration::from_secs(self.ping_interval_secs),
+                idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            },
+            handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
             ..ServerConfig::default()
         })
     }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::{
@@ -96,6 +97,10 @@ pub struct HttpContext {
     pub store_stats: fibergun_lmdb::StatsReader,
     /// The folder served at `/`, if any.
     pub static_dir: Option<std::path::PathBuf>,
+    /// WebSocket pings, and when a silent peer counts as dead.
+    pub keepalive: fibergun_host::config::Keepalive,
+    /// How long a client may take to send its request head.
+    pub handshake_timeout: std::time::Duration,
 }
 
 /// A response body: whole, or streamed (Server-Sent Events).
@@ -134,11 +139,14 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 
 /// Serves one TCP connection: HTTP/1.1 requests, and at most one upgrade to a WebSocket.
 pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
+    let handshake_timeout = ctx.handshake_timeout;
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(route(req, ctx).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(smol_hyper::rt::SmolTimer::new())
+        .header_read_timeout(handshake_timeout)
         .serve_connection(FuturesIo::new(stream), service)
         .with_upgrades();
     if let Err(e) = conn.await {
@@ -374,6 +382,11 @@ pub async fn run_socket<S>(
                             break 'frames;
                         }
                     }
+                    Outgoing::Ping => {
+                        if sink.feed(Message::Ping(Vec::new().into())).await.is_err() {
+                            break 'frames;
+                        }
+                    }
                     Outgoing::Close(reason) => {
                         let _ = sink.flush().await;
                         let frame = CloseFrame {
@@ -400,8 +413,24 @@ pub async fn run_socket<S>(
         }
         let _ = sink.close(None).await;
     };
+    // The last time anything (a frame, a pong) came from the peer, in ms since `opened_at`.
+    let opened_at = std::time::Instant::now();
+    let last_heard = std::sync::atomic::AtomicU64::new(0);
+    let keepalive = async {
+        let ka = ctx.keepalive;
+        loop {
+            async_io::Timer::after(ka.ping_interval).await;
+            let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
+            if opened_at.elapsed().saturating_sub(heard) > ka.idle_timeout {
+                tracing::debug!(conn = conn.0, "closing a connection that answered no ping");
+                return;
+            }
+            mailbox.push(Outgoing::Ping);
+        }
+    };
     let reader = async {
         while let Some(message) = stream.next().await {
+            last_heard.store(opened_at.elapsed().as_millis() as u64, Ordering::Relaxed);
             let event = match message {
                 Ok(Message::Text(t)) => {
                     let text = t.as_str().to_owned();
@@ -428,6 +457,10 @@ pub async fn run_socket<S>(
         }
     };
     let killed = mailbox.killed();
-    smol::future::or(smol::future::or(reader, writer), killed).await;
+    smol::future::or(
+        smol::future::or(reader, writer),
+        smol::future::or(killed, keepalive),
+    )
+    .await;
     let _ = ctx.events.send(DriverEvent::Closed { conn }).await;
 }

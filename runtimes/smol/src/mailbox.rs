@@ -14,6 +14,8 @@ pub enum Outgoing {
     Frame(String),
     /// Close the socket, with this reason.
     Close(String),
+    /// Send a WebSocket ping (keepalive).
+    Ping,
 }
 
 #[derive(Debug, Default)]

@@ -165,6 +165,8 @@ pub fn serve_with(
         rest: config.rest.clone(),
         store_stats,
         static_dir: config.static_dir.clone(),
+        keepalive: config.keepalive,
+        handshake_timeout: config.handshake_timeout,
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();

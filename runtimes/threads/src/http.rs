@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::Role;
@@ -14,8 +13,6 @@ use crate::socket::{run_socket, SocketContext};
 const MAX_HEAD_BYTES: usize = 16 << 10;
 /// Most headers parsed.
 const MAX_HEADERS: usize = 64;
-/// How long a client may take to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads an HTTP/1.1 head (up to the blank line) from `stream`. Returns the bytes read: the head
 /// and whatever followed it, and where the head ends. An error when the peer closed, stalled or
@@ -54,7 +51,7 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) {
 /// Serves one accepted TCP connection: one request, or one WebSocket until it closes.
 pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(HEAD_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(ctx.handshake_timeout));
     let (buf, head_len) = match read_head(&mut stream) {
         Ok(head) => head,
         Err(why) => {

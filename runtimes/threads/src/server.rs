@@ -102,6 +102,8 @@ impl Server {
             inbound: inbound.clone(),
             open_sockets: Default::default(),
             access: config.access.clone(),
+            keepalive: config.keepalive,
+            handshake_timeout: config.handshake_timeout,
         });
         let dial_ctx = sockets.clone();
         let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());

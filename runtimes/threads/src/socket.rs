@@ -37,6 +37,10 @@ pub struct SocketContext {
     pub open_sockets: AtomicUsize,
     /// Who may read and write, and the tokens clients present.
     pub access: fibergun_host::auth::AccessConfig,
+    /// Pings, and the silence after which a connection is closed as dead.
+    pub keepalive: fibergun_host::config::Keepalive,
+    /// How long a client may take to send its HTTP request head.
+    pub handshake_timeout: std::time::Duration,
 }
 
 /// What a writer thread is asked to do.
@@ -152,6 +156,9 @@ pub fn run_socket(
         return;
     }
     let events = ctx.events.clone();
+    let ping_interval = ctx.keepalive.ping_interval;
+    // Nothing heard (no frame, no pong to our pings) for this long: the peer is gone.
+    let _ = stream.set_read_timeout(Some(ctx.keepalive.idle_timeout));
     let writer = std::thread::Builder::new()
         .name(format!("fibergun-write-{}", conn.0))
         .stack_size(128 << 10)
@@ -160,7 +167,7 @@ pub fn run_socket(
             let drained = || {
                 let _ = events.send(DriverEvent::Drained { conn });
             };
-            write_frames(ws, rx, &queued, drained);
+            write_frames(ws, rx, &queued, drained, ping_interval);
         });
     if writer.is_err() {
         tracing::warn!(conn = conn.0, "cannot start a writer thread");
@@ -217,9 +224,21 @@ fn write_frames(
     rx: Receiver<Outgoing>,
     queued: &QueueGauge,
     drained: impl Fn(),
+    ping_interval: std::time::Duration,
 ) {
     // Frames already queued are written together and flushed once: fewer syscalls under load.
-    'frames: while let Ok(first) = rx.recv() {
+    'frames: loop {
+        let first = match rx.recv_timeout(ping_interval) {
+            Ok(first) => first,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Idle: ping, so a live peer answers and a dead one is noticed.
+                if ws.write(Message::Ping(Bytes::new())).is_err() || ws.flush().is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < 64 {
             match rx.try_recv() {
