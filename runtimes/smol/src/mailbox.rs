@@ -127,6 +127,7 @@ mod tests {
             .map(|o| match o {
                 Outgoing::Frame(t) => t,
                 Outgoing::Close(r) => format!("close {r}"),
+                Outgoing::Ping => "ping".into(),
             })
             .collect()
     }
