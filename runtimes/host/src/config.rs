@@ -38,6 +38,8 @@ pub struct ServerConfig {
     pub keepalive: Keepalive,
     /// How long a client may take to send its HTTP request head.
     pub handshake_timeout: std::time::Duration,
+    /// Connections and rates per client address.
+    pub address_limits: crate::address_limits::AddressLimitConfig,
 }
 
 /// WebSocket keepalive: a ping every `ping_interval`; a connection from which nothing (not even
@@ -75,6 +77,7 @@ impl Default for ServerConfig {
             access: crate::auth::AccessConfig::default(),
             keepalive: Keepalive::default(),
             handshake_timeout: std::time::Duration::from_secs(10),
+            address_limits: Default::default(),
         }
     }
 }
@@ -215,6 +218,16 @@ pub struct ServeArgs {
     /// Most connections open at once (clients, peers, in-process).
     #[arg(long, default_value_t = Limits::default().max_connections)]
     pub max_connections: usize,
+    /// Most connections one client address may have open (0: no limit). Over it: HTTP 429.
+    #[arg(long, default_value_t = 0)]
+    pub max_connections_per_address: usize,
+    /// New connections one address may open per second, in bursts of twice that (0: no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_connects_per_sec_per_address: f64,
+    /// Frames one address may send per second over all its connections, in bursts of twice
+    /// that (0: no limit). Faster senders are read more slowly, not cut off.
+    #[arg(long, default_value_t = 0.0)]
+    pub max_frames_per_sec_per_address: f64,
 }
 
 impl ServeArgs {
@@ -261,6 +274,11 @@ impl ServeArgs {
                 idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             },
             handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
+            address_limits: crate::address_limits::AddressLimitConfig {
+                max_connections: self.max_connections_per_address,
+                connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),
+                frames_per_sec: self.max_frames_per_sec_per_address.max(0.0),
+            },
             ..ServerConfig::default()
         })
     }

@@ -5,6 +5,7 @@
 //! The smol runtime (`fibergun-smol`) and the std-thread runtime (`fibergun-threads`) both build
 //! on this, so they read the same flags, report the same errors and store the same way.
 
+pub mod address_limits;
 pub mod auth;
 pub mod budget;
 pub mod clock;

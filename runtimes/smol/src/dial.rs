@@ -28,7 +28,14 @@ pub async fn dial(remote: RemoteId, url: String, ctx: Arc<HttpContext>) {
     match smol::future::or(attempt, timeout).await {
         Ok(ws) => {
             tracing::info!(remote = remote.0, "connected to peer {url}");
-            run_socket(ws, ctx, Some(remote), fibergun::access::Principal::Peer).await;
+            run_socket(
+                ws,
+                ctx,
+                Some(remote),
+                fibergun::access::Principal::Peer,
+                None,
+            )
+            .await;
             tracing::info!(remote = remote.0, "connection to peer {url} closed");
         }
         Err(e) => {

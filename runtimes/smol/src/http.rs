@@ -101,6 +101,8 @@ pub struct HttpContext {
     pub keepalive: fibergun_host::config::Keepalive,
     /// How long a client may take to send its request head.
     pub handshake_timeout: std::time::Duration,
+    /// Connections and frame rates per client address.
+    pub address_limits: Arc<fibergun_host::address_limits::AddressLimits>,
 }
 
 /// A response body: whole, or streamed (Server-Sent Events).
@@ -138,11 +140,29 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 }
 
 /// Serves one TCP connection: HTTP/1.1 requests, and at most one upgrade to a WebSocket.
-pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    ctx: Arc<HttpContext>,
+) {
+    let admitted = match ctx.address_limits.admit(peer.ip()) {
+        Ok(a) => Arc::new(a),
+        Err(refused) => {
+            use smol::io::AsyncWriteExt;
+            let body = refused.body();
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+            return;
+        }
+    };
     let handshake_timeout = ctx.handshake_timeout;
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(req, ctx).await) }
+        let admitted = admitted.clone();
+        async move { Ok::<_, std::convert::Infallible>(route(req, ctx, admitted).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(smol_hyper::rt::SmolTimer::new())
@@ -154,7 +174,11 @@ pub async fn serve_connection(stream: TcpStream, ctx: Arc<HttpContext>) {
     }
 }
 
-async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
+async fn route(
+    req: Request<Incoming>,
+    ctx: Arc<HttpContext>,
+    admitted: Arc<fibergun_host::address_limits::Admitted>,
+) -> Reply {
     let path = req.uri().path();
     match path {
         // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
@@ -164,7 +188,7 @@ async fn route(req: Request<Incoming>, ctx: Arc<HttpContext>) -> Reply {
             };
             let task_ctx = ctx.clone();
             upgrade(req, &ctx, "/gun is a WebSocket endpoint", move |ws| {
-                run_socket(ws, task_ctx, None, principal)
+                run_socket(ws, task_ctx, None, principal, Some(admitted))
             })
         }
         "/" if ctx.static_dir.is_none() => {
@@ -344,6 +368,7 @@ pub async fn run_socket<S>(
     ctx: Arc<HttpContext>,
     dialled: Option<RemoteId>,
     principal: fibergun::access::Principal,
+    admitted: Option<Arc<fibergun_host::address_limits::Admitted>>,
 ) where
     S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -453,6 +478,12 @@ pub async fn run_socket<S>(
                     ctx.inbound.release(budget);
                 }
                 break;
+            }
+            // Over its address's frame rate: read the next one later, so TCP slows the sender.
+            if let Some(delay) = admitted.as_ref().map(|a| a.frame_delay()) {
+                if !delay.is_zero() {
+                    async_io::Timer::after(delay).await;
+                }
             }
         }
     };

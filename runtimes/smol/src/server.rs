@@ -167,6 +167,7 @@ pub fn serve_with(
         static_dir: config.static_dir.clone(),
         keepalive: config.keepalive,
         handshake_timeout: config.handshake_timeout,
+        address_limits: fibergun_host::address_limits::AddressLimits::new(config.address_limits),
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
@@ -191,10 +192,10 @@ pub fn serve_with(
     let accept = async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     accept_ex
-                        .spawn(serve_connection(stream, ctx.clone()))
+                        .spawn(serve_connection(stream, peer, ctx.clone()))
                         .detach();
                 }
                 Err(e) => {

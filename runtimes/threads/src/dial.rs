@@ -34,6 +34,7 @@ pub fn spawn_dial(remote: RemoteId, url: String, ctx: Arc<SocketContext>) {
                     &ctx,
                     Some(remote),
                     fibergun::access::Principal::Peer,
+                    None,
                 );
                 tracing::info!(remote = remote.0, "connection to peer {url} closed");
             }

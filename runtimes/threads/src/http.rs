@@ -39,7 +39,8 @@ fn find_blank_line(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-fn respond(stream: &mut TcpStream, status: &str, body: &str) {
+/// Writes a whole JSON response and flushes it.
+pub fn respond(stream: &mut TcpStream, status: &str, body: &str) {
     let text = format!(
         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
@@ -49,7 +50,11 @@ fn respond(stream: &mut TcpStream, status: &str, body: &str) {
 }
 
 /// Serves one accepted TCP connection: one request, or one WebSocket until it closes.
-pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
+pub fn serve_connection(
+    mut stream: TcpStream,
+    ctx: &SocketContext,
+    admitted: fibergun_host::address_limits::Admitted,
+) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(ctx.handshake_timeout));
     let (buf, head_len) = match read_head(&mut stream) {
@@ -121,7 +126,15 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext) {
             }
             let _ = stream.set_read_timeout(None);
             let leftover = buf[head_len..].to_vec();
-            run_socket(stream, leftover, Role::Server, ctx, None, principal);
+            run_socket(
+                stream,
+                leftover,
+                Role::Server,
+                ctx,
+                None,
+                principal,
+                Some(admitted),
+            );
         }
         "/" => respond(&mut stream, "200 OK", &fibergun_host::server_info_json()),
         _ => respond(

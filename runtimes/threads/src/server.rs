@@ -104,6 +104,9 @@ impl Server {
             access: config.access.clone(),
             keepalive: config.keepalive,
             handshake_timeout: config.handshake_timeout,
+            address_limits: fibergun_host::address_limits::AddressLimits::new(
+                config.address_limits,
+            ),
         });
         let dial_ctx = sockets.clone();
         let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());
@@ -188,12 +191,20 @@ fn accept(listener: TcpListener, ctx: Arc<SocketContext>, stopping: Arc<AtomicBo
             break;
         }
         match stream {
-            Ok(stream) => {
+            Ok(mut stream) => {
+                let admitted = match stream.peer_addr().map(|a| ctx.address_limits.admit(a.ip())) {
+                    Ok(Ok(admitted)) => admitted,
+                    Ok(Err(refused)) => {
+                        crate::http::respond(&mut stream, "429 Too Many Requests", &refused.body());
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
                 let ctx = ctx.clone();
                 let spawned = std::thread::Builder::new()
                     .name("fibergun-conn".into())
                     .stack_size(256 << 10)
-                    .spawn(move || serve_connection(stream, &ctx));
+                    .spawn(move || serve_connection(stream, &ctx, admitted));
                 if let Err(e) = spawned {
                     tracing::warn!("cannot start a connection thread: {e}");
                 }

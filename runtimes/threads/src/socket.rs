@@ -41,6 +41,8 @@ pub struct SocketContext {
     pub keepalive: fibergun_host::config::Keepalive,
     /// How long a client may take to send its HTTP request head.
     pub handshake_timeout: std::time::Duration,
+    /// Connections and frame rates per client address.
+    pub address_limits: Arc<fibergun_host::address_limits::AddressLimits>,
 }
 
 /// What a writer thread is asked to do.
@@ -121,6 +123,7 @@ pub fn run_socket(
     ctx: &SocketContext,
     dialled: Option<RemoteId>,
     principal: fibergun::access::Principal,
+    admitted: Option<fibergun_host::address_limits::Admitted>,
 ) {
     let _open = OpenSocket::new(&ctx.open_sockets);
     let (Ok(write_half), Ok(kill_handle)) = (stream.try_clone(), stream.try_clone()) else {
@@ -174,7 +177,7 @@ pub fn run_socket(
         let _ = stream.shutdown(Shutdown::Both);
     } else {
         let ws = WebSocket::from_partially_read(ReadHalf(stream), leftover, role, Some(config));
-        read_frames(ws, conn, ctx, &tx);
+        read_frames(ws, conn, ctx, &tx, admitted.as_ref());
         // The peer or the writer ended it: the writer sends what is queued and stops.
         let _ = tx.send(Outgoing::Close(String::new()));
     }
@@ -187,6 +190,7 @@ fn read_frames(
     conn: ConnId,
     ctx: &SocketContext,
     writer: &Sender<Outgoing>,
+    admitted: Option<&fibergun_host::address_limits::Admitted>,
 ) {
     loop {
         let event = match ws.read() {
@@ -215,6 +219,12 @@ fn read_frames(
                 ctx.inbound.release(budget);
             }
             break;
+        }
+        // Over its address's frame rate: read the next one later, so TCP slows the sender.
+        if let Some(delay) = admitted.map(|a| a.frame_delay()) {
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
         }
     }
 }
