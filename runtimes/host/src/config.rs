@@ -40,6 +40,38 @@ pub struct ServerConfig {
     pub handshake_timeout: std::time::Duration,
     /// Connections and rates per client address.
     pub address_limits: crate::address_limits::AddressLimitConfig,
+    /// Writes are refused (with an `err`) once the store uses this many bytes; reads go on.
+    pub storage_quota: Option<u64>,
+}
+
+/// Reads a size: a number of bytes, or with a K, M, G or T suffix (powers of 1024; `B` and `iB`
+/// may follow), e.g. `500M`, `2GiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text:?}: the unit is K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (bytes, or like 500M)"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// WebSocket keepalive: a ping every `ping_interval`; a connection from which nothing (not even
@@ -78,6 +110,7 @@ impl Default for ServerConfig {
             keepalive: Keepalive::default(),
             handshake_timeout: std::time::Duration::from_secs(10),
             address_limits: Default::default(),
+            storage_quota: None,
         }
     }
 }
@@ -228,6 +261,9 @@ pub struct ServeArgs {
     /// that (0: no limit). Faster senders are read more slowly, not cut off.
     #[arg(long, default_value_t = 0.0)]
     pub max_frames_per_sec_per_address: f64,
+    /// Refuse writes (with an `err`) once the store uses this much, e.g. `10G`; reads go on.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub storage_quota: Option<u64>,
 }
 
 impl ServeArgs {
@@ -274,6 +310,7 @@ impl ServeArgs {
                 idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             },
             handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
+            storage_quota: self.storage_quota,
             address_limits: crate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),
@@ -337,5 +374,21 @@ pub fn parse_serve_command(bin: &'static str, about: &'static str) -> ServeArgs 
             command: Command::Serve(args),
         }) => args,
         Err(e) => e.exit(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_are_read_with_binary_units() {
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("64kB"), Ok(64 << 10));
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 }

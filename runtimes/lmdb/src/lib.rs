@@ -40,9 +40,80 @@ pub struct LmdbStore {
     /// Counters kept beside the data: the number of nodes.
     meta: Database<'static, Bytes, Bytes>,
     nodes: u64,
+    /// Writes are refused once the map uses this many bytes.
+    quota: Option<u64>,
 }
 
 const NODES_KEY: &[u8] = b"nodes";
+const FORMAT_KEY: &[u8] = b"format";
+/// What this version writes, recorded in `meta` so a future one can tell.
+const FORMAT: &str = "fibergun-lmdb-1";
+
+/// Whether `dir` already holds a store; an error when it holds anything else.
+fn check_folder(dir: &Path) -> Result<bool, OpenError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| OpenError(format!("cannot read {}: {e}", dir.display())))?;
+    let mut has_data = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        match name.to_str() {
+            Some("data.mdb") => has_data = true,
+            Some("lock.mdb") => {}
+            _ => {
+                return Err(OpenError(format!(
+                    "{} holds other files ({:?} among them) and no fibergun store: give an empty folder, or a store's own",
+                    dir.display(),
+                    name
+                )))
+            }
+        }
+    }
+    Ok(has_data)
+}
+
+/// An existing store must be fibergun's: its `fields` database present (unless it holds no
+/// database at all), and its format, once recorded, one this version reads.
+fn check_format(env: &'static Env, dir: &Path) -> Result<(), OpenError> {
+    let rtxn = env.read_txn().map_err(lmdb("begin"))?;
+    let empty = env.unnamed_database_stat().entries == 0;
+    let opened = env
+        .open_databases_and_commit(rtxn, |opener, rtxn| {
+            let open = |name: &str| {
+                opener
+                    .database_options()
+                    .types::<Bytes, Bytes>()
+                    .name(name)
+                    .open(rtxn)
+            };
+            let (fields, meta) = (open("fields")?, open("meta")?);
+            let format = match &meta {
+                Some(meta) => meta.get(rtxn, FORMAT_KEY)?.map(<[u8]>::to_vec),
+                None => None,
+            };
+            // Nothing is kept open: what was found goes out through the abort.
+            Ok::<_, heed::Error>(CommitOrAbort::<(), _>::Abort((fields.is_some(), format)))
+        })
+        .map_err(lmdb("open database"))?;
+    let CommitOrAbort::Abort((has_fields, format)) = opened else {
+        unreachable!("the closure aborts");
+    };
+    if !has_fields && !empty {
+        return Err(OpenError(format!(
+            "{} holds an LMDB store that is not fibergun's (it has no 'fields' database)",
+            dir.display()
+        )));
+    }
+    if let Some(format) = format {
+        if format.as_slice() != FORMAT.as_bytes() {
+            return Err(OpenError(format!(
+                "{} holds a store of format {:?}, which this version does not read (it reads {FORMAT})",
+                dir.display(),
+                String::from_utf8_lossy(&format)
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// How big the store is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -98,12 +169,18 @@ pub const DEFAULT_MAP_SIZE: usize = 64 << 30;
 
 impl LmdbStore {
     /// Opens (creating if needed) the store in directory `dir`, with a map of `map_size` bytes.
+    /// A folder holding other things, a damaged file, or another program's LMDB store is
+    /// refused with an error that says which.
     pub fn open(dir: &Path, map_size: usize) -> Result<LmdbStore, OpenError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| OpenError(format!("cannot create {}: {e}", dir.display())))?;
+        let existed = check_folder(dir)?;
         let mut options = EnvOpenOptions::new();
         options.map_size(map_size).max_dbs(4);
         let env = open_once(&options, dir)?;
+        if existed {
+            check_format(env, dir)?;
+        }
         let wtxn = env.write_txn().map_err(lmdb("begin"))?;
         let (fields, meta) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
@@ -126,9 +203,32 @@ impl LmdbStore {
             fields,
             meta,
             nodes: 0,
+            quota: None,
         };
         store.nodes = store.load_node_count().map_err(lmdb("count nodes"))?;
+        store.mark_format().map_err(lmdb("write the format"))?;
         Ok(store)
+    }
+
+    /// Refuses writes once the map uses `bytes` or more (reads go on); `None` for no quota.
+    pub fn set_quota(&mut self, bytes: Option<u64>) {
+        self.quota = bytes;
+    }
+
+    fn used_bytes(&self) -> u64 {
+        let page = self.env.unnamed_database_stat().page_size as u64;
+        (self.env.info().last_page_number as u64 + 1) * page
+    }
+
+    fn mark_format(&self) -> heed::Result<()> {
+        let rtxn = self.env.read_txn()?;
+        if self.meta.get(&rtxn, FORMAT_KEY)?.is_some() {
+            return Ok(());
+        }
+        drop(rtxn);
+        let mut wtxn = self.env.write_txn()?;
+        self.meta.put(&mut wtxn, FORMAT_KEY, FORMAT.as_bytes())?;
+        wtxn.commit()
     }
 
     /// The node count kept in `meta`; counted once from the fields if it is not there yet (a
@@ -174,6 +274,35 @@ impl LmdbStore {
     pub fn field_count(&self) -> Result<u64, String> {
         let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
         self.fields.len(&rtxn).map_err(|e| e.to_string())
+    }
+
+    /// Over the quota: reads are answered, writes refused.
+    fn reads_only(&self, ops: Vec<StoreOp>, quota: u64) -> Vec<StoreResult> {
+        let rtxn = match self.env.read_txn() {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("LMDB: {e}");
+                return ops
+                    .iter()
+                    .map(|_| StoreResult::Failed {
+                        reason: reason.clone(),
+                    })
+                    .collect();
+            }
+        };
+        ops.iter()
+            .map(|op| match op {
+                StoreOp::Merge { .. } => StoreResult::Failed {
+                    reason: format!("the storage quota of {quota} bytes is used up"),
+                },
+                StoreOp::Read { query, .. } => match self.read(&rtxn, query) {
+                    Ok(nodes) => StoreResult::Read { nodes },
+                    Err(e) => StoreResult::Failed {
+                        reason: format!("LMDB read: {e}"),
+                    },
+                },
+            })
+            .collect()
     }
 
     fn merge(
@@ -397,8 +526,12 @@ fn open_once(
 fn open_env(options: &EnvOpenOptions<heed::WithTls>, dir: &Path) -> Result<Env, OpenError> {
     // SAFETY: LMDB requires that a data file is not opened twice in one process and not modified
     // by other means while open; the store opens its directory once and owns it.
-    unsafe { options.open(dir) }
-        .map_err(|e| OpenError(format!("cannot open LMDB at {}: {e}", dir.display())))
+    unsafe { options.open(dir) }.map_err(|e| {
+        OpenError(format!(
+            "cannot open the store at {}: {e} (a damaged file, or not an LMDB store?)",
+            dir.display()
+        ))
+    })
 }
 
 fn lmdb(what: &'static str) -> impl Fn(heed::Error) -> OpenError {
@@ -407,6 +540,9 @@ fn lmdb(what: &'static str) -> impl Fn(heed::Error) -> OpenError {
 
 impl Store for LmdbStore {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
+        if let Some(quota) = self.quota.filter(|q| self.used_bytes() >= *q) {
+            return self.reads_only(ops, quota);
+        }
         let mut run = || -> heed::Result<Vec<StoreResult>> {
             let mut wtxn = self.env.write_txn()?;
             let mut results = Vec::with_capacity(ops.len());
@@ -778,5 +914,70 @@ mod stats_tests {
         wtxn.commit().unwrap();
         let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
         assert_eq!(store.stats_reader().read().unwrap().nodes, 2);
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use fibergun::store::OpId;
+
+    fn merge(op: u64, soul: &str) -> StoreOp {
+        StoreOp::Merge {
+            op: OpId(op),
+            soul: Soul::new(soul).unwrap(),
+            fields: vec![(
+                Key::new("k").unwrap(),
+                Field {
+                    value: Value::String("x".repeat(2000).into()),
+                    state: State::new(1.0).unwrap(),
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn a_folder_with_other_things_or_a_damaged_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+        let err = LmdbStore::open(dir.path(), 1 << 26).err().unwrap().0;
+        assert!(err.contains("holds other files"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("data.mdb"), vec![7u8; 64 << 10]).unwrap();
+        let err = LmdbStore::open(dir.path(), 1 << 26).err().unwrap().0;
+        assert!(err.contains("damaged file, or not an LMDB store"), "{err}");
+    }
+
+    #[test]
+    fn past_the_quota_writes_fail_and_reads_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        store.set_quota(Some(64 << 10));
+        let mut op = 0;
+        let refused = loop {
+            op += 1;
+            assert!(op < 1000, "the quota never bit");
+            match store
+                .apply(vec![merge(op, &format!("n{op}"))])
+                .pop()
+                .unwrap()
+            {
+                StoreResult::Merged { .. } => continue,
+                StoreResult::Failed { reason } => break reason,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(refused.contains("quota"), "{refused}");
+        let read = ReadQuery::Node {
+            soul: Soul::new("n1").unwrap(),
+            keys: KeyQuery::All,
+            reverse: false,
+            budget: 1 << 20,
+        };
+        let results = store.apply(vec![StoreOp::Read {
+            op: OpId(9999),
+            query: read,
+        }]);
+        assert!(matches!(&results[0], StoreResult::Read { nodes } if nodes.len() == 1));
     }
 }

@@ -108,8 +108,9 @@ pub fn serve_with(
     ready: impl FnOnce(SocketAddr, Connector),
 ) -> Result<(), ServerError> {
     let peer = config.new_peer()?;
-    let store = LmdbStore::open(&config.data_dir, config.map_size)
+    let mut store = LmdbStore::open(&config.data_dir, config.map_size)
         .map_err(|e| ServerError(e.to_string()))?;
+    store.set_quota(config.storage_quota);
     let store_stats = store.stats_reader();
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
         .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;

@@ -50,8 +50,9 @@ impl Server {
 
     fn start_with(config: ServerConfig, listen: bool) -> Result<Server, ServerError> {
         let peer = config.new_peer()?;
-        let store = LmdbStore::open(&config.data_dir, config.map_size)
+        let mut store = LmdbStore::open(&config.data_dir, config.map_size)
             .map_err(|e| ServerError(e.to_string()))?;
+        store.set_quota(config.storage_quota);
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)
