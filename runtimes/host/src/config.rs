@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub address_limits: crate::address_limits::AddressLimitConfig,
     /// Writes are refused (with an `err`) once the store uses this many bytes; reads go on.
     pub storage_quota: Option<u64>,
+    /// The memory the server's buffers may use together (`--memory-limit`): half for frames
+    /// queued to connections, an eighth for frames read and not yet handled, an eighth for the
+    /// node cache. `None`: each buffer has only its own limit.
+    pub memory_limit: Option<u64>,
 }
 
 /// Reads a size: a number of bytes, or with a K, M, G or T suffix (powers of 1024; `B` and `iB`
@@ -111,6 +115,7 @@ impl Default for ServerConfig {
             handshake_timeout: std::time::Duration::from_secs(10),
             address_limits: Default::default(),
             storage_quota: None,
+            memory_limit: None,
         }
     }
 }
@@ -129,14 +134,29 @@ impl ServerConfig {
             .access
             .policy()
             .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn fibergun::access::AccessPolicy>);
+        let mut limits = self.limits.clone();
+        if let Some(share) = self.memory_share(8) {
+            limits.max_cache_bytes = limits.max_cache_bytes.min(share);
+        }
         let config = fibergun::Config {
             seed: self.seed.unwrap_or_else(crate::clock::fresh_seed),
-            limits: self.limits.clone(),
+            limits,
             peers,
             access,
             ..fibergun::Config::default()
         };
         Ok(fibergun::Peer::new(config, crate::clock::now()))
+    }
+
+    /// `1/parts` of the memory limit, in bytes, if there is one.
+    pub fn memory_share(&self, parts: u64) -> Option<usize> {
+        self.memory_limit
+            .map(|m| usize::try_from(m / parts).unwrap_or(usize::MAX))
+    }
+
+    /// The most all connections' queued frames may hold together.
+    pub fn outbound_total(&self) -> std::sync::Arc<crate::driver::OutboundTotal> {
+        crate::driver::OutboundTotal::new(self.memory_share(2))
     }
 
     /// Checks what can be checked before starting: the limits and every peer address. The peers
@@ -264,6 +284,11 @@ pub struct ServeArgs {
     /// Refuse writes (with an `err`) once the store uses this much, e.g. `10G`; reads go on.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub storage_quota: Option<u64>,
+    /// The memory the server's buffers may use together, e.g. `512M`: frames queued to
+    /// connections (half; past it the slowest readers are dropped), frames read and not yet
+    /// handled (an eighth; past it sockets are read more slowly), the node cache (an eighth).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
 }
 
 impl ServeArgs {
@@ -311,6 +336,7 @@ impl ServeArgs {
             },
             handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
             storage_quota: self.storage_quota,
+            memory_limit: self.memory_limit,
             address_limits: crate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),

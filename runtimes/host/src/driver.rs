@@ -60,27 +60,61 @@ pub fn congestion_marks(max_outbound_queue_bytes: usize) -> (usize, usize) {
     (high, high / 4)
 }
 
+/// The bytes queued for every connection together, against the share of `--memory-limit`
+/// they may use. Past it, a connection holding more than its fair share is dropped as too slow.
+#[derive(Debug, Default)]
+pub struct OutboundTotal {
+    bytes: AtomicUsize,
+    /// The most all queues together may hold; `None` for no limit.
+    pub max: Option<usize>,
+}
+
+impl OutboundTotal {
+    /// A total bounded by `max` bytes (`None`: unbounded).
+    pub fn new(max: Option<usize>) -> Arc<OutboundTotal> {
+        Arc::new(OutboundTotal {
+            bytes: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Bytes queued now, over all connections.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether the queues together are over their limit.
+    pub fn over(&self) -> bool {
+        self.max.is_some_and(|max| self.bytes() > max)
+    }
+}
+
 /// The bytes queued for one connection's writer and its congestion mark, shared by the driver
-/// (which adds) and the writer (which subtracts what it wrote).
+/// (which adds) and the writer (which subtracts what it wrote). Every change is also counted in
+/// the server's [`OutboundTotal`].
 #[derive(Debug)]
 pub struct QueueGauge {
     queued: AtomicUsize,
     congested: AtomicBool,
     low_water: usize,
+    total: Arc<OutboundTotal>,
 }
 
 impl QueueGauge {
-    /// A gauge for a connection whose queue may hold `max_outbound_queue_bytes`.
-    pub fn new(max_outbound_queue_bytes: usize) -> QueueGauge {
+    /// A gauge for a connection whose queue may hold `max_outbound_queue_bytes`, counted in
+    /// `total`.
+    pub fn new(max_outbound_queue_bytes: usize, total: Arc<OutboundTotal>) -> QueueGauge {
         QueueGauge {
             queued: AtomicUsize::new(0),
             congested: AtomicBool::new(false),
             low_water: congestion_marks(max_outbound_queue_bytes).1,
+            total,
         }
     }
 
     /// Counts `bytes` more queued; returns the bytes now queued.
     pub fn add(&self, bytes: usize) -> usize {
+        self.total.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.queued.fetch_add(bytes, Ordering::SeqCst) + bytes
     }
 
@@ -98,6 +132,7 @@ impl QueueGauge {
     /// The writer wrote `bytes`. Returns true when that drained a marked queue: the writer then
     /// sends [`DriverEvent::Drained`].
     pub fn wrote(&self, bytes: usize) -> bool {
+        self.total.bytes.fetch_sub(bytes, Ordering::Relaxed);
         let left = self
             .queued
             .fetch_sub(bytes, Ordering::SeqCst)
@@ -236,6 +271,8 @@ pub struct Driver<C: ConnHandle> {
     dialer: Dialer,
     /// Signature checks for the verifier thread.
     verifier: std::sync::mpsc::Sender<(VerifyId, Vec<SignatureCheck>)>,
+    /// Bytes queued for all connections, against the memory limit.
+    outbound: Arc<OutboundTotal>,
 }
 
 impl<C: ConnHandle> Driver<C> {
@@ -247,6 +284,7 @@ impl<C: ConnHandle> Driver<C> {
         inbound: Arc<ByteBudget>,
         dialer: Dialer,
         verifier: std::sync::mpsc::Sender<(VerifyId, Vec<SignatureCheck>)>,
+        outbound: Arc<OutboundTotal>,
     ) -> Driver<C> {
         Driver {
             peer,
@@ -261,6 +299,7 @@ impl<C: ConnHandle> Driver<C> {
             inbound,
             dialer,
             verifier,
+            outbound,
         }
     }
 
@@ -467,7 +506,11 @@ impl<C: ConnHandle> Driver<C> {
                         continue;
                     };
                     let queued = handle.queue(text);
-                    if queued > max_queue {
+                    // Over the memory limit, a connection holding more than its share goes.
+                    let share = self.outbound.max.map_or(usize::MAX, |max| {
+                        (max / self.conns.len().max(1)).max(64 << 10)
+                    });
+                    if queued > max_queue || (self.outbound.over() && queued > share) {
                         // A reader this slow would make the relay hold unbounded memory for it.
                         tracing::warn!(
                             conn = conn.0,
@@ -545,7 +588,7 @@ mod tests {
 
     #[test]
     fn a_drain_is_reported_once_per_congestion() {
-        let g = QueueGauge::new(1600); // high water 400, low water 100
+        let g = QueueGauge::new(1600, Default::default()); // high water 400, low water 100
         g.add(500);
         assert!(g.mark_congested());
         assert!(!g.mark_congested(), "already marked");
@@ -556,7 +599,7 @@ mod tests {
 
     #[test]
     fn a_queue_drained_before_the_mark_is_not_left_marked() {
-        let g = QueueGauge::new(1600);
+        let g = QueueGauge::new(1600, Default::default());
         g.add(500);
         // The writer empties it before the driver marks it.
         assert!(!g.wrote(500));

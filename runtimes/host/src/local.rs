@@ -14,7 +14,7 @@ use fibergun::access::Principal;
 use fibergun::ConnId;
 
 use crate::budget::ByteBudget;
-use crate::driver::{ConnHandle, QueueGauge};
+use crate::driver::{ConnHandle, OutboundTotal, QueueGauge};
 
 /// What an in-process connection tells the driver; each runtime turns it into its own
 /// [`crate::driver::DriverEvent`].
@@ -81,6 +81,7 @@ impl ConnHandle for LocalHandle {
 #[derive(Clone, Debug)]
 pub struct Connector {
     next_conn: Arc<AtomicU64>,
+    outbound: Arc<OutboundTotal>,
     events: async_channel::Sender<LocalEvent>,
     inbound: Arc<ByteBudget>,
     max_outbound_queue_bytes: usize,
@@ -92,6 +93,7 @@ impl Connector {
     /// callers never block on the driver's queue (the inbound budget bounds them instead).
     pub fn start<F>(
         next_conn: Arc<AtomicU64>,
+        outbound: Arc<OutboundTotal>,
         inbound: Arc<ByteBudget>,
         max_outbound_queue_bytes: usize,
         send: F,
@@ -110,6 +112,7 @@ impl Connector {
             .expect("spawning the local connection thread");
         Connector {
             next_conn,
+            outbound,
             events,
             inbound,
             max_outbound_queue_bytes,
@@ -126,7 +129,10 @@ impl Connector {
     pub fn open_as(&self, principal: Principal) -> LocalConnection {
         let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
         let (frames, rx) = async_channel::unbounded();
-        let gauge = Arc::new(QueueGauge::new(self.max_outbound_queue_bytes));
+        let gauge = Arc::new(QueueGauge::new(
+            self.max_outbound_queue_bytes,
+            self.outbound.clone(),
+        ));
         let handle = LocalHandle {
             frames,
             gauge: gauge.clone(),

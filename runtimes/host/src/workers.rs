@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use fibergun::sea::rules::SignatureCheck;
-use fibergun::{Limits, StoreOp, VerifyId};
+use fibergun::{StoreOp, VerifyId};
 use fibergun_lmdb::LmdbStore;
 
 use crate::budget::ByteBudget;
@@ -50,6 +50,11 @@ impl Workers {
 }
 
 /// The budget of inbound frames waiting for the driver: four of the largest frames.
-pub fn inbound_budget(limits: &Limits) -> Arc<ByteBudget> {
-    Arc::new(ByteBudget::new(limits.max_frame_bytes.saturating_mul(4)))
+/// With a memory limit, at most an eighth of it.
+pub fn inbound_budget(config: &crate::ServerConfig) -> Arc<ByteBudget> {
+    let four_frames = config.limits.max_frame_bytes.saturating_mul(4);
+    let bytes = config
+        .memory_share(8)
+        .map_or(four_frames, |share| four_frames.min(share));
+    Arc::new(ByteBudget::new(bytes))
 }

@@ -103,6 +103,8 @@ pub struct HttpContext {
     pub handshake_timeout: std::time::Duration,
     /// Connections and frame rates per client address.
     pub address_limits: Arc<fibergun_host::address_limits::AddressLimits>,
+    /// Bytes queued for all connections, against the memory limit.
+    pub outbound: Arc<fibergun_host::driver::OutboundTotal>,
 }
 
 /// A response body: whole, or streamed (Server-Sent Events).
@@ -376,7 +378,10 @@ pub async fn run_socket<S>(
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = ws.split();
     let mailbox = Arc::new(Mailbox::default());
-    let queued = Arc::new(QueueGauge::new(ctx.max_outbound_queue_bytes));
+    let queued = Arc::new(QueueGauge::new(
+        ctx.max_outbound_queue_bytes,
+        ctx.outbound.clone(),
+    ));
     let sender = ConnSender {
         mailbox: mailbox.clone(),
         queued: queued.clone(),

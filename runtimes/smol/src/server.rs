@@ -142,11 +142,13 @@ pub fn serve_with(
         })
         .collect();
 
-    let inbound = inbound_budget(&config.limits);
+    let inbound = inbound_budget(&config);
+    let outbound = config.outbound_total();
     let next_conn = Arc::new(AtomicU64::new(1));
     let local_events = events_tx.clone();
     let connector = Connector::start(
         next_conn.clone(),
+        outbound.clone(),
         inbound.clone(),
         config.limits.max_outbound_queue_bytes,
         move |event| {
@@ -169,6 +171,7 @@ pub fn serve_with(
         keepalive: config.keepalive,
         handshake_timeout: config.handshake_timeout,
         address_limits: fibergun_host::address_limits::AddressLimits::new(config.address_limits),
+        outbound: outbound.clone(),
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
@@ -185,6 +188,7 @@ pub fn serve_with(
             inbound,
             Box::new(dialer),
             background.verifier,
+            outbound.clone(),
         ),
         events_rx,
     ));

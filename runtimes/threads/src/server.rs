@@ -84,11 +84,13 @@ impl Server {
                 config.data_dir.display()
             );
         }
-        let inbound = inbound_budget(&config.limits);
+        let inbound = inbound_budget(&config);
+        let outbound = config.outbound_total();
         let next_conn = Arc::new(AtomicU64::new(1));
         let local_events = events_tx.clone();
         let connector = Connector::start(
             next_conn.clone(),
+            outbound.clone(),
             inbound.clone(),
             config.limits.max_outbound_queue_bytes,
             move |event| {
@@ -108,6 +110,7 @@ impl Server {
             address_limits: fibergun_host::address_limits::AddressLimits::new(
                 config.address_limits,
             ),
+            outbound: outbound.clone(),
         });
         let dial_ctx = sockets.clone();
         let dialer = move |remote, url| spawn_dial(remote, url, dial_ctx.clone());
@@ -117,6 +120,7 @@ impl Server {
             inbound,
             Box::new(dialer),
             workers.verifier,
+            outbound.clone(),
         );
         let driver = spawn("fibergun-driver", move || drive(driver, events_rx))?;
 

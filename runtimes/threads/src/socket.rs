@@ -43,6 +43,8 @@ pub struct SocketContext {
     pub handshake_timeout: std::time::Duration,
     /// Connections and frame rates per client address.
     pub address_limits: Arc<fibergun_host::address_limits::AddressLimits>,
+    /// Bytes queued for all connections, against the memory limit.
+    pub outbound: Arc<fibergun_host::driver::OutboundTotal>,
 }
 
 /// What a writer thread is asked to do.
@@ -133,7 +135,10 @@ pub fn run_socket(
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
     let config = websocket_config(ctx.max_frame_bytes);
     let (tx, rx) = mpsc::channel::<Outgoing>();
-    let queued = Arc::new(QueueGauge::new(ctx.max_outbound_queue_bytes));
+    let queued = Arc::new(QueueGauge::new(
+        ctx.max_outbound_queue_bytes,
+        ctx.outbound.clone(),
+    ));
     let handle = ThreadConn {
         tx: tx.clone(),
         queued: queued.clone(),
