@@ -18,6 +18,7 @@ mod lmdb_limit;
 mod load;
 mod micro;
 mod scenarios;
+mod stress;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -599,6 +600,55 @@ fn main() -> ExitCode {
                 |f| println!("{f:?}"),
             )
         }
+        Some("confirm") => {
+            let num = |name: &str, default: usize| {
+                flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+            };
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let pid: Option<u32> = flag("--pid").and_then(|v| v.parse().ok());
+            let run = stress::confirm(
+                &url,
+                num("--conns", 10),
+                num("--inflight", 100),
+                num("--total", 20_000),
+            );
+            report(run, |c| {
+                println!(
+                    "confirmed {} ({:.0}/s), p50 {:.2} ms, p99 {:.2} ms, missing {}",
+                    c.confirmed, c.ops_per_s, c.p50_ms, c.p99_ms, c.missing
+                );
+                if let Some(pid) = pid {
+                    println!("server peak RSS {:.0} MiB", peak_rss_mib(pid));
+                }
+            })
+        }
+        Some("flood") => {
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let pid: Option<u32> = flag("--pid").and_then(|v| v.parse().ok());
+            let conns = flag("--conns").and_then(|v| v.parse().ok()).unwrap_or(16);
+            let megabytes = flag("--megabytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1024);
+            report(stress::flood(&url, conns, megabytes), |f| {
+                println!(
+                    "bad input: {:.0} MiB in {} frames, {} connections closed by the server and reopened",
+                    f.bad_bytes as f64 / (1 << 20) as f64,
+                    f.bad_frames,
+                    f.reconnects
+                );
+                println!(
+                    "honest client: {} put+get done, {} failed, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    f.honest_ops, f.honest_failed, f.honest_p50_ms, f.honest_p99_ms, f.honest_max_ms
+                );
+                if let Some(pid) = pid {
+                    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+                    println!(
+                        "server alive: {alive}, peak RSS {:.0} MiB",
+                        peak_rss_mib(pid)
+                    );
+                }
+            })
+        }
         Some("load") => {
             let num = |name: &str, default: usize| {
                 flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -632,6 +682,8 @@ fn main() -> ExitCode {
                 "usage: fibergun-bench compare [--fibergun PATH] [--quick]\n\
                  \x20      fibergun-bench load --url URL --op put|signed-put|get --conns N --inflight N --total N\n\
                  \x20      fibergun-bench fanout --url URL [--rate N] [--subscribers N]\n\
+                 \x20      fibergun-bench confirm --url URL [--pid PID] [--conns N] [--inflight N] [--total N]\n\
+                 \x20      fibergun-bench flood --url URL [--pid PID] [--conns N] [--megabytes N]\n\
                  \x20      fibergun-bench idle --url URL --pid PID [--conns N]\n\
                  \x20      fibergun-bench micro [--seconds S] [--only NAME]\n\
                  \x20      fibergun-bench lmdb-limit [--batch N] [--total N]\n\
