@@ -18,6 +18,7 @@ mod lmdb_limit;
 mod load;
 mod micro;
 mod scenarios;
+mod soak;
 mod stress;
 
 use std::net::TcpListener;
@@ -622,6 +623,35 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Some("soak") => {
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let Some(pid) = flag("--pid").and_then(|v| v.parse::<u32>().ok()) else {
+                eprintln!("fibergun-bench soak: --pid of the server is needed (its memory is sampled)");
+                return ExitCode::FAILURE;
+            };
+            let seconds = flag("--seconds").and_then(|v| v.parse().ok()).unwrap_or(600);
+            let rate = flag("--rate").and_then(|v| v.parse().ok()).unwrap_or(2000);
+            let out = PathBuf::from(flag("--out").unwrap_or_else(|| "soak".into()));
+            let run = soak::run(&url, pid, seconds, rate).and_then(|samples| {
+                soak::write_csv(&samples, &out.with_extension("csv"))?;
+                soak::plot(&samples, &out.with_extension("png"))?;
+                Ok(samples)
+            });
+            report(run, |samples| {
+                let rss: Vec<f64> = samples.iter().map(|s| s.rss_mib).collect();
+                let first = rss.iter().take(10).copied().fold(0.0, f64::max);
+                let last = rss.iter().rev().take(10).copied().fold(0.0, f64::max);
+                let ops: u64 = samples.iter().map(|s| s.ops).sum();
+                let failures: u64 = samples.iter().map(|s| s.failures).sum();
+                let worst_p99 = samples.iter().map(|s| s.p99_ms).fold(0.0, f64::max);
+                println!(
+                    "{} s: {ops} ops, {failures} failures, RSS {first:.1} MiB in the first 10 s and {last:.1} MiB in the last 10 s, worst per-second p99 {worst_p99:.2} ms; {} and {}",
+                    samples.len(),
+                    out.with_extension("csv").display(),
+                    out.with_extension("png").display()
+                );
+            })
+        }
         Some("flood") => {
             let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
             let pid: Option<u32> = flag("--pid").and_then(|v| v.parse().ok());
@@ -684,6 +714,7 @@ fn main() -> ExitCode {
                  \x20      fibergun-bench fanout --url URL [--rate N] [--subscribers N]\n\
                  \x20      fibergun-bench confirm --url URL [--pid PID] [--conns N] [--inflight N] [--total N]\n\
                  \x20      fibergun-bench flood --url URL [--pid PID] [--conns N] [--megabytes N]\n\
+                 \x20      fibergun-bench soak --url URL --pid PID [--seconds 600] [--rate 2000] [--out soak]\n\
                  \x20      fibergun-bench idle --url URL --pid PID [--conns N]\n\
                  \x20      fibergun-bench micro [--seconds S] [--only NAME]\n\
                  \x20      fibergun-bench lmdb-limit [--batch N] [--total N]\n\
