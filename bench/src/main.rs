@@ -626,10 +626,14 @@ fn main() -> ExitCode {
         Some("soak") => {
             let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
             let Some(pid) = flag("--pid").and_then(|v| v.parse::<u32>().ok()) else {
-                eprintln!("fibergun-bench soak: --pid of the server is needed (its memory is sampled)");
+                eprintln!(
+                    "fibergun-bench soak: --pid of the server is needed (its memory is sampled)"
+                );
                 return ExitCode::FAILURE;
             };
-            let seconds = flag("--seconds").and_then(|v| v.parse().ok()).unwrap_or(600);
+            let seconds = flag("--seconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(600);
             let rate = flag("--rate").and_then(|v| v.parse().ok()).unwrap_or(2000);
             let out = PathBuf::from(flag("--out").unwrap_or_else(|| "soak".into()));
             let run = soak::run(&url, pid, seconds, rate).and_then(|samples| {

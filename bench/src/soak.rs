@@ -53,7 +53,9 @@ pub fn run(url: &str, pid: u32, seconds: u64, rate: u64) -> Result<Vec<Sample>, 
                 let mut tasks = Vec::new();
                 for s in 0..20 {
                     let (url, window, stop) = (url.clone(), window.clone(), stop.clone());
-                    tasks.push(smol::spawn(async move { subscriber(&url, s, window, stop).await }));
+                    tasks.push(smol::spawn(async move {
+                        subscriber(&url, s, window, stop).await
+                    }));
                 }
                 for w in 0..4 {
                     let (url, window, stop) = (url.clone(), window.clone(), stop.clone());
@@ -98,7 +100,13 @@ pub fn run(url: &str, pid: u32, seconds: u64, rate: u64) -> Result<Vec<Sample>, 
 }
 
 /// Puts new nodes at `rate` a second into a shared room, and GETs one of them after each ack.
-async fn worker(url: &str, w: usize, rate: u64, window: Arc<Mutex<Window>>, stop: Arc<AtomicBool>) -> Result<(), String> {
+async fn worker(
+    url: &str,
+    w: usize,
+    rate: u64,
+    window: Arc<Mutex<Window>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let (ws, _) = async_tungstenite::smol::connect_async(url)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -126,7 +134,9 @@ async fn worker(url: &str, w: usize, rate: u64, window: Arc<Mutex<Window>>, stop
                 return Err("the server closed the connection".into());
             }
         }
-        let wait = next.saturating_duration_since(Instant::now()).min(Duration::from_millis(5));
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5));
         let got = smol::future::or(async { rx.next().await }, async {
             smol::Timer::after(wait).await;
             None
@@ -167,13 +177,20 @@ async fn worker(url: &str, w: usize, rate: u64, window: Arc<Mutex<Window>>, stop
 }
 
 /// Subscribes to the shared room and counts the pushes it receives.
-async fn subscriber(url: &str, s: usize, window: Arc<Mutex<Window>>, stop: Arc<AtomicBool>) -> Result<(), String> {
+async fn subscriber(
+    url: &str,
+    s: usize,
+    window: Arc<Mutex<Window>>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
     let (ws, _) = async_tungstenite::smol::connect_async(url)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let (mut tx, mut rx) = ws.split();
     let get = format!(r##"{{"#":"sub{s}.","get":{{"#":"soak/room"}}}}"##);
-    tx.send(Message::text(get)).await.map_err(|e| e.to_string())?;
+    tx.send(Message::text(get))
+        .await
+        .map_err(|e| e.to_string())?;
     while !stop.load(Ordering::Relaxed) {
         let got = smol::future::or(async { rx.next().await }, async {
             smol::Timer::after(Duration::from_millis(200)).await;
@@ -228,7 +245,12 @@ pub fn plot(samples: &[Sample], path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (top, bottom) = root.split_vertically(400);
     let end = samples.last().map_or(1, |s| s.second);
-    let panels: [(&DrawingArea<_, _>, &str, f64, Vec<(&str, RGBColor, Box<dyn Fn(&Sample) -> f64>)>); 2] = [
+    let panels: [(
+        &DrawingArea<_, _>,
+        &str,
+        f64,
+        Vec<(&str, RGBColor, Box<dyn Fn(&Sample) -> f64>)>,
+    ); 2] = [
         (
             &top,
             "server resident memory (MiB)",

@@ -58,3 +58,42 @@ pub fn inbound_budget(config: &crate::ServerConfig) -> Arc<ByteBudget> {
         .map_or(four_frames, |share| four_frames.min(share));
     Arc::new(ByteBudget::new(bytes))
 }
+
+/// What a server's sockets, in-process connections and driver share: the inbound budget, the
+/// total of queued outbound bytes, connection ids, and the connector for in-process
+/// connections (whose events go to the driver through `send`).
+pub struct Shared {
+    /// Bytes of frames read and not yet handled.
+    pub inbound: Arc<ByteBudget>,
+    /// Bytes queued for all connections.
+    pub outbound: Arc<crate::driver::OutboundTotal>,
+    /// Source of connection ids.
+    pub next_conn: Arc<std::sync::atomic::AtomicU64>,
+    /// Opens in-process connections.
+    pub connector: crate::local::Connector,
+}
+
+impl Shared {
+    /// The shared parts of a server configured by `config`.
+    pub fn new<F>(config: &crate::ServerConfig, send: F) -> Shared
+    where
+        F: Fn(crate::local::LocalEvent) + Send + 'static,
+    {
+        let inbound = inbound_budget(config);
+        let outbound = config.outbound_total();
+        let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let connector = crate::local::Connector::start(
+            next_conn.clone(),
+            outbound.clone(),
+            inbound.clone(),
+            config.limits.max_outbound_queue_bytes,
+            send,
+        );
+        Shared {
+            inbound,
+            outbound,
+            next_conn,
+            connector,
+        }
+    }
+}

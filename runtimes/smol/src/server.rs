@@ -2,14 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use async_io::Timer;
 use fibergun_host::driver::Driver;
 use fibergun_host::gun::Gun;
 use fibergun_host::local::Connector;
-use fibergun_host::workers::{inbound_budget, Workers};
+use fibergun_host::workers::{Shared, Workers};
 use fibergun_host::{ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 use smol::channel::Receiver;
@@ -142,19 +141,15 @@ pub fn serve_with(
         })
         .collect();
 
-    let inbound = inbound_budget(&config);
-    let outbound = config.outbound_total();
-    let next_conn = Arc::new(AtomicU64::new(1));
     let local_events = events_tx.clone();
-    let connector = Connector::start(
-        next_conn.clone(),
-        outbound.clone(),
-        inbound.clone(),
-        config.limits.max_outbound_queue_bytes,
-        move |event| {
-            let _ = local_events.send_blocking(DriverEvent::Local(event));
-        },
-    );
+    let Shared {
+        inbound,
+        outbound,
+        next_conn,
+        connector,
+    } = Shared::new(&config, move |event| {
+        let _ = local_events.send_blocking(DriverEvent::Local(event));
+    });
     let ctx = Arc::new(HttpContext {
         events: events_tx.clone(),
         executor: executor.clone(),

@@ -1,7 +1,7 @@
 //! Putting it together: open the store, bind the listener, start the threads, stop cleanly.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,7 +12,7 @@ use fibergun_host::gun::Gun;
 use fibergun_host::local::Connector;
 use fibergun_host::open_socket::wait_closed;
 use fibergun_host::verifier::Verifiers;
-use fibergun_host::workers::{inbound_budget, Workers};
+use fibergun_host::workers::{Shared, Workers};
 use fibergun_host::{ServerConfig, ServerError};
 use fibergun_lmdb::LmdbStore;
 
@@ -84,19 +84,15 @@ impl Server {
                 config.data_dir.display()
             );
         }
-        let inbound = inbound_budget(&config);
-        let outbound = config.outbound_total();
-        let next_conn = Arc::new(AtomicU64::new(1));
         let local_events = events_tx.clone();
-        let connector = Connector::start(
-            next_conn.clone(),
-            outbound.clone(),
-            inbound.clone(),
-            config.limits.max_outbound_queue_bytes,
-            move |event| {
-                let _ = local_events.send(DriverEvent::Local(event));
-            },
-        );
+        let Shared {
+            inbound,
+            outbound,
+            next_conn,
+            connector,
+        } = Shared::new(&config, move |event| {
+            let _ = local_events.send(DriverEvent::Local(event));
+        });
         let sockets = Arc::new(SocketContext {
             events: events_tx.clone(),
             max_frame_bytes: config.limits.max_frame_bytes,
