@@ -238,6 +238,9 @@ fn font() -> bool {
     false
 }
 
+/// One line of a panel: its name, colour and value.
+type Series = (&'static str, RGBColor, fn(&Sample) -> f64);
+
 /// Draws memory and latency over time: two panels, one PNG.
 pub fn plot(samples: &[Sample], path: &Path) -> Result<(), String> {
     let text = font();
@@ -245,27 +248,13 @@ pub fn plot(samples: &[Sample], path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let (top, bottom) = root.split_vertically(400);
     let end = samples.last().map_or(1, |s| s.second);
-    let panels: [(
-        &DrawingArea<_, _>,
-        &str,
-        f64,
-        Vec<(&str, RGBColor, Box<dyn Fn(&Sample) -> f64>)>,
-    ); 2] = [
-        (
-            &top,
-            "server resident memory (MiB)",
-            samples.iter().map(|s| s.rss_mib).fold(1.0, f64::max) * 1.2,
-            vec![("RSS MiB", BLUE, Box::new(|s: &Sample| s.rss_mib))],
-        ),
-        (
-            &bottom,
-            "latency (ms), per second",
-            samples.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 1.2,
-            vec![
-                ("p50 ms", GREEN, Box::new(|s: &Sample| s.p50_ms)),
-                ("p99 ms", RED, Box::new(|s: &Sample| s.p99_ms)),
-            ],
-        ),
+    let rss = samples.iter().map(|s| s.rss_mib).fold(1.0, f64::max) * 1.2;
+    let p99 = samples.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 1.2;
+    let memory: [Series; 1] = [("RSS MiB", BLUE, |s| s.rss_mib)];
+    let latency: [Series; 2] = [("p50 ms", GREEN, |s| s.p50_ms), ("p99 ms", RED, |s| s.p99_ms)];
+    let panels = [
+        (&top, "server resident memory (MiB)", rss, &memory[..]),
+        (&bottom, "latency (ms), per second", p99, &latency[..]),
     ];
     for (area, title, top_value, series) in panels {
         let mut builder = ChartBuilder::on(area);
@@ -286,7 +275,7 @@ pub fn plot(samples: &[Sample], path: &Path) -> Result<(), String> {
                 .draw()
                 .map_err(|e| e.to_string())?;
         }
-        for (name, color, value) in series {
+        for &(name, color, value) in series {
             let line = chart
                 .draw_series(LineSeries::new(
                     samples.iter().map(|s| (s.second, value(s))),
