@@ -251,7 +251,10 @@ pub fn plot(samples: &[Sample], path: &Path) -> Result<(), String> {
     let rss = samples.iter().map(|s| s.rss_mib).fold(1.0, f64::max) * 1.2;
     let p99 = samples.iter().map(|s| s.p99_ms).fold(1.0, f64::max) * 1.2;
     let memory: [Series; 1] = [("RSS MiB", BLUE, |s| s.rss_mib)];
-    let latency: [Series; 2] = [("p50 ms", GREEN, |s| s.p50_ms), ("p99 ms", RED, |s| s.p99_ms)];
+    let latency: [Series; 2] = [
+        ("p50 ms", GREEN, |s| s.p50_ms),
+        ("p99 ms", RED, |s| s.p99_ms),
+    ];
     let panels = [
         (&top, "server resident memory (MiB)", rss, &memory[..]),
         (&bottom, "latency (ms), per second", p99, &latency[..]),

@@ -384,11 +384,124 @@ struct Cli {
 enum Command {
     /// Run a relay: the GUN WebSocket endpoint at /gun, on an embedded LMDB store.
     Serve(ServeArgs),
+    /// Write a consistent copy of a store to a file, while its relay keeps running.
+    Backup {
+        /// The relay's data folder.
+        #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
+        data: PathBuf,
+        /// The backup file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Make a new data folder from a backup file.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data folder to create (new or empty).
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Write every node of a store as JSON Lines (one node per line, with its states).
+    Export {
+        /// The data folder (its relay may keep running).
+        #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
+        data: PathBuf,
+        /// The file to write (standard output when not given).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Merge an export (JSON Lines) into a store, by HAM. Its relay must be stopped.
+    Import {
+        /// The data folder (created if missing).
+        #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
+        data: PathBuf,
+        /// The export to read (`-` for standard input).
+        file: PathBuf,
+    },
 }
 
-/// Reads `<bin> serve [flags]` from the command line. Bad input ends the process with clap's
-/// message (and `--help` and `--version` with their answers), as any command line tool does.
-pub fn parse_serve_command(bin: &'static str, about: &'static str) -> ServeArgs {
+/// What the command line asks for.
+pub enum Invocation {
+    /// Run a relay.
+    Serve(Box<ServeArgs>),
+    /// Run a tool on a store, then exit.
+    Tool(Tool),
+}
+
+/// A tool on a store (see `fibergun --help`).
+pub struct Tool(Command);
+
+impl Tool {
+    /// Runs it and says how it went on standard error, as `bin`.
+    pub fn run_reporting(self, bin: &str) -> std::process::ExitCode {
+        match self.run() {
+            Ok(done) => {
+                eprintln!("{bin}: {done}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{bin}: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs it; what to print on success, or why it failed.
+    pub fn run(self) -> Result<String, String> {
+        use fibergun_lmdb::LmdbStore;
+        match self.0 {
+            Command::Serve(_) => Err("serve is not a tool".into()),
+            Command::Backup { data, out } => {
+                let store = LmdbStore::open_beside(&data, fibergun_lmdb::DEFAULT_MAP_SIZE)
+                    .map_err(|e| e.0)?;
+                let bytes = store.backup_to(&out)?;
+                Ok(format!(
+                    "backed up {} to {} ({bytes} bytes)",
+                    data.display(),
+                    out.display()
+                ))
+            }
+            Command::Restore { from, data } => {
+                LmdbStore::restore(&from, &data).map_err(|e| e.0)?;
+                Ok(format!(
+                    "restored {} into {}",
+                    from.display(),
+                    data.display()
+                ))
+            }
+            Command::Export { data, out } => {
+                let store = LmdbStore::open_beside(&data, fibergun_lmdb::DEFAULT_MAP_SIZE)
+                    .map_err(|e| e.0)?;
+                let nodes = match &out {
+                    Some(path) => {
+                        let file = std::fs::File::create(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?;
+                        store.export(&mut std::io::BufWriter::new(file))?
+                    }
+                    None => store.export(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
+                };
+                Ok(format!("exported {nodes} nodes"))
+            }
+            Command::Import { data, file } => {
+                let mut store =
+                    LmdbStore::open(&data, fibergun_lmdb::DEFAULT_MAP_SIZE).map_err(|e| e.0)?;
+                let nodes = if file.as_os_str() == "-" {
+                    store.import(std::io::stdin().lock())?
+                } else {
+                    let f = std::fs::File::open(&file)
+                        .map_err(|e| format!("{}: {e}", file.display()))?;
+                    store.import(std::io::BufReader::new(f))?
+                };
+                Ok(format!("imported {nodes} nodes into {}", data.display()))
+            }
+        }
+    }
+}
+
+/// Reads the command line. Bad input ends the process with clap's message (and `--help` and
+/// `--version` with their answers), as any command line tool does.
+pub fn parse_command(bin: &'static str, about: &'static str) -> Invocation {
     use clap::{CommandFactory, FromArgMatches};
     let matches = Cli::command()
         .name(bin)
@@ -398,7 +511,8 @@ pub fn parse_serve_command(bin: &'static str, about: &'static str) -> ServeArgs 
     match Cli::from_arg_matches(&matches) {
         Ok(Cli {
             command: Command::Serve(args),
-        }) => args,
+        }) => Invocation::Serve(Box::new(args)),
+        Ok(Cli { command }) => Invocation::Tool(Tool(command)),
         Err(e) => e.exit(),
     }
 }

@@ -23,7 +23,7 @@ pub mod verifier;
 pub mod workers;
 
 pub use config::{
-    error_json, init_logging, parse_serve_command, server_info_json, ServeArgs, ServerConfig,
+    error_json, init_logging, parse_command, server_info_json, Invocation, ServeArgs, ServerConfig,
     ServerError,
 };
 pub use peer_url::PeerUrl;

@@ -11,6 +11,8 @@
 
 #![deny(unsafe_code)]
 
+mod portable;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -42,9 +44,13 @@ pub struct LmdbStore {
     nodes: u64,
     /// Writes are refused once the map uses this many bytes.
     quota: Option<u64>,
+    /// The writer's lock, held while the store is open (see [`LmdbStore::open`]).
+    _lock: Option<std::fs::File>,
 }
 
 const NODES_KEY: &[u8] = b"nodes";
+/// Held (an exclusive advisory lock) by the one process that serves or imports into a store.
+const LOCK_FILE: &str = "fibergun.lock";
 const FORMAT_KEY: &[u8] = b"format";
 /// What this version writes, recorded in `meta` so a future one can tell.
 const FORMAT: &str = "fibergun-lmdb-1";
@@ -58,7 +64,7 @@ fn check_folder(dir: &Path) -> Result<bool, OpenError> {
         let name = entry.file_name();
         match name.to_str() {
             Some("data.mdb") => has_data = true,
-            Some("lock.mdb") => {}
+            Some("lock.mdb") | Some(LOCK_FILE) => {}
             _ => {
                 return Err(OpenError(format!(
                     "{} holds other files ({:?} among them) and no fibergun store: give an empty folder, or a store's own",
@@ -168,12 +174,34 @@ impl std::fmt::Debug for StatsReader {
 pub const DEFAULT_MAP_SIZE: usize = 64 << 30;
 
 impl LmdbStore {
-    /// Opens (creating if needed) the store in directory `dir`, with a map of `map_size` bytes.
-    /// A folder holding other things, a damaged file, or another program's LMDB store is
-    /// refused with an error that says which.
+    /// Opens (creating if needed) the store in directory `dir`, with a map of `map_size` bytes,
+    /// as its one writer: another process holding it (a running relay) is an error. A folder
+    /// holding other things, a damaged file, or another program's LMDB store is refused with an
+    /// error that says which.
     pub fn open(dir: &Path, map_size: usize) -> Result<LmdbStore, OpenError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| OpenError(format!("cannot create {}: {e}", dir.display())))?;
+        check_folder(dir)?;
+        let lock = std::fs::File::create(dir.join(LOCK_FILE)).map_err(|e| {
+            OpenError(format!(
+                "cannot create the lock file in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        if lock.try_lock().is_err() {
+            return Err(OpenError(format!(
+                "another fibergun process is using {} (stop it first)",
+                dir.display()
+            )));
+        }
+        let mut store = LmdbStore::open_beside(dir, map_size)?;
+        store._lock = Some(lock);
+        Ok(store)
+    }
+
+    /// Opens the store in `dir` without taking the writer's lock, beside a relay that may be
+    /// running on it (LMDB lets processes share a store): for backups and exports.
+    pub fn open_beside(dir: &Path, map_size: usize) -> Result<LmdbStore, OpenError> {
         let existed = check_folder(dir)?;
         let mut options = EnvOpenOptions::new();
         options.map_size(map_size).max_dbs(4);
@@ -204,6 +232,7 @@ impl LmdbStore {
             meta,
             nodes: 0,
             quota: None,
+            _lock: None,
         };
         store.nodes = store.load_node_count().map_err(lmdb("count nodes"))?;
         store.mark_format().map_err(lmdb("write the format"))?;
@@ -895,6 +924,7 @@ mod stats_tests {
         assert_eq!((stats.nodes, stats.fields), (3, 5));
         assert!(stats.used_bytes > 0 && stats.used_bytes <= stats.map_bytes);
         // Opened again (in this process, the same environment), the count is read back.
+        drop(store);
         let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
         assert_eq!(store.stats_reader().read().unwrap().nodes, 3);
     }
@@ -912,6 +942,7 @@ mod stats_tests {
         let mut wtxn = store.env.write_txn().unwrap();
         store.meta.delete(&mut wtxn, NODES_KEY).unwrap();
         wtxn.commit().unwrap();
+        drop(store);
         let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
         assert_eq!(store.stats_reader().read().unwrap().nodes, 2);
     }

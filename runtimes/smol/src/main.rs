@@ -2,13 +2,16 @@
 
 use std::process::ExitCode;
 
-use fibergun_host::{init_logging, parse_serve_command};
+use fibergun_host::{init_logging, parse_command, Invocation};
 use fibergun_smol::serve;
 use futures_util::StreamExt;
 
 fn main() -> ExitCode {
     init_logging();
-    let args = parse_serve_command("fibergun", "A GUN-compatible relay server");
+    let args = match parse_command("fibergun", "A GUN-compatible relay server") {
+        Invocation::Serve(args) => args,
+        Invocation::Tool(tool) => return tool.run_reporting("fibergun"),
+    };
     let signals =
         match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
             Ok(s) => s,

@@ -2,17 +2,20 @@
 
 use std::process::ExitCode;
 
-use fibergun_host::{init_logging, parse_serve_command};
+use fibergun_host::{init_logging, parse_command, Invocation};
 use fibergun_threads::Server;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 fn main() -> ExitCode {
     init_logging();
-    let args = parse_serve_command(
+    let args = match parse_command(
         "fibergun-threads",
         "A GUN-compatible relay server (std-thread runtime)",
-    );
+    ) {
+        Invocation::Serve(args) => args,
+        Invocation::Tool(tool) => return tool.run_reporting("fibergun-threads"),
+    };
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
         Err(e) => {

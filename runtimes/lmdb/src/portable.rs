@@ -1,0 +1,250 @@
+//! Moving a store's graph in and out: a consistent backup file of a running store and its
+//! restore, and export and import as JSON Lines, one node per line in GUN's wire form
+//! (`{"soul":{"_":{"#":"soul",">":{…states…}},…fields…}}`), states kept, so an import merges by
+//! HAM exactly as the writes first did.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use fibergun::graph::{Graph, Node, Soul};
+use fibergun::store::{OpId, Store, StoreOp, StoreResult};
+use fibergun::Limits;
+use heed::CompactionOption;
+
+use crate::{decode_field, split_key, LmdbStore, OpenError};
+
+/// Nodes merged per transaction by an import.
+const IMPORT_BATCH: usize = 1_000;
+
+impl LmdbStore {
+    /// Writes a consistent copy of the store (as of one moment; writers go on meanwhile) to
+    /// `path`, compacted. Returns its size in bytes.
+    pub fn backup_to(&self, path: &Path) -> Result<u64, String> {
+        if path.exists() {
+            return Err(format!(
+                "{} exists already; give a new file",
+                path.display()
+            ));
+        }
+        let file = self
+            .env
+            .copy_to_path(path, CompactionOption::Enabled)
+            .map_err(|e| format!("backup to {}: {e}", path.display()))?;
+        file.sync_all().map_err(|e| e.to_string())?;
+        file.metadata().map(|m| m.len()).map_err(|e| e.to_string())
+    }
+
+    /// Writes every node as one line of JSON, in soul order. Returns the number of nodes.
+    pub fn export(&self, out: &mut impl Write) -> Result<u64, String> {
+        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        let mut nodes = 0u64;
+        let mut current: Option<Node> = None;
+        let mut line = String::new();
+        let mut flush = |node: Node, out: &mut dyn Write| -> Result<(), String> {
+            line.clear();
+            line.push('{');
+            fibergun::json::write_string(&mut line, node.soul.as_str());
+            line.push(':');
+            node.write_json(&mut line);
+            line.push_str("}\n");
+            out.write_all(line.as_bytes()).map_err(|e| e.to_string())
+        };
+        for entry in self.fields.iter(&rtxn).map_err(|e| e.to_string())? {
+            let (key, value) = entry.map_err(|e| e.to_string())?;
+            let Some((soul, field_key)) = split_key(key) else {
+                continue;
+            };
+            let (Ok(field_key), Some(field)) = (
+                std::str::from_utf8(field_key)
+                    .map_err(|_| ())
+                    .and_then(|k| fibergun::Key::new(k).map_err(|_| ())),
+                decode_field(value),
+            ) else {
+                continue;
+            };
+            if current.as_ref().is_some_and(|n| n.soul.as_str() != soul) {
+                flush(current.take().expect("checked"), out)?;
+                nodes += 1;
+            }
+            let node = current.get_or_insert_with(|| {
+                Node::new(Soul::new(&soul).expect("stored souls are not empty"))
+            });
+            node.fields.insert(field_key, field);
+        }
+        if let Some(node) = current {
+            flush(node, out)?;
+            nodes += 1;
+        }
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(nodes)
+    }
+
+    /// Merges the nodes of an export (JSON Lines) by HAM. Returns the nodes read; a line that is
+    /// not a valid node fails the import with its line number, after the batches before it.
+    pub fn import(&mut self, input: impl BufRead) -> Result<u64, String> {
+        let limits = Limits {
+            max_value_bytes: usize::MAX,
+            max_keys_per_node: usize::MAX,
+            max_nodes_per_put: usize::MAX,
+            ..Limits::default()
+        };
+        let mut batch = Vec::new();
+        let mut nodes = 0u64;
+        let mut op = 0u64;
+        for (n, line) in input.lines().enumerate() {
+            let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let json: serde_json::Value = serde_json::from_str(&line)
+                .map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
+            let graph =
+                Graph::from_json(&json, &limits).map_err(|e| format!("line {}: {}", n + 1, e.0))?;
+            for node in graph.nodes {
+                nodes += 1;
+                op += 1;
+                batch.push(StoreOp::Merge {
+                    op: OpId(op),
+                    soul: node.soul,
+                    fields: node.fields.into_iter().collect(),
+                });
+            }
+            if batch.len() >= IMPORT_BATCH {
+                self.merge_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        self.merge_batch(batch)?;
+        Ok(nodes)
+    }
+
+    fn merge_batch(&mut self, batch: Vec<StoreOp>) -> Result<(), String> {
+        for result in self.apply(batch) {
+            if let StoreResult::Failed { reason } = result {
+                return Err(reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `dir` (new or empty) a store restored from a backup file, and checks it opens.
+    pub fn restore(backup: &Path, dir: &Path) -> Result<(), OpenError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpenError(format!("cannot create {}: {e}", dir.display())))?;
+        let occupied = std::fs::read_dir(dir)
+            .map_err(|e| OpenError(format!("cannot read {}: {e}", dir.display())))?
+            .next()
+            .is_some();
+        if occupied {
+            return Err(OpenError(format!(
+                "{} is not empty: restore into a new folder",
+                dir.display()
+            )));
+        }
+        std::fs::copy(backup, dir.join("data.mdb"))
+            .map_err(|e| OpenError(format!("cannot copy {}: {e}", backup.display())))?;
+        LmdbStore::open_beside(dir, crate::DEFAULT_MAP_SIZE).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fibergun::graph::{Field, Key, State, Value};
+    use fibergun::store::ReadQuery;
+    use fibergun::wire::KeyQuery;
+
+    fn merge(op: u64, soul: &str, key: &str, value: Value, state: f64) -> StoreOp {
+        StoreOp::Merge {
+            op: OpId(op),
+            soul: Soul::new(soul).unwrap(),
+            fields: vec![(
+                Key::new(key).unwrap(),
+                Field {
+                    value,
+                    state: State::new(state).unwrap(),
+                },
+            )],
+        }
+    }
+
+    fn read(store: &mut LmdbStore, soul: &str) -> Option<Node> {
+        let query = ReadQuery::Node {
+            soul: Soul::new(soul).unwrap(),
+            keys: KeyQuery::All,
+            reverse: false,
+            budget: u64::MAX,
+        };
+        match store
+            .apply(vec![StoreOp::Read {
+                op: OpId(1 << 40),
+                query,
+            }])
+            .pop()
+        {
+            Some(StoreResult::Read { nodes }) => nodes.into_iter().next(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn sample(dir: &Path) -> LmdbStore {
+        let mut store = LmdbStore::open(dir, 1 << 26).unwrap();
+        store.apply(vec![
+            merge(1, "a", "x", Value::Number(1.5), 10.0),
+            merge(2, "a", "y", Value::Link(Soul::new("b").unwrap()), 11.0),
+            merge(3, "b", "s", Value::String("héllo \"q\"".into()), 12.0),
+            merge(4, "c\u{0}odd", "n", Value::Null, 13.0),
+        ]);
+        store
+    }
+
+    #[test]
+    fn an_export_imports_into_an_equal_store() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut source = sample(from.path());
+        let mut text = Vec::new();
+        assert_eq!(source.export(&mut text).unwrap(), 3);
+        let mut target = LmdbStore::open(to.path(), 1 << 26).unwrap();
+        assert_eq!(target.import(&text[..]).unwrap(), 3);
+        for soul in ["a", "b", "c\u{0}odd"] {
+            assert_eq!(read(&mut target, soul), read(&mut source, soul), "{soul}");
+        }
+        // Importing again changes nothing; an older state does not win.
+        let older = b"{\"a\":{\"_\":{\"#\":\"a\",\">\":{\"x\":1}},\"x\":99}}\n";
+        target.import(&older[..]).unwrap();
+        assert_eq!(read(&mut target, "a"), read(&mut source, "a"));
+        let bad = b"{\"a\":[1]}\n";
+        assert!(target.import(&bad[..]).unwrap_err().starts_with("line 1"));
+    }
+
+    #[test]
+    fn a_backup_restores_into_an_equal_store() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut source = sample(from.path());
+        let file = from
+            .path()
+            .parent()
+            .unwrap()
+            .join(format!("fibergun-backup-{}.mdb", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        assert!(source.backup_to(&file).unwrap() > 0);
+        assert!(
+            source.backup_to(&file).is_err(),
+            "an existing file is not overwritten"
+        );
+        let restored = to.path().join("store");
+        LmdbStore::restore(&file, &restored).unwrap();
+        let mut copy = LmdbStore::open(&restored, 1 << 26).unwrap();
+        assert!(
+            LmdbStore::open(&restored, 1 << 26).is_err(),
+            "a second writer is refused"
+        );
+        for soul in ["a", "b", "c\u{0}odd"] {
+            assert_eq!(read(&mut copy, soul), read(&mut source, soul), "{soul}");
+        }
+        assert!(
+            LmdbStore::restore(&file, &restored).is_err(),
+            "only into a new folder"
+        );
+        std::fs::remove_file(&file).unwrap();
+    }
+}
