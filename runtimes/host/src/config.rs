@@ -383,7 +383,7 @@ struct Cli {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Run a relay: the GUN WebSocket endpoint at /gun, on an embedded LMDB store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a consistent copy of a store to a file, while its relay keeps running.
     Backup {
         /// The relay's data folder.
@@ -511,7 +511,7 @@ pub fn parse_command(bin: &'static str, about: &'static str) -> Invocation {
     match Cli::from_arg_matches(&matches) {
         Ok(Cli {
             command: Command::Serve(args),
-        }) => Invocation::Serve(Box::new(args)),
+        }) => Invocation::Serve(args),
         Ok(Cli { command }) => Invocation::Tool(Tool(command)),
         Err(e) => e.exit(),
     }
