@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub address_limits: crate::address_limits::AddressLimitConfig,
     /// Writes are refused (with an `err`) once the store uses this many bytes; reads go on.
     pub storage_quota: Option<u64>,
+    /// Which storage backend.
+    pub store: crate::storage::StoreKind,
     /// The memory the server's buffers may use together (`--memory-limit`): half for frames
     /// queued to connections, an eighth for frames read and not yet handled, an eighth for the
     /// node cache. `None`: each buffer has only its own limit.
@@ -116,6 +118,7 @@ impl Default for ServerConfig {
             address_limits: Default::default(),
             storage_quota: None,
             memory_limit: None,
+            store: Default::default(),
         }
     }
 }
@@ -202,6 +205,10 @@ pub struct ServeArgs {
     /// Directory of the store (created if missing).
     #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
     pub data: PathBuf,
+    /// Where the graph is kept: `lmdb` in --data (durable), or `memory` (for tests and
+    /// ephemeral relays: acks mean in memory only; a restart starts empty).
+    #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
+    pub store: crate::storage::StoreKind,
     /// A relay to dial and stay connected to, fibergun or GUN JS (`ws://host:port/gun` or
     /// `http://host:port/gun`). Repeat for several; connections are retried with backoff.
     #[arg(long = "peer", value_name = "URL")]
@@ -337,6 +344,7 @@ impl ServeArgs {
             handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
             storage_quota: self.storage_quota,
             memory_limit: self.memory_limit,
+            store: self.store,
             address_limits: crate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),

@@ -18,6 +18,7 @@ pub mod open_socket;
 pub mod peer_url;
 pub mod rest;
 pub mod static_files;
+pub mod storage;
 pub mod store_thread;
 pub mod verifier;
 pub mod workers;

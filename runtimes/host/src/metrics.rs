@@ -370,7 +370,7 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
 /// store is readable, and it is not shutting down). Returns it and whether it is ready.
 pub fn health_json(
     peer: Option<&PeerSnapshot>,
-    store: &Result<StoreStats, String>,
+    store: &Result<Option<StoreStats>, String>,
 ) -> (bool, String) {
     let core = peer.is_some_and(|p| !p.shutting_down);
     let ready = core && store.is_ok();

@@ -53,17 +53,13 @@ where
     (tx, handle)
 }
 
-/// [`spawn`] for the LMDB store, which is synced once more when the thread ends.
-pub fn spawn_lmdb<F>(
-    store: fibergun_lmdb::LmdbStore,
+/// [`spawn`] for a server's backend, which is synced once more when the thread ends.
+pub fn spawn_backend<F>(
+    store: crate::storage::Backend,
     done: F,
 ) -> (Sender<Vec<StoreOp>>, JoinHandle<()>)
 where
     F: Fn(BatchResults) + Send + 'static,
 {
-    spawn(store, done, |store: &fibergun_lmdb::LmdbStore| {
-        if let Err(e) = store.sync() {
-            tracing::error!("final store sync failed: {e}");
-        }
-    })
+    spawn(store, done, crate::storage::Backend::sync)
 }

@@ -6,7 +6,6 @@ use std::thread::JoinHandle;
 
 use fibergun::sea::rules::SignatureCheck;
 use fibergun::{StoreOp, VerifyId};
-use fibergun_lmdb::LmdbStore;
 
 use crate::budget::ByteBudget;
 use crate::driver::DriverEvent;
@@ -28,13 +27,13 @@ pub struct Workers {
 impl Workers {
     /// Starts the store thread and `verify_threads` verifier threads; their results go to the
     /// driver through `send`.
-    pub fn start<C, F>(store: LmdbStore, verify_threads: usize, send: F) -> Workers
+    pub fn start<C, F>(store: crate::storage::Backend, verify_threads: usize, send: F) -> Workers
     where
         C: Send + 'static,
         F: Fn(DriverEvent<C>) + Clone + Send + 'static,
     {
         let to_driver = send.clone();
-        let (store, store_thread) = store_thread::spawn_lmdb(store, move |results| {
+        let (store, store_thread) = store_thread::spawn_backend(store, move |results| {
             to_driver(DriverEvent::StoreDone(results));
         });
         let (verifier, verifier_threads) = verifier::spawn(verify_threads, move |id, results| {

@@ -94,7 +94,7 @@ pub struct HttpContext {
     /// The REST routes' body limit and CORS origins.
     pub rest: fibergun_host::rest::RestConfig,
     /// Reads the store's size, for metrics.
-    pub store_stats: fibergun_lmdb::StatsReader,
+    pub store_stats: Option<fibergun_lmdb::StatsReader>,
     /// The folder served at `/`, if any.
     pub static_dir: Option<std::path::PathBuf>,
     /// WebSocket pings, and when a silent peer counts as dead.
@@ -264,7 +264,7 @@ async fn metrics(ctx: &HttpContext, accept: Option<String>) -> Reply {
     let Some(peer) = peer_snapshot(ctx).await else {
         return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the core is not answering");
     };
-    let store = ctx.store_stats.read().ok();
+    let store = ctx.store_stats.as_ref().and_then(|s| s.read().ok());
     let text = m::render(peer, store);
     let (text, content_type) = if m::wants_openmetrics(accept.as_deref()) {
         (text, m::CONTENT_TYPE)
@@ -280,7 +280,10 @@ async fn metrics(ctx: &HttpContext, accept: Option<String>) -> Reply {
 /// `/health`: 200 when ready, 503 when not, with what is wrong.
 async fn health(ctx: &HttpContext) -> Reply {
     let peer = peer_snapshot(ctx).await;
-    let store = ctx.store_stats.read();
+    let store = match &ctx.store_stats {
+        Some(reader) => reader.read().map(Some),
+        None => Ok(None),
+    };
     let (ready, body) = fibergun_host::metrics::health_json(peer.as_ref(), &store);
     let status = if ready {
         StatusCode::OK

@@ -8,9 +8,9 @@ use async_io::Timer;
 use fibergun_host::driver::Driver;
 use fibergun_host::gun::Gun;
 use fibergun_host::local::Connector;
+use fibergun_host::storage::Backend;
 use fibergun_host::workers::{Shared, Workers};
 use fibergun_host::{ServerConfig, ServerError};
-use fibergun_lmdb::LmdbStore;
 use smol::channel::Receiver;
 use smol::Executor;
 
@@ -107,10 +107,7 @@ pub fn serve_with(
     ready: impl FnOnce(SocketAddr, Connector),
 ) -> Result<(), ServerError> {
     let peer = config.new_peer()?;
-    let mut store = LmdbStore::open(&config.data_dir, config.map_size)
-        .map_err(|e| ServerError(e.to_string()))?;
-    store.set_quota(config.storage_quota);
-    let store_stats = store.stats_reader();
+    let (store, store_stats) = Backend::open(&config)?;
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
         .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener

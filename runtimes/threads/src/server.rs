@@ -11,10 +11,10 @@ use fibergun_host::driver::Driver;
 use fibergun_host::gun::Gun;
 use fibergun_host::local::Connector;
 use fibergun_host::open_socket::wait_closed;
+use fibergun_host::storage::Backend;
 use fibergun_host::verifier::Verifiers;
 use fibergun_host::workers::{Shared, Workers};
 use fibergun_host::{ServerConfig, ServerError};
-use fibergun_lmdb::LmdbStore;
 
 use crate::dial::spawn_dial;
 use crate::http::serve_connection;
@@ -50,9 +50,7 @@ impl Server {
 
     fn start_with(config: ServerConfig, listen: bool) -> Result<Server, ServerError> {
         let peer = config.new_peer()?;
-        let mut store = LmdbStore::open(&config.data_dir, config.map_size)
-            .map_err(|e| ServerError(e.to_string()))?;
-        store.set_quota(config.storage_quota);
+        let (store, _) = Backend::open(&config)?;
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)
