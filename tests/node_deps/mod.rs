@@ -250,6 +250,22 @@ impl GunJsRelay {
         }
     }
 
+    /// Stops the relay (SIGTERM, then waits) and hands over its data folder (its `radata`).
+    pub fn stop_keeping_data(mut self) -> tempfile::TempDir {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self._data, placeholder)
+    }
+
     /// `http://127.0.0.1:PORT/gun`, the form GUN peers are written in.
     pub fn gun_url(&self) -> String {
         format!("http://127.0.0.1:{}/gun", self.port)

@@ -427,6 +427,15 @@ enum Command {
         /// The export to read (`-` for standard input).
         file: PathBuf,
     },
+    /// Merge a GUN JS `radata` folder (radisk's files) into a store, by HAM: moving a GUN JS
+    /// relay's data to fibergun. The store's relay must be stopped.
+    ImportRadata {
+        /// The data folder (created if missing).
+        #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
+        data: PathBuf,
+        /// The GUN JS relay's `radata` folder (its `file` option).
+        radata: PathBuf,
+    },
 }
 
 /// What the command line asks for.
@@ -502,6 +511,15 @@ impl Tool {
                     store.import(std::io::BufReader::new(f))?
                 };
                 Ok(format!("imported {nodes} nodes into {}", data.display()))
+            }
+            Command::ImportRadata { data, radata } => {
+                let mut store =
+                    LmdbStore::open(&data, fibergun_lmdb::DEFAULT_MAP_SIZE).map_err(|e| e.0)?;
+                let (files, fields) = store.import_radata(&radata)?;
+                Ok(format!(
+                    "imported {fields} fields from {files} radata files into {}",
+                    data.display()
+                ))
             }
         }
     }

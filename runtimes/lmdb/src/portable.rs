@@ -117,6 +117,76 @@ impl LmdbStore {
         Ok(nodes)
     }
 
+    /// Merges a GUN JS `radata` folder (radisk's JSON radix files, GUN JS's default since
+    /// 2020) by HAM. Every entry `soul ESC key → {":": value, ">": state}` becomes a field.
+    /// Returns the files read and the fields merged. The pre-2020 text format is refused.
+    pub fn import_radata(&mut self, dir: &Path) -> Result<(usize, u64), String> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // `%1C` is radisk's directory of files; temporary files are half-written ones.
+            if name == "%1C" || name.ends_with(".tmp") || !entry.path().is_file() {
+                continue;
+            }
+            files.push(entry.path());
+        }
+        files.sort();
+        let mut fields: std::collections::BTreeMap<
+            String,
+            Vec<(fibergun::Key, fibergun::graph::Field)>,
+        > = Default::default();
+        let mut count = 0u64;
+        for file in &files {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let tree: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+                format!(
+                    "{}: not a JSON radix file (radata written before 2020 is not supported)",
+                    file.display()
+                )
+            })?;
+            let mut leaves = Vec::new();
+            radix_leaves(&tree, String::new(), &mut leaves);
+            for (path, leaf) in leaves {
+                let Some((soul, key)) = path.split_once('\u{1b}') else {
+                    continue;
+                };
+                let (Ok(_), Ok(key)) = (Soul::new(soul), fibergun::Key::new(key)) else {
+                    continue;
+                };
+                let Some(state) = leaf.get(">").and_then(serde_json::Value::as_f64) else {
+                    continue;
+                };
+                let Some(value) = leaf.get(":") else { continue };
+                let (Ok(value), Ok(state)) = (
+                    fibergun::Value::from_json(value, usize::MAX),
+                    fibergun::graph::State::new(state),
+                ) else {
+                    continue;
+                };
+                fields
+                    .entry(soul.to_owned())
+                    .or_default()
+                    .push((key, fibergun::graph::Field { value, state }));
+                count += 1;
+            }
+        }
+        let mut batch = Vec::new();
+        for (op, (soul, node)) in fields.into_iter().enumerate() {
+            batch.push(StoreOp::Merge {
+                op: OpId(op as u64),
+                soul: Soul::new(&soul).expect("checked"),
+                fields: node,
+            });
+            if batch.len() >= IMPORT_BATCH {
+                self.merge_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        self.merge_batch(batch)?;
+        Ok((files.len(), count))
+    }
+
     fn merge_batch(&mut self, batch: Vec<StoreOp>) -> Result<(), String> {
         for result in self.apply(batch) {
             if let StoreResult::Failed { reason } = result {
@@ -143,6 +213,24 @@ impl LmdbStore {
         std::fs::copy(backup, dir.join("data.mdb"))
             .map_err(|e| OpenError(format!("cannot copy {}: {e}", backup.display())))?;
         LmdbStore::open_beside(dir, crate::DEFAULT_MAP_SIZE).map(|_| ())
+    }
+}
+
+/// The leaves of a radix tree: the fragments on the way down, joined, and the value under `""`.
+fn radix_leaves<'a>(
+    node: &'a serde_json::Value,
+    prefix: String,
+    out: &mut Vec<(String, &'a serde_json::Value)>,
+) {
+    let serde_json::Value::Object(map) = node else {
+        return;
+    };
+    for (fragment, child) in map {
+        if fragment.is_empty() {
+            out.push((prefix.clone(), child));
+        } else {
+            radix_leaves(child, format!("{prefix}{fragment}"), out);
+        }
     }
 }
 
@@ -214,6 +302,39 @@ mod tests {
         assert_eq!(read(&mut target, "a"), read(&mut source, "a"));
         let bad = b"{\"a\":[1]}\n";
         assert!(target.import(&bad[..]).unwrap_err().starts_with("line 1"));
+    }
+
+    #[test]
+    fn a_radata_folder_imports_every_entry() {
+        let (radata, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let file = r##"{"alice\u001b":{"name":{"":{":":"Alicia",">":1700000000001}},"age":{"":{":":30,">":1700000000000}}},
+ "jsnode":{"\u001b":{"hello":{"":{":":"world",">":1795574686707}},
+                     "nested":{"":{":":{"#":"jsnode/nested"},">":1795574686707}}},
+           "/nested\u001bdeep":{"":{":":1,">":1795574686707}}}}"##;
+        std::fs::write(radata.path().join("!"), file).unwrap();
+        std::fs::write(radata.path().join("%1C"), r#"{"!":{"":1}}"#).unwrap();
+        let mut store = LmdbStore::open(to.path(), 1 << 26).unwrap();
+        assert_eq!(store.import_radata(radata.path()).unwrap(), (1, 5));
+        let alice = read(&mut store, "alice").unwrap();
+        assert_eq!(
+            alice.fields[&Key::new("name").unwrap()].value,
+            Value::String("Alicia".into())
+        );
+        assert_eq!(
+            alice.fields[&Key::new("age").unwrap()].state.ms(),
+            1700000000000.0
+        );
+        let js = read(&mut store, "jsnode").unwrap();
+        assert_eq!(
+            js.fields[&Key::new("nested").unwrap()].value,
+            Value::Link(Soul::new("jsnode/nested").unwrap())
+        );
+        assert!(read(&mut store, "jsnode/nested").is_some());
+        std::fs::write(radata.path().join("old"), "\u{1f}+0\u{1f}#\u{1f}\"x").unwrap();
+        assert!(store
+            .import_radata(radata.path())
+            .unwrap_err()
+            .contains("not a JSON radix file"));
     }
 
     #[test]
