@@ -600,7 +600,18 @@ impl Client {
     /// The path is resolved to `target`; `existing` says whether it may already hold links.
     fn write_target(&mut self, op: u64, target: String, existing: bool) {
         let max = self.limits.max_value_bytes;
-        let item = format!("{}{}", base36(self.last_state as u64), self.rng.id(12));
+        let Some((state, is_set)) = self
+            .write_op(op)
+            .map(|w| (w.state, matches!(w.kind, WriteKind::Set(_))))
+        else {
+            return;
+        };
+        // A set's new key, like GUN's: its state in base 36, then random characters.
+        let item = if is_set {
+            format!("{}{}", base36(state as u64), self.rng.id(12))
+        } else {
+            String::new()
+        };
         let Some(w) = self.write_op(op) else {
             return;
         };
@@ -621,9 +632,7 @@ impl Client {
                 w.graph.entry(target.clone()).or_default().insert(key, leaf);
                 w.result = (target, None);
             }
-            WriteKind::Set(Json::Object(object))
-                if tree::is_nested(&Json::Object(object.clone())) =>
-            {
+            WriteKind::Set(Json::Object(object)) if !tree::is_link(&object) => {
                 let link = Value::Link(Soul::new(&item).expect("non-empty"));
                 w.graph
                     .entry(target)
@@ -665,31 +674,32 @@ impl Client {
                 if key == "_" {
                     continue; // GUN's metadata, never a field
                 }
-                if let Json::Object(inner) = &value {
-                    if tree::is_nested(&value) {
-                        let linked = match existing.and_then(|f| f.get(&key)) {
-                            Some((Value::Link(to), _)) => Some(to.as_str().to_owned()),
-                            _ => None,
-                        };
-                        let child = linked.clone().unwrap_or_else(|| format!("{soul}/{key}"));
-                        let link = Value::Link(Soul::new(&child).expect("non-empty"));
-                        node.insert(key, link);
-                        match linked {
-                            Some(_) => reads.push((child, inner.clone())),
-                            None => fresh.push((child, inner.clone())),
-                        }
+                let inner = match value {
+                    Json::Object(inner) if !tree::is_link(&inner) => inner,
+                    leaf => {
+                        let leaf = tree::check_leaf(&leaf, max).expect("checked before");
+                        node.insert(key, leaf);
                         continue;
                     }
+                };
+                let linked = match existing.and_then(|f| f.get(&key)) {
+                    Some((Value::Link(to), _)) => Some(to.as_str().to_owned()),
+                    _ => None,
+                };
+                let child = linked.clone().unwrap_or_else(|| format!("{soul}/{key}"));
+                node.insert(key, Value::Link(Soul::new(&child).expect("non-empty")));
+                match linked {
+                    // An existing node: read it first, for the links it holds.
+                    Some(_) => {
+                        w.waiting.insert(child.clone(), inner);
+                        w.outstanding += 1;
+                        reads.push(child);
+                    }
+                    None => fresh.push((child, inner)),
                 }
-                let leaf = tree::check_leaf(&value, max).expect("checked before");
-                node.insert(key, leaf);
-            }
-            for (child, inner) in &reads {
-                w.waiting.insert(child.clone(), inner.clone());
-                w.outstanding += 1;
             }
         }
-        for (child, _) in reads {
+        for child in reads {
             self.get_node(Purpose::Op(op), &child);
         }
         for (child, inner) in fresh {

@@ -18,9 +18,14 @@ pub fn check_leaf(value: &Json, max_value_bytes: usize) -> Result<Value, String>
 /// Whether `value` is an object to be written as a node of its own (anything but a link).
 pub fn is_nested(value: &Json) -> bool {
     match value {
-        Json::Object(map) => !(map.len() == 1 && map.contains_key("#")),
+        Json::Object(map) => !is_link(map),
         _ => false,
     }
+}
+
+/// Whether an object is a link, `{"#":soul}`.
+pub fn is_link(map: &Map<String, Json>) -> bool {
+    map.len() == 1 && map.contains_key("#")
 }
 
 /// A node joined into a tree: each link followed while `depth` allows and its node was read,

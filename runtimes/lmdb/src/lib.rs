@@ -342,13 +342,20 @@ impl LmdbStore {
         new_nodes: &mut u64,
     ) -> heed::Result<StoreResult> {
         let prefix = soul_prefix(soul);
-        let was_empty = self.fields.prefix_iter(wtxn, &prefix)?.next().is_none();
+        // Whether the node is new, for the node count: known at once when its first field
+        // exists already (the common update), else one seek before anything is written.
+        let mut was_empty = None;
         let mut key = prefix.clone();
         let mut changed = Vec::new();
         for (k, incoming) in fields {
             key.truncate(prefix.len());
             key.extend_from_slice(k.as_str().as_bytes());
             let current = self.fields.get(wtxn, &key)?.and_then(decode_field);
+            if was_empty.is_none() {
+                was_empty = Some(
+                    current.is_none() && self.fields.prefix_iter(wtxn, &prefix)?.next().is_none(),
+                );
+            }
             let mut node: BTreeMap<Key, Field> =
                 current.map(|f| (k.clone(), f)).into_iter().collect();
             if let Some((_, f)) = merge_into(
@@ -361,7 +368,7 @@ impl LmdbStore {
                 changed.push((k.clone(), f));
             }
         }
-        if was_empty && !changed.is_empty() {
+        if was_empty == Some(true) && !changed.is_empty() {
             *new_nodes += 1;
         }
         Ok(StoreResult::Merged { changed })
