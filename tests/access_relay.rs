@@ -70,19 +70,6 @@ fn a_read_only_relay_refuses_every_client_write() {
 #[test]
 fn bad_access_settings_stop_the_server_at_start() {
     let data = temp_data_dir();
-    let out = std::process::Command::new(common::FIBERGUN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--write",
-            "token",
-            "--data",
-        ])
-        .arg(data.path())
-        .output()
-        .expect("run the server");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::serve_must_fail(data.path(), &["--write", "token"]);
     assert!(err.contains("no token is configured"), "{err}");
 }

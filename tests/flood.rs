@@ -81,14 +81,7 @@ fn a_flood_of_bad_input_leaves_the_server_up_and_serving() {
     latencies.sort();
     let p50 = latencies[latencies.len() / 2];
     let max = latencies[latencies.len() - 1];
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", server.pid().unwrap())).unwrap();
-    let peak_mib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap()
-        / 1024.0;
+    let peak_mib = common::peak_rss_mib(server.pid().unwrap());
     eprintln!(
         "flood of {} MiB: honest client {} put+get, p50 {p50:?}, max {max:?}; server peak RSS {peak_mib:.0} MiB",
         FLOOD_BYTES >> 20,

@@ -8,17 +8,8 @@ mod common;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{now_ms, put_msg, temp_data_dir, Peer, Server};
+use common::{now_ms, peak_rss_mib, put_msg, temp_data_dir, Peer, Server};
 use serde_json::json;
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
 
 #[test]
 fn stalled_readers_cannot_grow_the_server_past_its_memory_limit() {

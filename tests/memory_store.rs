@@ -37,20 +37,6 @@ fn a_memory_relay_serves_and_forgets_on_restart() {
 #[test]
 fn a_quota_is_refused_for_the_memory_store() {
     let data = temp_data_dir();
-    let out = std::process::Command::new(common::FIBERGUN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--storage-quota",
-            "1M",
-            "--data",
-        ])
-        .arg(data.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lmdb store only"));
+    let err = common::serve_must_fail(data.path(), &["--store", "memory", "--storage-quota", "1M"]);
+    assert!(err.contains("lmdb store only"));
 }

@@ -15,13 +15,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// `serve` on `dir` must fail at start, saying `expected`.
 fn refused_at_start(dir: &Path, expected: &str) {
-    let out = Command::new(common::FIBERGUN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir)
-        .output()
-        .expect("run the server");
-    assert!(!out.status.success(), "it started on {}", dir.display());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::serve_must_fail(dir, &[]);
     assert!(err.contains(expected), "expected {expected:?} in:\n{err}");
 }
 

@@ -616,3 +616,27 @@ pub fn is_not_found(reply: &Value, soul: &str) -> bool {
 pub fn is_greeting(m: &Value) -> bool {
     m.get("dam").and_then(Value::as_str) == Some("?")
 }
+
+/// Runs `fibergun serve --listen 127.0.0.1:0 --data DATA EXTRA…`, which must fail at start.
+/// Returns what it printed on standard error.
+pub fn serve_must_fail(data: &Path, extra: &[&str]) -> String {
+    let out = Command::new(FIBERGUN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .arg("--data")
+        .arg(data)
+        .output()
+        .expect("run the server");
+    assert!(!out.status.success(), "it started on {}", data.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The most resident memory process `pid` has used, in MiB (Linux's VmHWM).
+pub fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}

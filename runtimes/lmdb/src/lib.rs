@@ -717,6 +717,48 @@ pub fn decode_field(bytes: &[u8]) -> Option<Field> {
     Some(Field { value, state })
 }
 
+/// Ops and reads the crate's tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use fibergun::store::OpId;
+
+    /// A merge of one field.
+    pub fn merge_op(op: u64, soul: &str, key: &str, value: Value, state: f64) -> StoreOp {
+        StoreOp::Merge {
+            op: OpId(op),
+            soul: Soul::new(soul).unwrap(),
+            fields: vec![(
+                Key::new(key).unwrap(),
+                Field {
+                    value,
+                    state: State::new(state).unwrap(),
+                },
+            )],
+        }
+    }
+
+    /// The whole node `soul`, read through [`Store::apply`].
+    pub fn read_node(store: &mut LmdbStore, soul: &str) -> Option<Node> {
+        let query = ReadQuery::Node {
+            soul: Soul::new(soul).unwrap(),
+            keys: KeyQuery::All,
+            reverse: false,
+            budget: u64::MAX,
+        };
+        match store
+            .apply(vec![StoreOp::Read {
+                op: OpId(1 << 40),
+                query,
+            }])
+            .pop()
+        {
+            Some(StoreResult::Read { nodes }) => nodes.into_iter().next(),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,21 +940,11 @@ mod tests {
 
 #[cfg(test)]
 mod stats_tests {
+    use super::test_support::merge_op;
     use super::*;
-    use fibergun::store::OpId;
 
     fn merge(op: u64, soul: &str, key: &str) -> StoreOp {
-        StoreOp::Merge {
-            op: OpId(op),
-            soul: Soul::new(soul).unwrap(),
-            fields: vec![(
-                Key::new(key).unwrap(),
-                Field {
-                    value: Value::Number(1.0),
-                    state: State::new(op as f64).unwrap(),
-                },
-            )],
-        }
+        merge_op(op, soul, key, Value::Number(1.0), op as f64)
     }
 
     #[test]
@@ -957,21 +989,12 @@ mod stats_tests {
 
 #[cfg(test)]
 mod fault_tests {
+    use super::test_support::merge_op;
     use super::*;
     use fibergun::store::OpId;
 
     fn merge(op: u64, soul: &str) -> StoreOp {
-        StoreOp::Merge {
-            op: OpId(op),
-            soul: Soul::new(soul).unwrap(),
-            fields: vec![(
-                Key::new("k").unwrap(),
-                Field {
-                    value: Value::String("x".repeat(2000).into()),
-                    state: State::new(1.0).unwrap(),
-                },
-            )],
-        }
+        merge_op(op, soul, "k", Value::String("x".repeat(2000).into()), 1.0)
     }
 
     #[test]

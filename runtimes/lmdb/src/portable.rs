@@ -237,42 +237,8 @@ fn radix_leaves<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fibergun::graph::{Field, Key, State, Value};
-    use fibergun::store::ReadQuery;
-    use fibergun::wire::KeyQuery;
-
-    fn merge(op: u64, soul: &str, key: &str, value: Value, state: f64) -> StoreOp {
-        StoreOp::Merge {
-            op: OpId(op),
-            soul: Soul::new(soul).unwrap(),
-            fields: vec![(
-                Key::new(key).unwrap(),
-                Field {
-                    value,
-                    state: State::new(state).unwrap(),
-                },
-            )],
-        }
-    }
-
-    fn read(store: &mut LmdbStore, soul: &str) -> Option<Node> {
-        let query = ReadQuery::Node {
-            soul: Soul::new(soul).unwrap(),
-            keys: KeyQuery::All,
-            reverse: false,
-            budget: u64::MAX,
-        };
-        match store
-            .apply(vec![StoreOp::Read {
-                op: OpId(1 << 40),
-                query,
-            }])
-            .pop()
-        {
-            Some(StoreResult::Read { nodes }) => nodes.into_iter().next(),
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::test_support::{merge_op as merge, read_node as read};
+    use fibergun::graph::{Key, Value};
 
     fn sample(dir: &Path) -> LmdbStore {
         let mut store = LmdbStore::open(dir, 1 << 26).unwrap();
