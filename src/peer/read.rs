@@ -261,18 +261,11 @@ impl Peer {
         let budget_spent = s.budget_left.is_some_and(|left| left <= spent);
         let more_pages = !complete && !budget_spent;
         // Souls the asker may not read are left out of a range answer.
-        let visible: std::borrow::Cow<'_, [Node]> = if self.access.is_none() {
-            std::borrow::Cow::Borrowed(&nodes)
-        } else {
+        let mut visible = nodes;
+        if self.access.is_some() {
             let conn = s.conn;
-            std::borrow::Cow::Owned(
-                nodes
-                    .iter()
-                    .filter(|n| self.may_read(conn, n.soul.as_str()))
-                    .cloned()
-                    .collect(),
-            )
-        };
+            visible.retain(|n| self.may_read(conn, n.soul.as_str()));
+        }
         if let Some(shown) = visible.last() {
             s.last_sent = Some(shown.soul.clone());
             for reply in self.replies_for(&s.msg_id, &visible, more_pages) {
