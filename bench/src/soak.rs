@@ -301,3 +301,24 @@ pub fn plot(samples: &[Sample], path: &Path) -> Result<(), String> {
     }
     root.present().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_soak_samples_every_second_and_draws_its_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, url) = crate::stress::tests::relay(dir.path());
+        let samples = run(&url, std::process::id(), 3, 200).unwrap();
+        assert_eq!(samples.len(), 3);
+        assert!(samples.iter().all(|s| s.failures == 0 && s.rss_mib > 0.0));
+        assert!(samples.iter().map(|s| s.ops).sum::<u64>() > 300);
+        let out = dir.path().join("soak");
+        write_csv(&samples, &out.with_extension("csv")).unwrap();
+        plot(&samples, &out.with_extension("png")).unwrap();
+        let png = std::fs::read(out.with_extension("png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        server.shutdown();
+    }
+}

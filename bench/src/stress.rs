@@ -360,3 +360,42 @@ async fn honest_client(url: &str, stop: Arc<AtomicBool>) -> Result<(Vec<u64>, us
     }
     Ok((latencies, failed))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A relay in this process, on a free port, with its store in `dir`.
+    pub(crate) fn relay(dir: &std::path::Path) -> (fibergun_smol::Server, String) {
+        let server = fibergun_smol::Server::start(fibergun_host::ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.to_owned(),
+            threads: 2,
+            verify_threads: 1,
+            ..fibergun_host::ServerConfig::default()
+        })
+        .expect("the relay starts");
+        let url = format!("ws://{}/gun", server.local_addr());
+        (server, url)
+    }
+
+    #[test]
+    fn the_put_and_confirm_scenario_confirms_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, url) = relay(dir.path());
+        let run = confirm(&url, 4, 20, 400).unwrap();
+        assert_eq!((run.confirmed, run.missing), (400, 0));
+        assert!(run.p99_ms > 0.0);
+        server.shutdown();
+    }
+
+    #[test]
+    fn a_small_flood_leaves_the_honest_client_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, url) = relay(dir.path());
+        let run = flood(&url, 4, 8).unwrap();
+        assert!(run.bad_bytes >= 8 << 20 && run.bad_frames > 0);
+        assert!(run.honest_ops > 0 && run.honest_failed == 0, "{run:?}");
+        server.shutdown();
+    }
+}
