@@ -13,6 +13,8 @@
 
 mod portable;
 
+pub use portable::{read_node_line, write_node_line};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -52,6 +54,10 @@ const NODES_KEY: &[u8] = b"nodes";
 /// Held (an exclusive advisory lock) by the one process that serves or imports into a store.
 const LOCK_FILE: &str = "fibergun.lock";
 const FORMAT_KEY: &[u8] = b"format";
+/// The position in an external log (the S3 store's batches) that the store holds everything up to.
+const LOG_POSITION_KEY: &[u8] = b"log-position";
+/// Where that log lives.
+const LOG_ORIGIN_KEY: &[u8] = b"log-origin";
 /// What this version writes, recorded in `meta` so a future one can tell.
 const FORMAT: &str = "fibergun-lmdb-1";
 
@@ -574,12 +580,29 @@ fn lmdb(what: &'static str) -> impl Fn(heed::Error) -> OpenError {
     move |e| OpenError(format!("LMDB {what}: {e}"))
 }
 
+/// What one write batch changed: each merged node's changed fields, in op order.
+pub type Changes<'a> = [(&'a Soul, &'a [(Key, Field)])];
+
 impl Store for LmdbStore {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
+        self.apply_gated(ops, |_| Ok(None))
+    }
+}
+
+impl LmdbStore {
+    /// [`Store::apply`] with a last step before the commit: `gate` sees what the batch changed
+    /// (when it has merges) and may refuse the commit (every op then fails with its reason) or
+    /// give a log position to record with it (see [`LmdbStore::log_position`]). A store whose
+    /// durable copy is elsewhere (S3) writes it there from the gate.
+    pub fn apply_gated(
+        &mut self,
+        ops: Vec<StoreOp>,
+        gate: impl FnOnce(&Changes<'_>) -> Result<Option<u64>, String>,
+    ) -> Vec<StoreResult> {
         if let Some(quota) = self.quota.filter(|q| self.used_bytes() >= *q) {
             return self.reads_only(ops, quota);
         }
-        let mut run = || -> heed::Result<Vec<StoreResult>> {
+        let run = || -> heed::Result<Result<Vec<StoreResult>, String>> {
             let mut wtxn = self.env.write_txn()?;
             let mut results = Vec::with_capacity(ops.len());
             let mut new_nodes = 0u64;
@@ -599,6 +622,30 @@ impl Store for LmdbStore {
                 });
             }
             if ops.iter().any(|op| matches!(op, StoreOp::Merge { .. })) {
+                let changes: Vec<(&Soul, &[(Key, Field)])> = ops
+                    .iter()
+                    .zip(&results)
+                    .filter_map(|(op, result)| match (op, result) {
+                        (StoreOp::Merge { soul, .. }, StoreResult::Merged { changed })
+                            if !changed.is_empty() =>
+                        {
+                            Some((soul, changed.as_slice()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                match gate(&changes) {
+                    Ok(position) => {
+                        if let Some(position) = position {
+                            self.meta
+                                .put(&mut wtxn, LOG_POSITION_KEY, &position.to_le_bytes())?;
+                        }
+                    }
+                    Err(reason) => {
+                        wtxn.abort();
+                        return Ok(Err(reason));
+                    }
+                }
                 let nodes = self.nodes + new_nodes;
                 if new_nodes > 0 {
                     self.meta.put(&mut wtxn, NODES_KEY, &nodes.to_le_bytes())?;
@@ -609,18 +656,78 @@ impl Store for LmdbStore {
                 // A read-only batch has nothing to make durable.
                 wtxn.abort();
             }
-            Ok(results)
+            Ok(Ok(results))
         };
-        match run() {
-            Ok(results) => results,
-            Err(e) => {
-                let reason = format!("LMDB: {e}");
-                ops.iter()
-                    .map(|_| StoreResult::Failed {
-                        reason: reason.clone(),
-                    })
-                    .collect()
-            }
+        let reason = match run() {
+            Ok(Ok(results)) => return results,
+            Ok(Err(refused)) => refused,
+            Err(e) => format!("LMDB: {e}"),
+        };
+        ops.iter()
+            .map(|_| StoreResult::Failed {
+                reason: reason.clone(),
+            })
+            .collect()
+    }
+
+    /// The log position recorded by the last gated commit that gave one (see
+    /// [`LmdbStore::apply_gated`]); `None` before any.
+    pub fn log_position(&self) -> Result<Option<u64>, String> {
+        self.meta_u64(LOG_POSITION_KEY)
+    }
+
+    /// Records `position` as the log position (after a replay that ends there).
+    pub fn set_log_position(&mut self, position: u64) -> Result<(), String> {
+        self.put_meta(LOG_POSITION_KEY, &position.to_le_bytes())
+    }
+
+    /// Where this store's durable copy lives, as [`LmdbStore::set_log_origin`] recorded it.
+    pub fn log_origin(&self) -> Result<Option<String>, String> {
+        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        let origin = self
+            .meta
+            .get(&rtxn, LOG_ORIGIN_KEY)
+            .map_err(|e| e.to_string())?;
+        Ok(origin.map(|bytes| String::from_utf8_lossy(bytes).into_owned()))
+    }
+
+    /// Records where this store's durable copy lives, so that a replica is never mixed up with
+    /// another's.
+    pub fn set_log_origin(&mut self, origin: &str) -> Result<(), String> {
+        self.put_meta(LOG_ORIGIN_KEY, origin.as_bytes())
+    }
+
+    /// The number of nodes stored.
+    pub fn node_count(&self) -> u64 {
+        self.nodes
+    }
+
+    fn meta_u64(&self, key: &[u8]) -> Result<Option<u64>, String> {
+        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        let value = self.meta.get(&rtxn, key).map_err(|e| e.to_string())?;
+        Ok(value
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map(u64::from_le_bytes))
+    }
+
+    fn put_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        let mut wtxn = self.env.write_txn().map_err(|e| e.to_string())?;
+        self.meta
+            .put(&mut wtxn, key, value)
+            .map_err(|e| e.to_string())?;
+        wtxn.commit().map_err(|e| e.to_string())
+    }
+
+    /// A second handle on this store for reading from another thread (exports, snapshots). It
+    /// holds no lock; its writes would bypass this handle's node count, so it is for reading.
+    pub fn reader(&self) -> LmdbStore {
+        LmdbStore {
+            env: self.env,
+            fields: self.fields,
+            meta: self.meta,
+            nodes: self.nodes,
+            quota: None,
+            _lock: None,
         }
     }
 }

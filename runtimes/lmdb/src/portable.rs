@@ -13,6 +13,30 @@ use heed::CompactionOption;
 
 use crate::{decode_field, split_key, LmdbStore, OpenError};
 
+/// The nodes of one line of an export: `{"soul":{…node…}}`, with no size limits but JSON's.
+pub fn read_node_line(line: &str) -> Result<Vec<Node>, String> {
+    let limits = Limits {
+        max_value_bytes: usize::MAX,
+        max_keys_per_node: usize::MAX,
+        max_nodes_per_put: usize::MAX,
+        ..Limits::default()
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    Graph::from_json(&json, &limits)
+        .map(|graph| graph.nodes)
+        .map_err(|e| e.0)
+}
+
+/// Writes `node` as one line of an export (newline included) to `line`.
+pub fn write_node_line(line: &mut String, node: &Node) {
+    line.push('{');
+    fibergun::json::write_string(line, node.soul.as_str());
+    line.push(':');
+    node.write_json(line);
+    line.push_str("}\n");
+}
+
 /// Nodes merged per transaction by an import.
 const IMPORT_BATCH: usize = 1_000;
 
@@ -36,17 +60,25 @@ impl LmdbStore {
 
     /// Writes every node as one line of JSON, in soul order. Returns the number of nodes.
     pub fn export(&self, out: &mut impl Write) -> Result<u64, String> {
+        self.export_positioned(out).map(|(nodes, _)| nodes)
+    }
+
+    /// [`LmdbStore::export`], also giving the log position the export is as of (read in the
+    /// same transaction, so the two agree).
+    pub fn export_positioned(&self, out: &mut impl Write) -> Result<(u64, Option<u64>), String> {
         let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        let position = self
+            .meta
+            .get(&rtxn, crate::LOG_POSITION_KEY)
+            .map_err(|e| e.to_string())?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map(u64::from_le_bytes);
         let mut nodes = 0u64;
         let mut current: Option<Node> = None;
         let mut line = String::new();
         let mut flush = |node: Node, out: &mut dyn Write| -> Result<(), String> {
             line.clear();
-            line.push('{');
-            fibergun::json::write_string(&mut line, node.soul.as_str());
-            line.push(':');
-            node.write_json(&mut line);
-            line.push_str("}\n");
+            write_node_line(&mut line, &node);
             out.write_all(line.as_bytes()).map_err(|e| e.to_string())
         };
         for entry in self.fields.iter(&rtxn).map_err(|e| e.to_string())? {
@@ -76,18 +108,12 @@ impl LmdbStore {
             nodes += 1;
         }
         out.flush().map_err(|e| e.to_string())?;
-        Ok(nodes)
+        Ok((nodes, position))
     }
 
     /// Merges the nodes of an export (JSON Lines) by HAM. Returns the nodes read; a line that is
     /// not a valid node fails the import with its line number, after the batches before it.
     pub fn import(&mut self, input: impl BufRead) -> Result<u64, String> {
-        let limits = Limits {
-            max_value_bytes: usize::MAX,
-            max_keys_per_node: usize::MAX,
-            max_nodes_per_put: usize::MAX,
-            ..Limits::default()
-        };
         let mut batch = Vec::new();
         let mut nodes = 0u64;
         let mut op = 0u64;
@@ -96,11 +122,9 @@ impl LmdbStore {
             if line.trim().is_empty() {
                 continue;
             }
-            let json: serde_json::Value = serde_json::from_str(&line)
-                .map_err(|e| format!("line {}: not JSON: {e}", n + 1))?;
-            let graph =
-                Graph::from_json(&json, &limits).map_err(|e| format!("line {}: {}", n + 1, e.0))?;
-            for node in graph.nodes {
+            let nodes_of_line =
+                read_node_line(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+            for node in nodes_of_line {
                 nodes += 1;
                 op += 1;
                 batch.push(StoreOp::Merge {
