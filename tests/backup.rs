@@ -6,24 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
+use common::{fibergun_tool as fibergun, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn fibergun(args: &[&str]) -> (bool, String) {
-    let out = Command::new(common::FIBERGUN)
-        .args(args)
-        .output()
-        .expect("run fibergun");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn write(peer: &mut Peer, prefix: &str, n: usize) {
     for i in 0..n {

@@ -617,6 +617,19 @@ pub fn is_greeting(m: &Value) -> bool {
     m.get("dam").and_then(Value::as_str) == Some("?")
 }
 
+/// Runs a `fibergun` tool (`backup`, `export`, …): whether it succeeded, and what it said on
+/// standard error.
+pub fn fibergun_tool(args: &[&str]) -> (bool, String) {
+    let out = Command::new(FIBERGUN)
+        .args(args)
+        .output()
+        .expect("run fibergun");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `fibergun serve --listen 127.0.0.1:0 --data DATA EXTRA…`, which must fail at start.
 /// Returns what it printed on standard error.
 pub fn serve_must_fail(data: &Path, extra: &[&str]) -> String {

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub storage_quota: Option<u64>,
     /// Which storage backend.
     pub store: crate::storage::StoreKind,
+    /// The bucket of an S3 store.
+    pub s3: Option<crate::s3_flags::S3Settings>,
     /// The memory the server's buffers may use together (`--memory-limit`): half for frames
     /// queued to connections, an eighth for frames read and not yet handled, an eighth for the
     /// node cache. `None`: each buffer has only its own limit.
@@ -119,6 +121,7 @@ impl Default for ServerConfig {
             storage_quota: None,
             memory_limit: None,
             store: Default::default(),
+            s3: None,
         }
     }
 }
@@ -205,10 +208,13 @@ pub struct ServeArgs {
     /// Directory of the store (created if missing).
     #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
     pub data: PathBuf,
-    /// Where the graph is kept: `lmdb` in --data (durable), or `memory` (for tests and
-    /// ephemeral relays: acks mean in memory only; a restart starts empty).
+    /// Where the graph is kept: `lmdb` in --data (durable), `s3` in a bucket (durable, with
+    /// --data as its local replica; see the --s3 flags), or `memory` (for tests and ephemeral
+    /// relays: acks mean in memory only; a restart starts empty).
     #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
     pub store: crate::storage::StoreKind,
+    #[command(flatten)]
+    pub s3: crate::s3_flags::S3Flags,
     /// A relay to dial and stay connected to, fibergun or GUN JS (`ws://host:port/gun` or
     /// `http://host:port/gun`). Repeat for several; connections are retried with backoff.
     #[arg(long = "peer", value_name = "URL")]
@@ -322,6 +328,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             ..Limits::default()
         };
+        let s3 = store_s3_settings(self.store, &self.s3)?;
         Ok(ServerConfig {
             listen: self.listen,
             data_dir: self.data,
@@ -345,6 +352,7 @@ impl ServeArgs {
             storage_quota: self.storage_quota,
             memory_limit: self.memory_limit,
             store: self.store,
+            s3,
             address_limits: crate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),
@@ -352,6 +360,19 @@ impl ServeArgs {
             },
             ..ServerConfig::default()
         })
+    }
+}
+
+/// The S3 settings `--store` needs: those of the flags for `s3`, none otherwise (and S3 flags
+/// without `--store s3` are a mistake worth an error).
+fn store_s3_settings(
+    store: crate::storage::StoreKind,
+    flags: &crate::s3_flags::S3Flags,
+) -> Result<Option<crate::s3_flags::S3Settings>, ServerError> {
+    match store {
+        crate::storage::StoreKind::S3 => flags.store_settings().map(Some).map_err(ServerError),
+        _ if flags.names_a_store() => Err(ServerError("--s3-bucket needs --store s3".into())),
+        _ => Ok(None),
     }
 }
 
@@ -392,23 +413,28 @@ struct Cli {
 enum Command {
     /// Run a relay: the GUN WebSocket endpoint at /gun, on an embedded LMDB store.
     Serve(Box<ServeArgs>),
-    /// Write a consistent copy of a store to a file, while its relay keeps running.
+    /// Write a consistent copy of a store to a file or an S3 object, while its relay keeps
+    /// running.
     Backup {
         /// The relay's data folder.
         #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
         data: PathBuf,
-        /// The backup file to create.
+        /// The backup file to create, or `s3://BUCKET/KEY` (with --s3-endpoint).
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        s3: Box<crate::s3_flags::S3Flags>,
     },
-    /// Make a new data folder from a backup file.
+    /// Make a new data folder from a backup file or S3 object.
     Restore {
-        /// The backup file.
+        /// The backup file, or `s3://BUCKET/KEY` (with --s3-endpoint).
         #[arg(long)]
         from: PathBuf,
         /// The data folder to create (new or empty).
         #[arg(long)]
         data: PathBuf,
+        #[command(flatten)]
+        s3: Box<crate::s3_flags::S3Flags>,
     },
     /// Write every node of a store as JSON Lines (one node per line, with its states).
     Export {
@@ -421,21 +447,49 @@ enum Command {
     },
     /// Merge an export (JSON Lines) into a store, by HAM. Its relay must be stopped.
     Import {
-        /// The data folder (created if missing).
-        #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Box<ImportTarget>,
         /// The export to read (`-` for standard input).
         file: PathBuf,
     },
     /// Merge a GUN JS `radata` folder (radisk's files) into a store, by HAM: moving a GUN JS
     /// relay's data to fibergun. The store's relay must be stopped.
     ImportRadata {
-        /// The data folder (created if missing).
-        #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        target: Box<ImportTarget>,
         /// The GUN JS relay's `radata` folder (its `file` option).
         radata: PathBuf,
     },
+}
+
+/// The store an import merges into.
+#[derive(clap::Args)]
+struct ImportTarget {
+    /// The data folder (created if missing); with `--store s3`, the S3 store's replica.
+    #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
+    data: PathBuf,
+    /// `lmdb`, or `s3`: the nodes are written to the bucket as the relay writes them.
+    #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
+    store: crate::storage::StoreKind,
+    #[command(flatten)]
+    s3: crate::s3_flags::S3Flags,
+}
+
+impl ImportTarget {
+    fn open(&self) -> Result<crate::storage::Backend, String> {
+        if self.store == crate::storage::StoreKind::Memory {
+            return Err("importing into a memory store would lose it at once".into());
+        }
+        let config = ServerConfig {
+            data_dir: self.data.clone(),
+            store: self.store,
+            s3: store_s3_settings(self.store, &self.s3).map_err(|e| e.0)?,
+            ..ServerConfig::default()
+        };
+        crate::storage::Backend::open(&config)
+            .map(|(backend, _)| backend)
+            .map_err(|e| e.0)
+    }
 }
 
 /// What the command line asks for.
@@ -469,7 +523,15 @@ impl Tool {
         use fibergun_lmdb::LmdbStore;
         match self.0 {
             Command::Serve(_) => Err("serve is not a tool".into()),
-            Command::Backup { data, out } => {
+            Command::Backup { data, out, s3 } => {
+                if let Some(url) = crate::s3_flags::S3Url::parse(&out) {
+                    let url = url?;
+                    let bytes = crate::s3_flags::backup_to_s3(&data, &url, &s3)?;
+                    return Ok(format!(
+                        "backed up {} to {url} ({bytes} bytes)",
+                        data.display()
+                    ));
+                }
                 let store = LmdbStore::open_beside(&data, fibergun_lmdb::DEFAULT_MAP_SIZE)
                     .map_err(|e| e.0)?;
                 let bytes = store.backup_to(&out)?;
@@ -479,7 +541,15 @@ impl Tool {
                     out.display()
                 ))
             }
-            Command::Restore { from, data } => {
+            Command::Restore { from, data, s3 } => {
+                if let Some(url) = crate::s3_flags::S3Url::parse(&from) {
+                    let url = url?;
+                    let bytes = crate::s3_flags::restore_from_s3(&url, &data, &s3)?;
+                    return Ok(format!(
+                        "restored {url} ({bytes} bytes) into {}",
+                        data.display()
+                    ));
+                }
                 LmdbStore::restore(&from, &data).map_err(|e| e.0)?;
                 Ok(format!(
                     "restored {} into {}",
@@ -500,25 +570,28 @@ impl Tool {
                 };
                 Ok(format!("exported {nodes} nodes"))
             }
-            Command::Import { data, file } => {
-                let mut store =
-                    LmdbStore::open(&data, fibergun_lmdb::DEFAULT_MAP_SIZE).map_err(|e| e.0)?;
+            Command::Import { target, file } => {
+                let mut store = target.open()?;
                 let nodes = if file.as_os_str() == "-" {
-                    store.import(std::io::stdin().lock())?
+                    fibergun_lmdb::import(&mut store, std::io::stdin().lock())?
                 } else {
                     let f = std::fs::File::open(&file)
                         .map_err(|e| format!("{}: {e}", file.display()))?;
-                    store.import(std::io::BufReader::new(f))?
+                    fibergun_lmdb::import(&mut store, std::io::BufReader::new(f))?
                 };
-                Ok(format!("imported {nodes} nodes into {}", data.display()))
+                store.sync();
+                Ok(format!(
+                    "imported {nodes} nodes into {}",
+                    target.data.display()
+                ))
             }
-            Command::ImportRadata { data, radata } => {
-                let mut store =
-                    LmdbStore::open(&data, fibergun_lmdb::DEFAULT_MAP_SIZE).map_err(|e| e.0)?;
-                let (files, fields) = store.import_radata(&radata)?;
+            Command::ImportRadata { target, radata } => {
+                let mut store = target.open()?;
+                let (files, fields) = fibergun_lmdb::import_radata(&mut store, &radata)?;
+                store.sync();
                 Ok(format!(
                     "imported {fields} fields from {files} radata files into {}",
-                    data.display()
+                    target.data.display()
                 ))
             }
         }

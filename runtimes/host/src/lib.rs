@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod open_socket;
 pub mod peer_url;
 pub mod rest;
+pub mod s3_flags;
 pub mod static_files;
 pub mod storage;
 pub mod store_thread;

@@ -1,10 +1,13 @@
 //! Where a server keeps its graph: behind the core's [`Store`] contract, one of the storage
-//! backends. `lmdb` (the default) is durable: an ack follows the synchronous commit. `memory`
-//! is for tests and ephemeral relays: an ack means the write is in this process's memory only,
-//! and a restart starts empty.
+//! backends. `lmdb` (the default) is durable: an ack follows the synchronous commit. `s3` is
+//! durable in a bucket: an ack follows the service's confirmation of the batch's upload, and
+//! `--data` holds a replica that a restart on an empty folder rebuilds from the bucket (see
+//! [`fibergun_s3::S3Store`]). `memory` is for tests and ephemeral relays: an ack means the write
+//! is in this process's memory only, and a restart starts empty.
 
 use fibergun::{MemStore, Store, StoreOp, StoreResult};
 use fibergun_lmdb::{LmdbStore, StatsReader};
+use fibergun_s3::S3Store;
 
 use crate::{ServerConfig, ServerError};
 
@@ -14,16 +17,19 @@ pub enum StoreKind {
     /// LMDB in `--data`: durable.
     #[default]
     Lmdb,
+    /// An S3 bucket, with an LMDB replica in `--data`.
+    S3,
     /// Memory only: lost on restart.
     Memory,
 }
 
-/// Reads `lmdb` or `memory`.
+/// Reads `lmdb`, `s3` or `memory`.
 pub fn parse_store_kind(text: &str) -> Result<StoreKind, String> {
     match text {
         "lmdb" => Ok(StoreKind::Lmdb),
+        "s3" => Ok(StoreKind::S3),
         "memory" => Ok(StoreKind::Memory),
-        other => Err(format!("{other:?}: use lmdb or memory")),
+        other => Err(format!("{other:?}: use lmdb, s3 or memory")),
     }
 }
 
@@ -31,6 +37,8 @@ pub fn parse_store_kind(text: &str) -> Result<StoreKind, String> {
 pub enum Backend {
     /// LMDB.
     Lmdb(LmdbStore),
+    /// S3.
+    S3(Box<S3Store>),
     /// Memory.
     Memory(MemStore),
 }
@@ -39,6 +47,7 @@ impl Store for Backend {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
         match self {
             Backend::Lmdb(s) => s.apply(ops),
+            Backend::S3(s) => s.apply(ops),
             Backend::Memory(s) => s.apply(ops),
         }
     }
@@ -56,6 +65,35 @@ impl Backend {
                 let stats = store.stats_reader();
                 Ok((Backend::Lmdb(store), Some(stats)))
             }
+            StoreKind::S3 => {
+                let settings = config
+                    .s3
+                    .as_ref()
+                    .ok_or_else(|| ServerError("--store s3 needs the --s3 flags".into()))?;
+                tracing::info!(
+                    "S3 store {}: bringing the replica in {} up to date",
+                    settings.config.location(),
+                    config.data_dir.display()
+                );
+                let (mut store, recovery) = S3Store::open(
+                    &config.data_dir,
+                    config.map_size,
+                    &settings.config,
+                    settings.snapshots,
+                )
+                .map_err(ServerError)?;
+                tracing::info!(
+                    "S3 store ready in {:?}: {} nodes; snapshot loaded: {:?}; {} batches replayed; last batch {}",
+                    recovery.took,
+                    recovery.nodes,
+                    recovery.snapshot,
+                    recovery.segments,
+                    recovery.last_batch
+                );
+                store.set_quota(config.storage_quota);
+                let stats = store.replica().stats_reader();
+                Ok((Backend::S3(Box::new(store)), Some(stats)))
+            }
             StoreKind::Memory => {
                 if config.storage_quota.is_some() {
                     return Err(ServerError(
@@ -69,10 +107,13 @@ impl Backend {
 
     /// Flushes what a durable backend holds (at shutdown).
     pub fn sync(&self) {
-        if let Backend::Lmdb(store) = self {
-            if let Err(e) = store.sync() {
-                tracing::error!("final store sync failed: {e}");
-            }
+        let lmdb = match self {
+            Backend::Lmdb(store) => store,
+            Backend::S3(store) => store.replica(),
+            Backend::Memory(_) => return,
+        };
+        if let Err(e) = lmdb.sync() {
+            tracing::error!("final store sync failed: {e}");
         }
     }
 }

@@ -111,113 +111,14 @@ impl LmdbStore {
         Ok((nodes, position))
     }
 
-    /// Merges the nodes of an export (JSON Lines) by HAM. Returns the nodes read; a line that is
-    /// not a valid node fails the import with its line number, after the batches before it.
+    /// Merges the nodes of an export (JSON Lines) by HAM (see [`import`]).
     pub fn import(&mut self, input: impl BufRead) -> Result<u64, String> {
-        let mut batch = Vec::new();
-        let mut nodes = 0u64;
-        let mut op = 0u64;
-        for (n, line) in input.lines().enumerate() {
-            let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let nodes_of_line =
-                read_node_line(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
-            for node in nodes_of_line {
-                nodes += 1;
-                op += 1;
-                batch.push(StoreOp::Merge {
-                    op: OpId(op),
-                    soul: node.soul,
-                    fields: node.fields.into_iter().collect(),
-                });
-            }
-            if batch.len() >= IMPORT_BATCH {
-                self.merge_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        self.merge_batch(batch)?;
-        Ok(nodes)
+        import(self, input)
     }
 
-    /// Merges a GUN JS `radata` folder (radisk's JSON radix files, GUN JS's default since
-    /// 2020) by HAM. Every entry `soul ESC key → {":": value, ">": state}` becomes a field.
-    /// Returns the files read and the fields merged. The pre-2020 text format is refused.
+    /// Merges a GUN JS `radata` folder by HAM (see [`import_radata`]).
     pub fn import_radata(&mut self, dir: &Path) -> Result<(usize, u64), String> {
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-            let entry = entry.map_err(|e| e.to_string())?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // `%1C` is radisk's directory of files; temporary files are half-written ones.
-            if name == "%1C" || name.ends_with(".tmp") || !entry.path().is_file() {
-                continue;
-            }
-            files.push(entry.path());
-        }
-        files.sort();
-        let mut fields: std::collections::BTreeMap<
-            String,
-            Vec<(fibergun::Key, fibergun::graph::Field)>,
-        > = Default::default();
-        let mut count = 0u64;
-        for file in &files {
-            let text =
-                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let tree: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
-                format!(
-                    "{}: not a JSON radix file (radata written before 2020 is not supported)",
-                    file.display()
-                )
-            })?;
-            let mut leaves = Vec::new();
-            radix_leaves(&tree, String::new(), &mut leaves);
-            for (path, leaf) in leaves {
-                let Some((soul, key)) = path.split_once('\u{1b}') else {
-                    continue;
-                };
-                let (Ok(_), Ok(key)) = (Soul::new(soul), fibergun::Key::new(key)) else {
-                    continue;
-                };
-                let Some(state) = leaf.get(">").and_then(serde_json::Value::as_f64) else {
-                    continue;
-                };
-                let Some(value) = leaf.get(":") else { continue };
-                let (Ok(value), Ok(state)) = (
-                    fibergun::Value::from_json(value, usize::MAX),
-                    fibergun::graph::State::new(state),
-                ) else {
-                    continue;
-                };
-                fields
-                    .entry(soul.to_owned())
-                    .or_default()
-                    .push((key, fibergun::graph::Field { value, state }));
-                count += 1;
-            }
-        }
-        let mut batch = Vec::new();
-        for (op, (soul, node)) in fields.into_iter().enumerate() {
-            batch.push(StoreOp::Merge {
-                op: OpId(op as u64),
-                soul: Soul::new(&soul).expect("checked"),
-                fields: node,
-            });
-            if batch.len() >= IMPORT_BATCH {
-                self.merge_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        self.merge_batch(batch)?;
-        Ok((files.len(), count))
-    }
-
-    fn merge_batch(&mut self, batch: Vec<StoreOp>) -> Result<(), String> {
-        for result in self.apply(batch) {
-            if let StoreResult::Failed { reason } = result {
-                return Err(reason);
-            }
-        }
-        Ok(())
+        import_radata(self, dir)
     }
 
     /// Makes `dir` (new or empty) a store restored from a backup file, and checks it opens.
@@ -238,6 +139,114 @@ impl LmdbStore {
             .map_err(|e| OpenError(format!("cannot copy {}: {e}", backup.display())))?;
         LmdbStore::open_beside(dir, crate::DEFAULT_MAP_SIZE).map(|_| ())
     }
+}
+
+/// Merges the nodes of an export (JSON Lines) into `store` by HAM. Returns the nodes read; a
+/// line that is not a valid node fails the import with its line number, after the batches
+/// before it.
+pub fn import(store: &mut impl Store, input: impl BufRead) -> Result<u64, String> {
+    let mut batch = Vec::new();
+    let mut nodes = 0u64;
+    let mut op = 0u64;
+    for (n, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| format!("line {}: {e}", n + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let nodes_of_line = read_node_line(&line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        for node in nodes_of_line {
+            nodes += 1;
+            op += 1;
+            batch.push(StoreOp::Merge {
+                op: OpId(op),
+                soul: node.soul,
+                fields: node.fields.into_iter().collect(),
+            });
+        }
+        if batch.len() >= IMPORT_BATCH {
+            merge_batch(store, std::mem::take(&mut batch))?;
+        }
+    }
+    merge_batch(store, batch)?;
+    Ok(nodes)
+}
+
+/// Merges a GUN JS `radata` folder (radisk's JSON radix files, GUN JS's default since
+/// 2020) by HAM. Every entry `soul ESC key → {":": value, ">": state}` becomes a field.
+/// Returns the files read and the fields merged. The pre-2020 text format is refused.
+pub fn import_radata(store: &mut impl Store, dir: &Path) -> Result<(usize, u64), String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `%1C` is radisk's directory of files; temporary files are half-written ones.
+        if name == "%1C" || name.ends_with(".tmp") || !entry.path().is_file() {
+            continue;
+        }
+        files.push(entry.path());
+    }
+    files.sort();
+    let mut fields: std::collections::BTreeMap<
+        String,
+        Vec<(fibergun::Key, fibergun::graph::Field)>,
+    > = Default::default();
+    let mut count = 0u64;
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let tree: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+            format!(
+                "{}: not a JSON radix file (radata written before 2020 is not supported)",
+                file.display()
+            )
+        })?;
+        let mut leaves = Vec::new();
+        radix_leaves(&tree, String::new(), &mut leaves);
+        for (path, leaf) in leaves {
+            let Some((soul, key)) = path.split_once('\u{1b}') else {
+                continue;
+            };
+            let (Ok(_), Ok(key)) = (Soul::new(soul), fibergun::Key::new(key)) else {
+                continue;
+            };
+            let Some(state) = leaf.get(">").and_then(serde_json::Value::as_f64) else {
+                continue;
+            };
+            let Some(value) = leaf.get(":") else { continue };
+            let (Ok(value), Ok(state)) = (
+                fibergun::Value::from_json(value, usize::MAX),
+                fibergun::graph::State::new(state),
+            ) else {
+                continue;
+            };
+            fields
+                .entry(soul.to_owned())
+                .or_default()
+                .push((key, fibergun::graph::Field { value, state }));
+            count += 1;
+        }
+    }
+    let mut batch = Vec::new();
+    for (op, (soul, node)) in fields.into_iter().enumerate() {
+        batch.push(StoreOp::Merge {
+            op: OpId(op as u64),
+            soul: Soul::new(&soul).expect("checked"),
+            fields: node,
+        });
+        if batch.len() >= IMPORT_BATCH {
+            merge_batch(store, std::mem::take(&mut batch))?;
+        }
+    }
+    merge_batch(store, batch)?;
+    Ok((files.len(), count))
+}
+
+fn merge_batch(store: &mut impl Store, batch: Vec<StoreOp>) -> Result<(), String> {
+    for result in store.apply(batch) {
+        if let StoreResult::Failed { reason } = result {
+            return Err(reason);
+        }
+    }
+    Ok(())
 }
 
 /// The leaves of a radix tree: the fragments on the way down, joined, and the value under `""`.

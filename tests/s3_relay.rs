@@ -1,0 +1,238 @@
+//! The `fibergun` relay on S3 (a real SeaweedFS on loopback): killed and started again on an
+//! empty folder, it serves every acknowledged write; a backup kept in S3 restores after the
+//! data folder is wiped; an export moves into an S3 store; S3 flags are checked at start.
+
+mod common;
+#[path = "seaweedfs/mod.rs"]
+mod seaweedfs;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{
+    fibergun_tool, now_ms, put_msg, reply_node, serve_must_fail, temp_data_dir, Peer, Server,
+};
+use seaweedfs::SeaweedFs;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The credentials go in the environment, where the relay reads them (every test sets the same).
+fn credentials() {
+    std::env::set_var("AWS_ACCESS_KEY_ID", seaweedfs::ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", seaweedfs::SECRET_KEY);
+}
+
+fn s3_flags(s3: &SeaweedFs, bucket: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
+    let mut flags: Vec<String> = [
+        "--store",
+        "s3",
+        "--s3-endpoint",
+        &s3.endpoint,
+        "--s3-bucket",
+        bucket,
+        "--s3-prefix",
+        prefix,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    flags.extend(extra.iter().map(|s| (*s).to_owned()));
+    flags
+}
+
+fn start(data: &Path, flags: &[String]) -> Server {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Server::start(data, &flags)
+}
+
+fn write(url: &str, prefix: &str, n: usize) {
+    let mut peer = Peer::connect(url);
+    for i in 0..n {
+        let msg = put_msg(
+            &format!("{prefix}{i}"),
+            &format!("{prefix}/{i}"),
+            &[
+                ("v", json!(i)),
+                ("text", json!(format!("{prefix} number {i}"))),
+            ],
+            now_ms(),
+        );
+        peer.put_ok(&msg, WAIT);
+    }
+}
+
+fn holds(server: &Server, prefix: &str, n: usize) -> usize {
+    let mut peer = Peer::connect(&server.ws_url());
+    (0..n)
+        .filter(|i| {
+            let soul = format!("{prefix}/{i}");
+            let reply = peer.get(&format!("check-{prefix}-{i}"), &soul, None, WAIT);
+            reply_node(&reply, &soul).is_some_and(|node| node["v"] == *i)
+        })
+        .count()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn killed_and_started_on_an_empty_folder_the_relay_serves_every_acknowledged_write() {
+    credentials();
+    let s3 = SeaweedFs::start();
+    s3.bucket("graph", "");
+    // Snapshots every few kilobytes, so that the restart reads a snapshot and segments both.
+    let flags = s3_flags(&s3, "graph", "relay-a", &["--s3-snapshot-after", "16K"]);
+    let first = temp_data_dir();
+    let server = start(first.path(), &flags);
+    let url = server.ws_url();
+    // Writers at once, so that batches hold several writes.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let url = url.clone();
+            std::thread::spawn(move || write(&url, &format!("w{w}"), 100))
+        })
+        .collect();
+    for writer in writers {
+        writer.join().expect("a writer failed");
+    }
+    drop(server); // SIGKILL: no orderly shutdown
+
+    let objects = s3.bucket("graph", "relay-a/");
+    let listed = objects.list("", None).unwrap();
+    assert!(
+        listed.iter().any(|(k, _)| k.starts_with("snapshots/")),
+        "no snapshot was taken: {listed:?}"
+    );
+
+    let empty = temp_data_dir();
+    let server = start(empty.path(), &flags);
+    for w in 0..4 {
+        assert_eq!(holds(&server, &format!("w{w}"), 100), 100, "writer {w}");
+    }
+    assert!(server.log().contains("S3 store ready"), "{}", server.log());
+    // The new relay goes on writing where the old one stopped.
+    write(&server.ws_url(), "later", 10);
+    drop(server);
+    let again = temp_data_dir();
+    let server = start(again.path(), &flags);
+    assert_eq!(holds(&server, "later", 10), 10);
+    assert_eq!(holds(&server, "w3", 100), 100);
+}
+
+#[test]
+fn a_backup_kept_in_s3_restores_the_same_graph_after_the_folder_is_wiped() {
+    credentials();
+    let s3 = SeaweedFs::start();
+    s3.bucket("backups", "");
+    let data = temp_data_dir();
+    let server = Server::start(data.path(), &[]);
+    write(&server.ws_url(), "doc", 150);
+    let scratch = temp_data_dir();
+    let before = scratch.path().join("before.jsonl");
+    let (ok, said) = fibergun_tool(&[
+        "export",
+        "--data",
+        path(data.path()),
+        "--out",
+        path(&before),
+    ]);
+    assert!(ok, "{said}");
+    let url = "s3://backups/relay-a/2026-12-02.mdb";
+    let (ok, said) = fibergun_tool(&[
+        "backup",
+        "--data",
+        path(data.path()),
+        "--out",
+        url,
+        "--s3-endpoint",
+        &s3.endpoint,
+    ]);
+    assert!(ok && said.contains(url), "backup failed: {said}");
+    drop(server);
+
+    std::fs::remove_dir_all(data.path()).unwrap();
+    let (ok, said) = fibergun_tool(&[
+        "restore",
+        "--from",
+        url,
+        "--data",
+        path(data.path()),
+        "--s3-endpoint",
+        &s3.endpoint,
+    ]);
+    assert!(ok, "restore failed: {said}");
+    let after = scratch.path().join("after.jsonl");
+    let (ok, said) = fibergun_tool(&["export", "--data", path(data.path()), "--out", path(&after)]);
+    assert!(ok, "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&before).unwrap(),
+        std::fs::read_to_string(&after).unwrap(),
+        "the restored graph differs"
+    );
+    let server = Server::start(data.path(), &[]);
+    assert_eq!(holds(&server, "doc", 150), 150);
+
+    // A missing object is a clear error, and nothing is created.
+    let elsewhere = scratch.path().join("elsewhere");
+    let (ok, said) = fibergun_tool(&[
+        "restore",
+        "--from",
+        "s3://backups/no-such.mdb",
+        "--data",
+        path(&elsewhere),
+        "--s3-endpoint",
+        &s3.endpoint,
+    ]);
+    assert!(!ok && said.contains("no such object"), "{said}");
+    assert!(!elsewhere.join("data.mdb").exists());
+}
+
+#[test]
+fn an_export_moves_into_an_s3_store_and_the_flags_are_checked() {
+    credentials();
+    let s3 = SeaweedFs::start();
+    s3.bucket("moved", "");
+    let data = temp_data_dir();
+    let server = Server::start(data.path(), &[]);
+    write(&server.ws_url(), "item", 80);
+    let scratch = temp_data_dir();
+    let export = scratch.path().join("graph.jsonl");
+    let (ok, said) = fibergun_tool(&[
+        "export",
+        "--data",
+        path(data.path()),
+        "--out",
+        path(&export),
+    ]);
+    assert!(ok, "{said}");
+    drop(server);
+
+    let flags = s3_flags(&s3, "moved", "relay-a", &[]);
+    let replica = scratch.path().join("replica");
+    let mut import: Vec<&str> = vec!["import", "--data", path(&replica)];
+    import.extend(flags.iter().map(String::as_str));
+    import.push(path(&export));
+    let (ok, said) = fibergun_tool(&import);
+    assert!(ok && said.contains("imported 80 nodes"), "{said}");
+    // The replica the import wrote is not needed: the bucket has it all.
+    let empty = temp_data_dir();
+    let server = start(empty.path(), &flags);
+    assert_eq!(holds(&server, "item", 80), 80);
+    drop(server);
+
+    // Flags that cannot work are refused at start, saying why.
+    let said = serve_must_fail(
+        empty.path(),
+        &["--store", "s3", "--s3-endpoint", &s3.endpoint],
+    );
+    assert!(said.contains("--s3-bucket"), "{said}");
+    let said = serve_must_fail(empty.path(), &["--s3-bucket", "moved"]);
+    assert!(said.contains("--store s3"), "{said}");
+    // A folder that is another store's replica is refused.
+    let other = s3_flags(&s3, "moved", "relay-b", &[]);
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    let said = serve_must_fail(empty.path(), &other);
+    assert!(said.contains("is the replica of"), "{said}");
+}
