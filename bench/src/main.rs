@@ -5,6 +5,7 @@
 //! fibergun-bench load --url ws://127.0.0.1:8765/gun --op put|signed-put|get --conns 10 --inflight 10 --total 10000
 //! fibergun-bench micro [--seconds 2] [--only parse]
 //! fibergun-bench lmdb-limit --batch 500 --total 100000
+//! fibergun-bench s3 [--fibergun target/release/fibergun] [--nodes 100000]
 //! ```
 //!
 //! `bench/compare` (a script) installs GUN JS, builds both binaries and runs `compare`.
@@ -17,7 +18,10 @@ mod limit;
 mod lmdb_limit;
 mod load;
 mod micro;
+mod s3;
 mod scenarios;
+#[path = "../../tests/seaweedfs/mod.rs"]
+mod seaweedfs;
 mod soak;
 mod stress;
 
@@ -161,6 +165,44 @@ fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, St
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(running)
+}
+
+/// Starts the `fibergun` binary on `dir` with `extra` flags (for the S3 benchmark): the relay
+/// is killed when stopped.
+fn spawn_relay(fibergun: &Path, dir: &Path, extra: &[String]) -> Result<s3::Relay, String> {
+    let port = free_port();
+    let mut cmd = if has_taskset() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]);
+        c
+    } else {
+        Command::new("env")
+    };
+    let mut child = cmd
+        .arg(fibergun)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start fibergun: {e}"))?;
+    let end = Instant::now() + Duration::from_secs(300);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > end || child.try_wait().is_ok_and(|s| s.is_some()) {
+            let _ = child.kill();
+            return Err(format!("fibergun {extra:?} did not listen on {port}"));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(s3::Relay {
+        url: format!("ws://127.0.0.1:{port}/gun"),
+        stop: Box::new(move || {
+            let _ = child.kill();
+            let _ = child.wait();
+        }),
+    })
 }
 
 /// Peak resident memory of a process, in MiB (Linux).
@@ -570,6 +612,18 @@ fn main() -> ExitCode {
                 println!("raw LMDB: {r:.0} puts/s in commits of {batch}")
             })
         }
+        Some("s3") => {
+            let fibergun = flag("--fibergun").map_or_else(
+                || repo_root().join("target/release/fibergun"),
+                PathBuf::from,
+            );
+            let nodes = flag("--nodes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000);
+            let s3 = seaweedfs::SeaweedFs::start();
+            let mut launch = |dir: &Path, extra: &[String]| spawn_relay(&fibergun, dir, extra);
+            report(s3::run(&mut launch, &s3, nodes), |f| s3::print(&f))
+        }
         Some("ack-server") => {
             let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:8766".into());
             report(limit::serve(&listen), |()| {})
@@ -722,6 +776,7 @@ fn main() -> ExitCode {
                  \x20      fibergun-bench idle --url URL --pid PID [--conns N]\n\
                  \x20      fibergun-bench micro [--seconds S] [--only NAME]\n\
                  \x20      fibergun-bench lmdb-limit [--batch N] [--total N]\n\
+                 \x20      fibergun-bench s3 [--fibergun PATH] [--nodes N]\n\
                  \x20      fibergun-bench ack-server [--listen ADDR]"
             );
             ExitCode::FAILURE
