@@ -78,6 +78,36 @@ pub struct S3Store {
 
 /// Nodes merged per transaction while loading a snapshot part.
 const LOAD_BATCH: usize = 1_000;
+/// Segments merged per transaction at a restart.
+const REPLAY_GROUP: usize = 64;
+/// Objects fetched at once at a restart.
+const FETCHERS: usize = 8;
+
+/// The objects at `keys`, fetched by up to [`FETCHERS`] threads, in the order of `keys` (one
+/// result per key).
+fn fetch_all(objects: &ObjectStore, keys: &[&str]) -> Vec<Result<Vec<u8>, S3Error>> {
+    let per_thread = keys.len().div_ceil(FETCHERS).max(1);
+    std::thread::scope(|scope| {
+        let fetchers: Vec<_> = keys
+            .chunks(per_thread)
+            .map(|chunk| {
+                let fetcher = scope
+                    .spawn(move || chunk.iter().map(|key| objects.get(key)).collect::<Vec<_>>());
+                (chunk.len(), fetcher)
+            })
+            .collect();
+        fetchers
+            .into_iter()
+            .flat_map(|(n, fetcher)| {
+                fetcher.join().unwrap_or_else(|_| {
+                    (0..n)
+                        .map(|_| Err(S3Error::Transport("a fetcher panicked".into())))
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
 
 fn s3(what: &str) -> impl Fn(S3Error) -> String + '_ {
     move |e| format!("S3 {what}: {e}")
@@ -162,11 +192,20 @@ impl S3Store {
         }
         let mut replayed = 0;
         let mut log_bytes = 0;
-        for (seq, key, size) in batches.iter().filter(|b| b.0 > from) {
-            let text = objects.get(key).map_err(s3("reading a segment"))?;
-            merge_lines(&mut replica, &text, Some(*seq)).map_err(|e| format!("{key}: {e}"))?;
-            replayed += 1;
-            log_bytes += size;
+        let pending: Vec<&(u64, &str, u64)> = batches.iter().filter(|b| b.0 > from).collect();
+        // Fetched in parallel and merged a group per transaction: a restart costs a few round
+        // trips and commits per group, not one of each per batch.
+        for group in pending.chunks(REPLAY_GROUP) {
+            let keys: Vec<&str> = group.iter().map(|(_, key, _)| *key).collect();
+            let mut text = Vec::new();
+            for (key, body) in keys.iter().zip(fetch_all(&objects, &keys)) {
+                text.extend(body.map_err(|e| format!("S3 reading {key}: {e}"))?);
+            }
+            let (last, last_key, _) = group.last().expect("chunks are not empty");
+            merge_lines(&mut replica, &text, Some(*last))
+                .map_err(|e| format!("the segments up to {last_key}: {e}"))?;
+            replayed += group.len() as u64;
+            log_bytes += group.iter().map(|(_, _, size)| size).sum::<u64>();
         }
         let last_batch = batches.last().map_or(0, |b| b.0).max(from);
         let recovery = Recovery {
@@ -303,10 +342,16 @@ fn load_snapshot(
     id: u64,
     manifest: &Manifest,
 ) -> Result<(), String> {
-    for part in 0..manifest.parts {
-        let key = layout::snapshot_part_key(id, part);
-        let text = objects.get(&key).map_err(s3("reading a snapshot part"))?;
-        merge_lines(replica, &text, None).map_err(|e| format!("{key}: {e}"))?;
+    let keys: Vec<String> = (0..manifest.parts)
+        .map(|part| layout::snapshot_part_key(id, part))
+        .collect();
+    // A few parts at a time: each is several MiB.
+    for group in keys.chunks(4) {
+        let group: Vec<&str> = group.iter().map(String::as_str).collect();
+        for (key, text) in group.iter().zip(fetch_all(objects, &group)) {
+            let text = text.map_err(|e| format!("S3 reading {key}: {e}"))?;
+            merge_lines(replica, &text, None).map_err(|e| format!("{key}: {e}"))?;
+        }
     }
     replica.set_log_position(manifest.through)
 }
