@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    fibergun_tool, now_ms, put_msg, reply_node, serve_must_fail, temp_data_dir, Peer, Server,
+    fibergun_tool, is_ok_ack, now_ms, put_msg, reply_node, serve_must_fail, temp_data_dir, Peer,
+    Server,
 };
 use seaweedfs::SeaweedFs;
 use serde_json::json;
@@ -73,6 +74,21 @@ fn holds(server: &Server, prefix: &str, n: usize) -> usize {
         .count()
 }
 
+fn scrape(server: &Server) -> String {
+    ureq::get(&format!("http://127.0.0.1:{}/metrics", server.port))
+        .call()
+        .expect("GET /metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("the metrics text")
+}
+
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -112,8 +128,25 @@ fn killed_and_started_on_an_empty_folder_the_relay_serves_every_acknowledged_wri
         assert_eq!(holds(&server, &format!("w{w}"), 100), 100, "writer {w}");
     }
     assert!(server.log().contains("S3 store ready"), "{}", server.log());
-    // The new relay goes on writing where the old one stopped.
+    // The new relay goes on writing where the old one stopped, and says so in /metrics.
     write(&server.ws_url(), "later", 10);
+    let metrics = scrape(&server);
+    assert!(
+        sample(&metrics, "fibergun_s3_batch_upload_seconds_count") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "fibergun_s3_last_batch") > 10.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "fibergun_s3_last_snapshot_bytes") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "fibergun_s3_batch_upload_failures_total"),
+        0.0
+    );
     drop(server);
     let again = temp_data_dir();
     let server = start(again.path(), &flags);
@@ -235,4 +268,113 @@ fn an_export_moves_into_an_s3_store_and_the_flags_are_checked() {
     let other: Vec<&str> = other.iter().map(String::as_str).collect();
     let said = serve_must_fail(empty.path(), &other);
     assert!(said.contains("is the replica of"), "{said}");
+}
+
+#[test]
+fn writes_acknowledged_until_a_kill_in_the_middle_of_a_load_are_all_in_the_bucket() {
+    credentials();
+    let s3 = SeaweedFs::start();
+    s3.bucket("crash", "");
+    let flags = s3_flags(&s3, "crash", "relay-a", &["--s3-snapshot-after", "8K"]);
+    let first = temp_data_dir();
+    let server = start(first.path(), &flags);
+    let url = server.ws_url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (url, stop) = (url.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut peer = Peer::connect(&url);
+                let mut acked = Vec::new();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let soul = format!("k{w}/{i}");
+                    let msg = put_msg(&format!("k{w}.{i}"), &soul, &[("v", json!(i))], now_ms());
+                    if !peer.send_json(&msg) {
+                        break;
+                    }
+                    match peer.wait_reply(&format!("k{w}.{i}"), Duration::from_secs(5)) {
+                        Some(reply) if is_ok_ack(&reply) => acked.push(soul),
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(server); // SIGKILL while the writers are writing
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a writer panicked"))
+        .collect();
+    assert!(
+        acked.len() > 100,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+
+    let empty = temp_data_dir();
+    let server = start(empty.path(), &flags);
+    let mut peer = Peer::connect(&server.ws_url());
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|soul| {
+            let reply = peer.get(&format!("c-{soul}"), soul, None, WAIT);
+            reply_node(&reply, soul).is_none()
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn during_an_s3_outage_writes_get_an_err_reads_go_on_and_writes_resume_after() {
+    credentials();
+    let mut s3 = SeaweedFs::start();
+    s3.bucket("outage", "");
+    let flags = s3_flags(&s3, "outage", "relay-a", &[]);
+    let data = temp_data_dir();
+    let server = start(data.path(), &flags);
+    write(&server.ws_url(), "before", 20);
+
+    s3.stop();
+    let mut peer = Peer::connect(&server.ws_url());
+    let msg = put_msg("lost", "during/0", &[("v", json!(0))], now_ms());
+    assert!(peer.send_json(&msg));
+    let reply = peer
+        .wait_reply("lost", Duration::from_secs(30))
+        .expect("a write during the outage is answered");
+    assert!(
+        !is_ok_ack(&reply),
+        "a write was acknowledged with S3 down: {reply}"
+    );
+    assert!(reply.to_string().contains("S3"), "{reply}");
+    // Reads are answered from the replica.
+    assert_eq!(holds(&server, "before", 20), 20);
+
+    s3.start_again();
+    write(&server.ws_url(), "after", 20);
+    let metrics = scrape(&server);
+    assert!(sample(&metrics, "fibergun_s3_batch_upload_failures_total") >= 1.0);
+    drop(server);
+
+    let empty = temp_data_dir();
+    let server = start(empty.path(), &flags);
+    assert_eq!(holds(&server, "before", 20), 20);
+    assert_eq!(holds(&server, "after", 20), 20);
+    let mut peer = Peer::connect(&server.ws_url());
+    let reply = peer.get("g-lost", "during/0", None, WAIT);
+    assert!(
+        reply_node(&reply, "during/0").is_none(),
+        "the refused write is there: {reply}"
+    );
 }

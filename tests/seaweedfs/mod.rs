@@ -51,6 +51,7 @@ fn free_port() -> u16 {
 /// A running SeaweedFS with an S3 gateway on loopback.
 pub struct SeaweedFs {
     child: Child,
+    args: Vec<String>,
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
     pub endpoint: String,
     dir: tempfile::TempDir,
@@ -59,7 +60,6 @@ pub struct SeaweedFs {
 impl SeaweedFs {
     /// Starts a server and waits until its S3 gateway answers.
     pub fn start() -> SeaweedFs {
-        let weed = weed_binary();
         let dir = tempfile::tempdir().expect("tempdir");
         let identities = format!(
             r#"{{"identities":[{{"name":"fibergun","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
@@ -95,22 +95,27 @@ impl SeaweedFs {
         ] {
             args.push(format!("-{flag}={}", free_port()));
         }
-        let log = std::fs::File::create(dir.path().join("weed.log")).expect("log file");
-        let child = Command::new(weed)
-            .args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting weed mini");
+        let child = spawn(&args, dir.path());
         let server = SeaweedFs {
             child,
+            args,
             endpoint: format!("http://127.0.0.1:{s3_port}"),
             dir,
         };
         server.wait_ready();
         server
+    }
+
+    /// Stops the server (SIGKILL), keeping its data: an outage.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same ports and data.
+    pub fn start_again(&mut self) {
+        self.child = spawn(&self.args, self.dir.path());
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
@@ -151,6 +156,22 @@ impl SeaweedFs {
         objects.create_bucket().expect("creating the bucket");
         objects
     }
+}
+
+fn spawn(args: &[String], dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("weed.log"))
+        .expect("log file");
+    Command::new(weed_binary())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("starting weed mini")
 }
 
 impl Drop for SeaweedFs {

@@ -69,6 +69,7 @@ impl ProcessMemory {
 struct Scrape {
     peer: PeerSnapshot,
     store: Option<StoreStats>,
+    s3: Option<fibergun_s3::S3Figures>,
     memory: ProcessMemory,
 }
 
@@ -278,6 +279,9 @@ impl Collector for Scrape {
                 store.map_bytes as i64,
             )?;
         }
+        if let Some(s3) = &self.s3 {
+            encode_s3(&mut e, s3)?;
+        }
         gauge(
             &mut e,
             "peak_resident_memory_bytes",
@@ -286,6 +290,57 @@ impl Collector for Scrape {
         )?;
         Ok(())
     }
+}
+
+/// The S3 store's uploads and snapshots.
+fn encode_s3(
+    e: &mut DescriptorEncoder,
+    s3: &fibergun_s3::S3Figures,
+) -> Result<(), std::fmt::Error> {
+    let uploads = Latency(&s3.uploads);
+    uploads.encode(e.encode_descriptor(
+        "s3_batch_upload_seconds",
+        "Confirmed uploads of write batches to S3, retries included",
+        None,
+        uploads.metric_type(),
+    )?)?;
+    counter(
+        e,
+        "s3_batch_upload_failures",
+        "Batch uploads that failed (their writes were refused)",
+        s3.upload_failures,
+    )?;
+    counter(
+        e,
+        "s3_uploaded_bytes",
+        "Bytes of confirmed batch uploads",
+        s3.uploaded_bytes,
+    )?;
+    gauge(
+        e,
+        "s3_last_batch",
+        "The last batch S3 confirmed",
+        s3.last_batch as i64,
+    )?;
+    counter(e, "s3_snapshots", "Snapshots written to S3", s3.snapshots)?;
+    counter(
+        e,
+        "s3_snapshot_failures",
+        "Snapshots that failed",
+        s3.snapshot_failures,
+    )?;
+    gauge(
+        e,
+        "s3_last_snapshot_bytes",
+        "Size of the last snapshot",
+        s3.last_snapshot_bytes as i64,
+    )?;
+    gauge(
+        e,
+        "s3_last_snapshot_batch",
+        "The batch the last snapshot holds everything up to",
+        s3.last_snapshot_batch as i64,
+    )
 }
 
 /// Process metrics under Prometheus's standard names (no `fibergun_` prefix).
@@ -304,7 +359,11 @@ impl Collector for Process {
 }
 
 /// The OpenMetrics text for one scrape.
-pub fn render(peer: PeerSnapshot, store: Option<StoreStats>) -> String {
+pub fn render(
+    peer: PeerSnapshot,
+    store: Option<StoreStats>,
+    s3: Option<fibergun_s3::S3Figures>,
+) -> String {
     let memory = ProcessMemory::read();
     let mut registry = Registry::default();
     registry
@@ -312,6 +371,7 @@ pub fn render(peer: PeerSnapshot, store: Option<StoreStats>) -> String {
         .register_collector(Box::new(Scrape {
             peer,
             store,
+            s3,
             memory,
         }));
     registry.register_collector(Box::new(Process(memory)));
@@ -393,6 +453,17 @@ pub fn health_json(
 mod tests {
     use super::*;
 
+    fn s3_figures() -> fibergun_s3::S3Figures {
+        let mut s3 = fibergun_s3::S3Figures {
+            upload_failures: 1,
+            last_batch: 42,
+            snapshots: 2,
+            ..Default::default()
+        };
+        s3.uploads.observe(std::time::Duration::from_millis(4));
+        s3
+    }
+
     #[test]
     fn a_scrape_names_every_metric_once_with_help_and_type() {
         let mut peer = PeerSnapshot::default();
@@ -409,6 +480,7 @@ mod tests {
                 used_bytes: 4096,
                 map_bytes: 1 << 20,
             }),
+            Some(s3_figures()),
         );
         assert!(text.contains("fibergun_puts_acked_total 3"), "{text}");
         assert!(
@@ -421,6 +493,16 @@ mod tests {
         );
         assert!(text.contains("fibergun_put_ack_seconds_count 1"), "{text}");
         assert!(text.contains("fibergun_stored_nodes 5"), "{text}");
+        assert!(
+            text.contains("fibergun_s3_batch_upload_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fibergun_s3_batch_upload_failures_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("fibergun_s3_last_batch 42"), "{text}");
+        assert!(text.contains("fibergun_s3_snapshots_total 2"), "{text}");
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();

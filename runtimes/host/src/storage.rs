@@ -7,7 +7,7 @@
 
 use fibergun::{MemStore, Store, StoreOp, StoreResult};
 use fibergun_lmdb::{LmdbStore, StatsReader};
-use fibergun_s3::S3Store;
+use fibergun_s3::{S3Stats, S3Store};
 
 use crate::{ServerConfig, ServerError};
 
@@ -30,6 +30,22 @@ pub fn parse_store_kind(text: &str) -> Result<StoreKind, String> {
         "s3" => Ok(StoreKind::S3),
         "memory" => Ok(StoreKind::Memory),
         other => Err(format!("{other:?}: use lmdb, s3 or memory")),
+    }
+}
+
+/// Readers of a backend's figures (for `/metrics` and `/health`), where it has them.
+#[derive(Clone, Debug, Default)]
+pub struct StoreReaders {
+    /// The local store's size (LMDB, or the S3 store's replica).
+    pub size: Option<StatsReader>,
+    /// The S3 store's uploads and snapshots.
+    pub s3: Option<S3Stats>,
+}
+
+impl StoreReaders {
+    /// The S3 store's figures now, for an S3 store.
+    pub fn s3_figures(&self) -> Option<fibergun_s3::S3Figures> {
+        self.s3.as_ref().map(S3Stats::read)
     }
 }
 
@@ -56,14 +72,17 @@ impl Store for Backend {
 impl Backend {
     /// Opens the backend `config` names (with its quota, for LMDB). Also gives the reader of
     /// the store's size, where the backend has one.
-    pub fn open(config: &ServerConfig) -> Result<(Backend, Option<StatsReader>), ServerError> {
+    pub fn open(config: &ServerConfig) -> Result<(Backend, StoreReaders), ServerError> {
         match config.store {
             StoreKind::Lmdb => {
                 let mut store = LmdbStore::open(&config.data_dir, config.map_size)
                     .map_err(|e| ServerError(e.to_string()))?;
                 store.set_quota(config.storage_quota);
-                let stats = store.stats_reader();
-                Ok((Backend::Lmdb(store), Some(stats)))
+                let readers = StoreReaders {
+                    size: Some(store.stats_reader()),
+                    s3: None,
+                };
+                Ok((Backend::Lmdb(store), readers))
             }
             StoreKind::S3 => {
                 let settings = config
@@ -91,8 +110,11 @@ impl Backend {
                     recovery.last_batch
                 );
                 store.set_quota(config.storage_quota);
-                let stats = store.replica().stats_reader();
-                Ok((Backend::S3(Box::new(store)), Some(stats)))
+                let readers = StoreReaders {
+                    size: Some(store.replica().stats_reader()),
+                    s3: Some(store.stats()),
+                };
+                Ok((Backend::S3(Box::new(store)), readers))
             }
             StoreKind::Memory => {
                 if config.storage_quota.is_some() {
@@ -100,7 +122,7 @@ impl Backend {
                         "--storage-quota applies to the lmdb store only".into(),
                     ));
                 }
-                Ok((Backend::Memory(MemStore::new()), None))
+                Ok((Backend::Memory(MemStore::new()), StoreReaders::default()))
             }
         }
     }

@@ -103,6 +103,8 @@ impl S3Error {
 
 /// How long a signed request stays valid: long enough for a slow upload.
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+/// How long a connection, a read or a write may stall before the attempt fails.
+const STALL: Duration = Duration::from_secs(20);
 /// Attempts per request, the first included.
 const ATTEMPTS: u32 = 4;
 /// Objects this size or larger are uploaded in parts of this size.
@@ -148,8 +150,11 @@ impl ObjectStore {
         .map_err(|e| S3Error::Config(format!("S3 bucket {:?}: {e}", config.bucket)))?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(300)))
+            // A stalled service fails a request (and is retried) instead of holding the store
+            // thread; bodies of any size still stream, as long as they move.
+            .timeout_connect(Some(STALL))
+            .timeout_per_read(Some(STALL))
+            .timeout_per_write(Some(STALL))
             .build()
             .into();
         Ok(ObjectStore {

@@ -11,7 +11,9 @@
 mod client;
 pub mod layout;
 mod snapshot;
+mod stats;
 mod store;
 
 pub use client::{ObjectStore, S3Config, S3Error, PART_BYTES};
+pub use stats::{S3Figures, S3Stats};
 pub use store::{Recovery, S3Store, SnapshotPolicy};

@@ -11,11 +11,13 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fibergun_lmdb::LmdbStore;
 
 use crate::client::{ObjectStore, S3Error};
 use crate::layout::{self, Manifest};
+use crate::stats::S3Stats;
 
 /// Snapshot parts are cut at the first line end past this size.
 const SNAPSHOT_PART_BYTES: usize = 8 << 20;
@@ -157,36 +159,50 @@ struct SnapshotState {
     last_bytes: AtomicU64,
 }
 
+impl SnapshotState {
+    fn done(&self, stats: &S3Stats, taken: Result<Option<Manifest>, String>, took: Duration) {
+        match taken {
+            Ok(Some(manifest)) => {
+                self.last_bytes.store(manifest.bytes, Ordering::Relaxed);
+                stats.update(|f| {
+                    f.snapshots += 1;
+                    f.last_snapshot_bytes = manifest.bytes;
+                    f.last_snapshot_batch = manifest.through;
+                });
+                tracing::info!(
+                    "S3 snapshot through batch {}: {} nodes, {} bytes in {} parts, {took:?}",
+                    manifest.through,
+                    manifest.nodes,
+                    manifest.bytes,
+                    manifest.parts,
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                stats.update(|f| f.snapshot_failures += 1);
+                tracing::warn!("S3 snapshot failed: {e}");
+            }
+        }
+        self.running.store(false, Ordering::Release);
+    }
+}
+
 impl Snapshotter {
-    /// Starts the thread. `last_bytes` is the size of the newest snapshot in the bucket.
-    pub fn start(objects: Arc<ObjectStore>, replica: LmdbStore, last_bytes: u64) -> Snapshotter {
+    /// Starts the thread; `stats` has the newest snapshot in the bucket, and gets each new one.
+    pub fn start(objects: Arc<ObjectStore>, replica: LmdbStore, stats: S3Stats) -> Snapshotter {
         let (requests, wanted) = sync_channel::<()>(1);
         let state = Arc::new(SnapshotState {
             running: AtomicBool::new(false),
-            last_bytes: AtomicU64::new(last_bytes),
+            last_bytes: AtomicU64::new(stats.read().last_snapshot_bytes),
         });
         let shared = state.clone();
         std::thread::Builder::new()
             .name("fibergun-s3-snapshot".into())
             .spawn(move || {
                 while wanted.recv().is_ok() {
-                    let started = std::time::Instant::now();
-                    match take(&objects, &replica) {
-                        Ok(Some(manifest)) => {
-                            shared.last_bytes.store(manifest.bytes, Ordering::Relaxed);
-                            tracing::info!(
-                                "S3 snapshot through batch {}: {} nodes, {} bytes in {} parts, {:?}",
-                                manifest.through,
-                                manifest.nodes,
-                                manifest.bytes,
-                                manifest.parts,
-                                started.elapsed()
-                            );
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!("S3 snapshot failed: {e}"),
-                    }
-                    shared.running.store(false, Ordering::Release);
+                    let started = Instant::now();
+                    let taken = take(&objects, &replica);
+                    shared.done(&stats, taken, started.elapsed());
                 }
             })
             .expect("spawning the snapshot thread");

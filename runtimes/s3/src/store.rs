@@ -29,6 +29,7 @@ use fibergun_lmdb::{read_node_line, write_node_line, Changes, LmdbStore};
 use crate::client::{ObjectStore, S3Config, S3Error};
 use crate::layout::{self, Manifest};
 use crate::snapshot::Snapshotter;
+use crate::stats::S3Stats;
 
 /// When snapshots are taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +75,7 @@ pub struct S3Store {
     /// Segment bytes and count since the last snapshot was asked for.
     log_bytes: u64,
     log_segments: u64,
+    stats: S3Stats,
 }
 
 /// Nodes merged per transaction while loading a snapshot part.
@@ -215,8 +217,15 @@ impl S3Store {
             nodes: replica.node_count(),
             took: started.elapsed(),
         };
-        let last_snapshot_bytes = manifest.as_ref().map_or(0, |(_, m)| m.bytes);
-        let snapshots = Snapshotter::start(objects.clone(), replica.reader(), last_snapshot_bytes);
+        let stats = S3Stats::default();
+        stats.update(|f| {
+            f.last_batch = last_batch;
+            if let Some((_, m)) = &manifest {
+                f.last_snapshot_bytes = m.bytes;
+                f.last_snapshot_batch = m.through;
+            }
+        });
+        let snapshots = Snapshotter::start(objects.clone(), replica.reader(), stats.clone());
         Ok((
             S3Store {
                 replica,
@@ -226,6 +235,7 @@ impl S3Store {
                 snapshots,
                 log_bytes,
                 log_segments: replayed,
+                stats,
             },
             recovery,
         ))
@@ -239,6 +249,11 @@ impl S3Store {
     /// Refuses writes once the replica uses `bytes` or more.
     pub fn set_quota(&mut self, bytes: Option<u64>) {
         self.replica.set_quota(bytes);
+    }
+
+    /// The store's figures, for metrics.
+    pub fn stats(&self) -> S3Stats {
+        self.stats.clone()
     }
 
     /// Whether a snapshot is being taken now.
@@ -261,6 +276,7 @@ impl Store for S3Store {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
         let batch = self.next_batch;
         let objects = &self.objects;
+        let stats = &self.stats;
         let mut attempted = None;
         let results = self.replica.apply_gated(ops, |changes| {
             if changes.is_empty() {
@@ -268,15 +284,19 @@ impl Store for S3Store {
             }
             let body = segment_body(changes);
             attempted = Some(body.len() as u64);
-            objects
-                .put_new(&layout::segment_key(batch), body.as_bytes())
-                .map_err(|e| match e {
-                    S3Error::Exists => format!(
-                        "S3: batch {batch} exists already in {}: is another relay writing there?",
-                        objects.location()
-                    ),
-                    other => format!("S3 write: {other}"),
-                })?;
+            let started = Instant::now();
+            let uploaded = objects.put_new(&layout::segment_key(batch), body.as_bytes());
+            match &uploaded {
+                Ok(()) => stats.uploaded(batch, body.len() as u64, started.elapsed()),
+                Err(_) => stats.update(|f| f.upload_failures += 1),
+            }
+            uploaded.map_err(|e| match e {
+                S3Error::Exists => format!(
+                    "S3: batch {batch} exists already in {}: is another relay writing there?",
+                    objects.location()
+                ),
+                other => format!("S3 write: {other}"),
+            })?;
             Ok(Some(batch))
         });
         if let Some(bytes) = attempted {

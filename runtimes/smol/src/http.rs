@@ -94,7 +94,7 @@ pub struct HttpContext {
     /// The REST routes' body limit and CORS origins.
     pub rest: fibergun_host::rest::RestConfig,
     /// Reads the store's size, for metrics.
-    pub store_stats: Option<fibergun_lmdb::StatsReader>,
+    pub store_stats: fibergun_host::storage::StoreReaders,
     /// The folder served at `/`, if any.
     pub static_dir: Option<std::path::PathBuf>,
     /// WebSocket pings, and when a silent peer counts as dead.
@@ -264,8 +264,9 @@ async fn metrics(ctx: &HttpContext, accept: Option<String>) -> Reply {
     let Some(peer) = peer_snapshot(ctx).await else {
         return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the core is not answering");
     };
-    let store = ctx.store_stats.as_ref().and_then(|s| s.read().ok());
-    let text = m::render(peer, store);
+    let store = ctx.store_stats.size.as_ref().and_then(|s| s.read().ok());
+    let s3 = ctx.store_stats.s3_figures();
+    let text = m::render(peer, store, s3);
     let (text, content_type) = if m::wants_openmetrics(accept.as_deref()) {
         (text, m::CONTENT_TYPE)
     } else {
@@ -280,7 +281,7 @@ async fn metrics(ctx: &HttpContext, accept: Option<String>) -> Reply {
 /// `/health`: 200 when ready, 503 when not, with what is wrong.
 async fn health(ctx: &HttpContext) -> Reply {
     let peer = peer_snapshot(ctx).await;
-    let store = match &ctx.store_stats {
+    let store = match &ctx.store_stats.size {
         Some(reader) => reader.read().map(Some),
         None => Ok(None),
     };
