@@ -8,33 +8,12 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{fibergun_tool as fibergun, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
-use serde_json::json;
+use common::{
+    fibergun_tool as fibergun, holds_numbered, reply_node, temp_data_dir, write_numbered, Peer,
+    Server,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn write(peer: &mut Peer, prefix: &str, n: usize) {
-    for i in 0..n {
-        let msg = put_msg(
-            &format!("{prefix}{i}"),
-            &format!("{prefix}/{i}"),
-            &[("v", json!(i))],
-            now_ms(),
-        );
-        peer.put_ok(&msg, WAIT);
-    }
-}
-
-fn holds(server: &Server, prefix: &str, n: usize) -> usize {
-    let mut peer = Peer::connect(&server.ws_url());
-    (0..n)
-        .filter(|i| {
-            let soul = format!("{prefix}/{i}");
-            let reply = peer.get(&format!("check-{prefix}-{i}"), &soul, None, WAIT);
-            reply_node(&reply, &soul).is_some_and(|node| node["v"] == *i)
-        })
-        .count()
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -45,21 +24,21 @@ fn a_backup_of_a_running_relay_restores_the_graph_as_of_the_backup() {
     let data = temp_data_dir();
     let server = Server::start(data.path(), &[]);
     let mut peer = Peer::connect(&server.ws_url());
-    write(&mut peer, "before", 200);
+    write_numbered(&mut peer, "before", 200);
     let scratch = temp_data_dir();
     let file = scratch.path().join("relay.backup");
     let (ok, said) = fibergun(&["backup", "--data", path(data.path()), "--out", path(&file)]);
     assert!(ok, "backup failed: {said}");
-    write(&mut peer, "after", 20);
+    write_numbered(&mut peer, "after", 20);
     drop(server);
 
     let restored = scratch.path().join("restored");
     let (ok, said) = fibergun(&["restore", "--from", path(&file), "--data", path(&restored)]);
     assert!(ok, "restore failed: {said}");
     let server = Server::start(&restored, &[]);
-    assert_eq!(holds(&server, "before", 200), 200);
+    assert_eq!(holds_numbered(&server, "before", 200), 200);
     assert_eq!(
-        holds(&server, "after", 20),
+        holds_numbered(&server, "after", 20),
         0,
         "writes after the backup are not in it"
     );
@@ -72,7 +51,7 @@ fn an_export_imports_into_a_new_folder_and_a_running_relay_s_folder_is_refused()
     let data = temp_data_dir();
     let server = Server::start(data.path(), &[]);
     let mut peer = Peer::connect(&server.ws_url());
-    write(&mut peer, "doc", 150);
+    write_numbered(&mut peer, "doc", 150);
     let scratch = temp_data_dir();
     let export = scratch.path().join("graph.jsonl");
     let (ok, said) = fibergun(&[
@@ -94,7 +73,7 @@ fn an_export_imports_into_a_new_folder_and_a_running_relay_s_folder_is_refused()
     let (ok, said) = fibergun(&["import", "--data", path(&fresh), path(&export)]);
     assert!(ok && said.contains("imported 150 nodes"), "{said}");
     let imported = Server::start(&fresh, &[]);
-    assert_eq!(holds(&imported, "doc", 150), 150);
+    assert_eq!(holds_numbered(&imported, "doc", 150), 150);
     // States travel: the same node read from both relays is the same text.
     let mut a = Peer::connect(&server.ws_url());
     let mut b = Peer::connect(&imported.ws_url());

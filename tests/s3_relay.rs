@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    fibergun_tool, is_ok_ack, now_ms, put_msg, reply_node, serve_must_fail, temp_data_dir, Peer,
-    Server,
+    fibergun_tool, holds_numbered, is_ok_ack, now_ms, put_msg, reply_node, serve_must_fail,
+    temp_data_dir, write_numbered, Peer, Server,
 };
 use seaweedfs::SeaweedFs;
 use serde_json::json;
@@ -48,30 +48,7 @@ fn start(data: &Path, flags: &[String]) -> Server {
 }
 
 fn write(url: &str, prefix: &str, n: usize) {
-    let mut peer = Peer::connect(url);
-    for i in 0..n {
-        let msg = put_msg(
-            &format!("{prefix}{i}"),
-            &format!("{prefix}/{i}"),
-            &[
-                ("v", json!(i)),
-                ("text", json!(format!("{prefix} number {i}"))),
-            ],
-            now_ms(),
-        );
-        peer.put_ok(&msg, WAIT);
-    }
-}
-
-fn holds(server: &Server, prefix: &str, n: usize) -> usize {
-    let mut peer = Peer::connect(&server.ws_url());
-    (0..n)
-        .filter(|i| {
-            let soul = format!("{prefix}/{i}");
-            let reply = peer.get(&format!("check-{prefix}-{i}"), &soul, None, WAIT);
-            reply_node(&reply, &soul).is_some_and(|node| node["v"] == *i)
-        })
-        .count()
+    write_numbered(&mut Peer::connect(url), prefix, n);
 }
 
 fn scrape(server: &Server) -> String {
@@ -125,7 +102,11 @@ fn killed_and_started_on_an_empty_folder_the_relay_serves_every_acknowledged_wri
     let empty = temp_data_dir();
     let server = start(empty.path(), &flags);
     for w in 0..4 {
-        assert_eq!(holds(&server, &format!("w{w}"), 100), 100, "writer {w}");
+        assert_eq!(
+            holds_numbered(&server, &format!("w{w}"), 100),
+            100,
+            "writer {w}"
+        );
     }
     assert!(server.log().contains("S3 store ready"), "{}", server.log());
     // The new relay goes on writing where the old one stopped, and says so in /metrics.
@@ -150,8 +131,8 @@ fn killed_and_started_on_an_empty_folder_the_relay_serves_every_acknowledged_wri
     drop(server);
     let again = temp_data_dir();
     let server = start(again.path(), &flags);
-    assert_eq!(holds(&server, "later", 10), 10);
-    assert_eq!(holds(&server, "w3", 100), 100);
+    assert_eq!(holds_numbered(&server, "later", 10), 10);
+    assert_eq!(holds_numbered(&server, "w3", 100), 100);
 }
 
 #[test]
@@ -205,7 +186,7 @@ fn a_backup_kept_in_s3_restores_the_same_graph_after_the_folder_is_wiped() {
         "the restored graph differs"
     );
     let server = Server::start(data.path(), &[]);
-    assert_eq!(holds(&server, "doc", 150), 150);
+    assert_eq!(holds_numbered(&server, "doc", 150), 150);
 
     // A missing object is a clear error, and nothing is created.
     let elsewhere = scratch.path().join("elsewhere");
@@ -252,7 +233,7 @@ fn an_export_moves_into_an_s3_store_and_the_flags_are_checked() {
     // The replica the import wrote is not needed: the bucket has it all.
     let empty = temp_data_dir();
     let server = start(empty.path(), &flags);
-    assert_eq!(holds(&server, "item", 80), 80);
+    assert_eq!(holds_numbered(&server, "item", 80), 80);
     drop(server);
 
     // Flags that cannot work are refused at start, saying why.
@@ -359,7 +340,7 @@ fn during_an_s3_outage_writes_get_an_err_reads_go_on_and_writes_resume_after() {
     );
     assert!(reply.to_string().contains("S3"), "{reply}");
     // Reads are answered from the replica.
-    assert_eq!(holds(&server, "before", 20), 20);
+    assert_eq!(holds_numbered(&server, "before", 20), 20);
 
     s3.start_again();
     write(&server.ws_url(), "after", 20);
@@ -369,8 +350,8 @@ fn during_an_s3_outage_writes_get_an_err_reads_go_on_and_writes_resume_after() {
 
     let empty = temp_data_dir();
     let server = start(empty.path(), &flags);
-    assert_eq!(holds(&server, "before", 20), 20);
-    assert_eq!(holds(&server, "after", 20), 20);
+    assert_eq!(holds_numbered(&server, "before", 20), 20);
+    assert_eq!(holds_numbered(&server, "after", 20), 20);
     let mut peer = Peer::connect(&server.ws_url());
     let reply = peer.get("g-lost", "during/0", None, WAIT);
     assert!(

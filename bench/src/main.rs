@@ -117,15 +117,20 @@ fn restart(mut running: Running, server: Server, fibergun: &Path) -> Result<Runn
     start_in(server, fibergun, dir)
 }
 
-fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, String> {
-    let port = free_port();
-    let mut cmd = if has_taskset() {
+/// A command that runs its program on CPU 0 (the servers' CPU) when `taskset` exists.
+fn on_server_cpu() -> Command {
+    if has_taskset() {
         let mut c = Command::new("taskset");
         c.args(["-c", "0"]);
         c
     } else {
         Command::new("env")
-    };
+    }
+}
+
+fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, String> {
+    let port = free_port();
+    let mut cmd = on_server_cpu();
     match server {
         Server::GunJs => {
             let script = repo_root().join("tests/interop/gunjs-relay.js");
@@ -171,13 +176,7 @@ fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, St
 /// is killed when stopped.
 fn spawn_relay(fibergun: &Path, dir: &Path, extra: &[String]) -> Result<s3::Relay, String> {
     let port = free_port();
-    let mut cmd = if has_taskset() {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]);
-        c
-    } else {
-        Command::new("env")
-    };
+    let mut cmd = on_server_cpu();
     let mut child = cmd
         .arg(fibergun)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])

@@ -617,6 +617,36 @@ pub fn is_greeting(m: &Value) -> bool {
     m.get("dam").and_then(Value::as_str) == Some("?")
 }
 
+/// Writes `n` nodes `{prefix}/{i}` with `v: i`, each acked.
+pub fn write_numbered(peer: &mut Peer, prefix: &str, n: usize) {
+    for i in 0..n {
+        let msg = put_msg(
+            &format!("{prefix}{i}"),
+            &format!("{prefix}/{i}"),
+            &[("v", json!(i))],
+            now_ms(),
+        );
+        peer.put_ok(&msg, Duration::from_secs(15));
+    }
+}
+
+/// How many of the nodes [`write_numbered`] wrote `server` serves, each with its value.
+pub fn holds_numbered(server: &Server, prefix: &str, n: usize) -> usize {
+    let mut peer = Peer::connect(&server.ws_url());
+    (0..n)
+        .filter(|i| {
+            let soul = format!("{prefix}/{i}");
+            let reply = peer.get(
+                &format!("check-{prefix}-{i}"),
+                &soul,
+                None,
+                Duration::from_secs(15),
+            );
+            reply_node(&reply, &soul).is_some_and(|node| node["v"] == *i)
+        })
+        .count()
+}
+
 /// Runs a `fibergun` tool (`backup`, `export`, …): whether it succeeded, and what it said on
 /// standard error.
 pub fn fibergun_tool(args: &[&str]) -> (bool, String) {
