@@ -8,7 +8,8 @@
 // removed on exit. When it listens it prints one line to stdout:
 //   RELAY_READY port=<port> url=http://127.0.0.1:<port>/gun pid=<pid> file=<dir>
 // Env: AXE=false disables GUN's AXE (flood mode); STORE=off runs without radisk (nothing is ever acked);
-// PEERS=url,url… are relays it dials (GUN's `peers` option; loopback only).
+// PEERS=url,url… are relays it dials (GUN's `peers` option; loopback only). TLS_CERT=file and
+// TLS_KEY=file (PEM) serve it over https (wss://) instead, as relays on the web are.
 //
 // Multicast is ALWAYS off: by default every node GUN instance (require('gun')) sends UDP multicast to
 // 233.255.255.255:8765, which must never happen here. Both the env var and the option are set.
@@ -19,6 +20,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const http = require('http');
+const https = require('https');
 
 const port = process.argv[2] === undefined ? 8765 : Number(process.argv[2]);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
@@ -53,16 +55,21 @@ if (process.env.STORE === 'off') {
   opt.rfs = false;
 }
 
-const server = http.createServer((req, res) => {
+const notFound = (req, res) => {
   res.writeHead(404, { 'content-type': 'text/plain' });
   res.end('gunjs relay: websocket endpoint is /gun\n');
-});
+};
+const tls = process.env.TLS_CERT && process.env.TLS_KEY;
+const server = tls
+  ? https.createServer({ cert: fs.readFileSync(process.env.TLS_CERT), key: fs.readFileSync(process.env.TLS_KEY) }, notFound)
+  : http.createServer(notFound);
 opt.web = server;
 Gun(opt);
 
 server.listen(port, '127.0.0.1', () => {
   const p = server.address().port;
-  console.log(`RELAY_READY port=${p} url=http://127.0.0.1:${p}/gun pid=${process.pid} file=${dataDir}`);
+  const scheme = tls ? 'https' : 'http';
+  console.log(`RELAY_READY port=${p} url=${scheme}://127.0.0.1:${p}/gun pid=${process.pid} file=${dataDir}`);
 });
 
 function stop() {

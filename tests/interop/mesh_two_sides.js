@@ -13,7 +13,7 @@ const { note, fail, pass, deadline, client, waitConnected, once, put, until, RUN
 const [urlA, urlB] = process.argv.slice(2);
 if (!urlA || !urlB) fail('usage: node mesh_two_sides.js URL_A URL_B');
 for (const u of [urlA, urlB]) {
-  if (!/^(http|ws):\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(u)) fail('refusing non-loopback url ' + u);
+  if (!/^(https?|wss?):\/\/(127\.0\.0\.1|localhost)(:\d+)?\//.test(u)) fail('refusing non-loopback url ' + u);
 }
 deadline(40000);
 

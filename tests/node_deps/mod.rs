@@ -197,6 +197,7 @@ pub fn expect_success(run: &NodeRun, what: &str) {
 pub struct GunJsRelay {
     child: Child,
     pub port: u16,
+    tls: bool,
     _data: tempfile::TempDir,
 }
 
@@ -204,6 +205,19 @@ impl GunJsRelay {
     /// Starts a GUN JS relay on a free port. `peers` are relays it dials (GUN's `peers` option);
     /// `axe: false` runs it with `AXE=false`, GUN's flood mode.
     pub fn start(peers: &[String], axe: bool) -> GunJsRelay {
+        Self::start_with(peers, axe, None)
+    }
+
+    /// A relay served over https (wss://) with the PEM certificate and key given.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> GunJsRelay {
+        Self::start_with(&[], true, Some((cert, key)))
+    }
+
+    fn start_with(
+        peers: &[String],
+        axe: bool,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> GunJsRelay {
         ensure_node_deps();
         let data = tempfile::Builder::new()
             .prefix("gunjs-relay-data")
@@ -221,6 +235,9 @@ impl GunJsRelay {
             .stderr(Stdio::null());
         if !axe {
             cmd.env("AXE", "false");
+        }
+        if let Some((cert, key)) = tls {
+            cmd.env("TLS_CERT", cert).env("TLS_KEY", key);
         }
         let mut child = cmd.spawn().expect("start node gunjs-relay.js");
         let stdout = child.stdout.take().expect("stdout");
@@ -246,6 +263,7 @@ impl GunJsRelay {
         GunJsRelay {
             child,
             port,
+            tls: tls.is_some(),
             _data: data,
         }
     }
@@ -266,9 +284,10 @@ impl GunJsRelay {
         std::mem::replace(&mut self._data, placeholder)
     }
 
-    /// `http://127.0.0.1:PORT/gun`, the form GUN peers are written in.
+    /// `http://127.0.0.1:PORT/gun` (`https://` with TLS), the form GUN peers are written in.
     pub fn gun_url(&self) -> String {
-        format!("http://127.0.0.1:{}/gun", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/gun", self.port)
     }
 }
 

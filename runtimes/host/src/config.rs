@@ -24,8 +24,11 @@ pub struct ServerConfig {
     /// Threads running socket tasks (the store has its own thread). Runtimes that give each
     /// connection its own threads ignore it.
     pub threads: usize,
-    /// Relays to dial and stay connected to (`ws://host:port/gun` or `http://host:port/gun`).
+    /// Relays to dial and stay connected to (`ws://host:port/gun` or `http://host:port/gun`;
+    /// `wss://` or `https://` for TLS).
     pub peers: Vec<String>,
+    /// Certificates (PEM) trusted for TLS peers besides the web's roots (`--peer-ca`).
+    pub peer_ca: Option<PathBuf>,
     /// Threads checking the signatures of writes into user space.
     pub verify_threads: usize,
     /// The REST API's body limit and CORS origins.
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             seed: None,
             threads: default_threads(),
             peers: Vec::new(),
+            peer_ca: None,
             verify_threads: default_threads(),
             rest: crate::rest::RestConfig::default(),
             static_dir: None,
@@ -185,6 +189,21 @@ impl ServerConfig {
             .map(|p| PeerUrl::parse(p).map(|u| u.ws_url).map_err(ServerError))
             .collect()
     }
+
+    /// The TLS configuration for dialling peers, when a peer needs TLS or `--peer-ca` was given
+    /// (so a bad certificate file is an error at start, not at the first dial).
+    pub fn peer_tls(&self) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ServerError> {
+        let tls_peer = self
+            .peers
+            .iter()
+            .any(|p| PeerUrl::parse(p).is_ok_and(|u| u.tls));
+        if !tls_peer && self.peer_ca.is_none() {
+            return Ok(None);
+        }
+        crate::peer_tls::client_config(self.peer_ca.as_deref())
+            .map(Some)
+            .map_err(ServerError)
+    }
 }
 
 /// Why the server could not start.
@@ -216,9 +235,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub s3: crate::s3_flags::S3Flags,
     /// A relay to dial and stay connected to, fibergun or GUN JS (`ws://host:port/gun` or
-    /// `http://host:port/gun`). Repeat for several; connections are retried with backoff.
+    /// `http://host:port/gun`; `wss://` or `https://` for TLS). Repeat for several; connections
+    /// are retried with backoff.
     #[arg(long = "peer", value_name = "URL")]
     pub peers: Vec<String>,
+    /// A PEM file of certificates to trust for TLS peers besides the web's usual roots (a relay
+    /// with a private or self-signed certificate).
+    #[arg(long, value_name = "FILE")]
+    pub peer_ca: Option<PathBuf>,
     /// Largest accepted WebSocket frame, in bytes.
     #[arg(long, default_value_t = Limits::default().max_frame_bytes)]
     pub max_frame_bytes: usize,
@@ -335,6 +359,7 @@ impl ServeArgs {
             limits,
             map_size: self.map_size,
             peers: self.peers,
+            peer_ca: self.peer_ca,
             verify_threads: self
                 .verify_threads
                 .map_or_else(default_threads, usize::from),

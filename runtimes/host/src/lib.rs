@@ -15,6 +15,7 @@ pub mod gun;
 pub mod local;
 pub mod metrics;
 pub mod open_socket;
+pub mod peer_tls;
 pub mod peer_url;
 pub mod rest;
 pub mod s3_flags;

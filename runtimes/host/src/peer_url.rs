@@ -1,14 +1,16 @@
-//! Addresses of peers to dial, as GUN writes them (`http://host:port/gun`) or as WebSocket URLs
-//! (`ws://host:port/gun`).
+//! Addresses of peers to dial, as GUN writes them (`http://host:port/gun`, `https://…`) or as
+//! WebSocket URLs (`ws://host:port/gun`, `wss://…`).
 
 /// A peer address, checked and turned into the WebSocket URL to dial.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerUrl {
-    /// `ws://host:port/path`.
+    /// `ws://host:port/path`, or `wss://` for TLS.
     pub ws_url: String,
+    /// Whether the connection is encrypted (`wss://` or `https://`).
+    pub tls: bool,
     /// The host name or address.
     pub host: String,
-    /// The port (80 when none is given).
+    /// The port (80, or 443 with TLS, when none is given).
     pub port: u16,
     /// `host:port` as written.
     pub authority: String,
@@ -17,27 +19,21 @@ pub struct PeerUrl {
 }
 
 impl PeerUrl {
-    /// Parses `ws://` or `http://` addresses (GUN peers are written `http://host:port/gun`). The
-    /// path defaults to `/gun`. Encrypted transports (`wss://`, `https://`) are refused with an
-    /// explanation: this build speaks plain WebSockets only.
+    /// Parses `ws://`, `wss://`, `http://` or `https://` addresses (GUN peers are written
+    /// `http://host:port/gun`). The path defaults to `/gun`.
     pub fn parse(url: &str) -> Result<PeerUrl, String> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("peer '{url}' is not a URL (expected ws://host:port/gun)"))?;
-        match scheme.to_ascii_lowercase().as_str() {
-            "ws" | "http" => {}
-            "wss" | "https" => {
-                return Err(format!(
-                    "peer '{url}': TLS peers are not supported; dial the relay's plain ws:// port \
-                     or run a TLS tunnel to it"
-                ))
-            }
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "ws" | "http" => false,
+            "wss" | "https" => true,
             other => {
                 return Err(format!(
-                    "peer '{url}': unsupported scheme '{other}' (use ws:// or http://)"
+                    "peer '{url}': unsupported scheme '{other}' (use ws://, wss://, http:// or https://)"
                 ))
             }
-        }
+        };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -58,14 +54,16 @@ impl PeerUrl {
                     .map_err(|_| format!("peer '{url}': bad port '{p}'"))?;
                 (h, port)
             }
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(format!("peer '{url}': no host"));
         }
+        let scheme = if tls { "wss" } else { "ws" };
         Ok(PeerUrl {
-            ws_url: format!("ws://{authority}{path}"),
+            ws_url: format!("{scheme}://{authority}{path}"),
+            tls,
             host: host.to_owned(),
             port,
             authority: authority.to_owned(),
@@ -89,14 +87,27 @@ mod tests {
         assert_eq!((p.host.as_str(), p.port), ("::1", 9000));
         assert_eq!(p.ws_url, "ws://[::1]:9000/gun?x=1");
         let p = PeerUrl::parse("ws://relay.example/gun").unwrap();
-        assert_eq!(p.port, 80);
+        assert_eq!((p.port, p.tls), (80, false));
+    }
+
+    #[test]
+    fn tls_forms() {
+        let p = PeerUrl::parse("https://relay.example/gun").unwrap();
+        assert_eq!(
+            (p.ws_url.as_str(), p.port, p.tls),
+            ("wss://relay.example/gun", 443, true)
+        );
+        let p = PeerUrl::parse("wss://127.0.0.1:8443").unwrap();
+        assert_eq!(
+            (p.ws_url.as_str(), p.port, p.tls),
+            ("wss://127.0.0.1:8443/gun", 8443, true)
+        );
     }
 
     #[test]
     fn refusals_say_why() {
         for (url, says) in [
             ("127.0.0.1:8765", "not a URL"),
-            ("wss://relay.example/gun", "TLS"),
             ("ftp://x/gun", "unsupported scheme"),
             ("ws://:80/gun", "no host"),
             ("ws:///gun", "host:port"),

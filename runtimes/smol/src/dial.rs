@@ -1,5 +1,6 @@
-//! Dialling configured peers: a TCP connection and a WebSocket handshake, then the same socket
-//! pump as accepted connections. The core decides when to dial and when to try again.
+//! Dialling configured peers: a TCP connection (with TLS for `wss://` peers) and a WebSocket
+//! handshake, then the same socket pump as accepted connections. The core decides when to dial
+//! and when to try again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,45 +16,96 @@ use crate::http::{run_socket, websocket_config, DriverEvent, HttpContext};
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Dials `url` for the configured peer `remote`, then pumps the connection until it closes. A
-/// failure is reported to the driver, which tells the core.
-pub async fn dial(remote: RemoteId, url: String, ctx: Arc<HttpContext>) {
-    let attempt = async {
-        let ws = connect(&url, ctx.max_frame_bytes).await?;
-        Ok::<_, String>(ws)
+/// failure is reported to the driver, which tells the core. `tls` is the configuration for
+/// `wss://` peers (there is one whenever a peer needs it).
+pub async fn dial(
+    remote: RemoteId,
+    url: String,
+    ctx: Arc<HttpContext>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) {
+    let result = match PeerUrl::parse(&url) {
+        Ok(peer) if peer.tls => match tls {
+            Some(tls) => {
+                let attempt = async {
+                    let tcp = tcp(&peer).await?;
+                    let name = fibergun_host::peer_tls::server_name(&peer.host)?;
+                    let stream = futures_rustls::TlsConnector::from(tls)
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| format!("TLS: {e}"))?;
+                    handshake(&peer, stream, ctx.max_frame_bytes).await
+                };
+                pump(remote, &url, &ctx, within_time(attempt).await).await
+            }
+            None => Err("no TLS configuration for a wss:// peer".to_owned()),
+        },
+        Ok(peer) => {
+            let attempt = async {
+                let tcp = tcp(&peer).await?;
+                handshake(&peer, tcp, ctx.max_frame_bytes).await
+            };
+            pump(remote, &url, &ctx, within_time(attempt).await).await
+        }
+        Err(e) => Err(e),
     };
+    if let Err(e) = result {
+        tracing::warn!(remote = remote.0, "cannot reach peer {url}: {e}");
+        let _ = ctx.events.send(DriverEvent::DialFailed { remote }).await;
+    }
+}
+
+/// `attempt`, or an error once [`DIAL_TIMEOUT`] has passed.
+async fn within_time<T>(
+    attempt: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
     let timeout = async {
         async_io::Timer::after(DIAL_TIMEOUT).await;
         Err(format!("no connection within {DIAL_TIMEOUT:?}"))
     };
-    match smol::future::or(attempt, timeout).await {
-        Ok(ws) => {
-            tracing::info!(remote = remote.0, "connected to peer {url}");
-            run_socket(
-                ws,
-                ctx,
-                Some(remote),
-                fibergun::access::Principal::Peer,
-                None,
-            )
-            .await;
-            tracing::info!(remote = remote.0, "connection to peer {url} closed");
-        }
-        Err(e) => {
-            tracing::warn!(remote = remote.0, "cannot reach peer {url}: {e}");
-            let _ = ctx.events.send(DriverEvent::DialFailed { remote }).await;
-        }
-    }
+    smol::future::or(attempt, timeout).await
 }
 
-async fn connect(
+/// Runs a dialled connection until it closes; the dial's error if there is none.
+async fn pump<S>(
+    remote: RemoteId,
     url: &str,
-    max_frame_bytes: usize,
-) -> Result<async_tungstenite::WebSocketStream<TcpStream>, String> {
-    let peer = PeerUrl::parse(url)?;
+    ctx: &Arc<HttpContext>,
+    connected: Result<async_tungstenite::WebSocketStream<S>, String>,
+) -> Result<(), String>
+where
+    S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let ws = connected?;
+    tracing::info!(remote = remote.0, "connected to peer {url}");
+    run_socket(
+        ws,
+        ctx.clone(),
+        Some(remote),
+        fibergun::access::Principal::Peer,
+        None,
+    )
+    .await;
+    tracing::info!(remote = remote.0, "connection to peer {url} closed");
+    Ok(())
+}
+
+async fn tcp(peer: &PeerUrl) -> Result<TcpStream, String> {
     let stream = TcpStream::connect((peer.host.as_str(), peer.port))
         .await
         .map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn handshake<S>(
+    peer: &PeerUrl,
+    stream: S,
+    max_frame_bytes: usize,
+) -> Result<async_tungstenite::WebSocketStream<S>, String>
+where
+    S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
+{
     let request = peer
         .ws_url
         .as_str()

@@ -107,6 +107,7 @@ pub fn serve_with(
     ready: impl FnOnce(SocketAddr, Connector),
 ) -> Result<(), ServerError> {
     let peer = config.new_peer()?;
+    let peer_tls = config.peer_tls()?;
     let (store, store_stats) = Backend::open(&config)?;
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
         .map_err(|e| ServerError(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -170,7 +171,7 @@ pub fn serve_with(
     let dialer = move |remote, url: String| {
         dial_ctx
             .executor
-            .spawn(dial(remote, url, dial_ctx.clone()))
+            .spawn(dial(remote, url, dial_ctx.clone(), peer_tls.clone()))
             .detach();
     };
     let driver = executor.spawn(drive(

@@ -50,6 +50,11 @@ impl Server {
 
     fn start_with(config: ServerConfig, listen: bool) -> Result<Server, ServerError> {
         let peer = config.new_peer()?;
+        if config.peer_tls()?.is_some() {
+            return Err(ServerError(
+                "this runtime dials plain ws:// peers only: use the fibergun binary (smol runtime) for wss:// peers and --peer-ca".into(),
+            ));
+        }
         let (store, _) = Backend::open(&config)?;
         let listener = if listen {
             Some(
