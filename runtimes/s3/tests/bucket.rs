@@ -3,6 +3,10 @@
 #[path = "../../../tests/seaweedfs/mod.rs"]
 mod seaweedfs;
 
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fibergun::graph::{Field, Key, Node, Soul, State, Value};
@@ -315,4 +319,107 @@ fn a_replica_of_another_bucket_or_ahead_of_its_bucket_is_refused() {
         .err()
         .expect("an unreachable service is refused");
     assert!(error.contains("S3 listing"), "{error}");
+}
+
+/// A TCP proxy in front of the S3 server that can lose answers: while `cut` is above zero, each
+/// response's first bytes are dropped and both sockets closed (the request itself went through).
+struct AnswerLosingProxy {
+    endpoint: String,
+    cut: Arc<AtomicUsize>,
+}
+
+impl AnswerLosingProxy {
+    fn start(upstream: &str) -> AnswerLosingProxy {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(AtomicUsize::new(0));
+        let cuts = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(Shutdown::Write);
+                });
+                let cuts = cuts.clone();
+                std::thread::spawn(move || {
+                    let (mut s_read, mut c_write) = (server, client);
+                    let mut buf = [0u8; 16 << 10];
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let lose = cuts
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        if lose {
+                            let _ = c_write.shutdown(Shutdown::Both);
+                            let _ = s_read.shutdown(Shutdown::Both);
+                            break;
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        AnswerLosingProxy { endpoint, cut }
+    }
+}
+
+#[test]
+fn a_batch_whose_answer_was_lost_is_acknowledged_once_its_object_is_found_whole() {
+    let s3 = SeaweedFs::start();
+    s3.bucket("lossy", "");
+    let proxy = AnswerLosingProxy::start(&s3.endpoint);
+    let mut config = s3.config("lossy", "");
+    config.endpoint = proxy.endpoint.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) =
+        S3Store::open(dir.path(), MAP, &config, SnapshotPolicy::default()).unwrap();
+    assert_all_merged(&store.apply(vec![merge(1, "a", "v", "before", 1.0)]));
+
+    // The upload lands, its answer is lost; the retry finds the key taken, reads the object back,
+    // sees the same bytes, and the batch is acknowledged.
+    proxy.cut.store(1, Ordering::SeqCst);
+    assert_all_merged(&store.apply(vec![merge(2, "b", "v", "landed", 1.0)]));
+    assert_eq!(proxy.cut.load(Ordering::SeqCst), 0, "no answer was lost");
+    assert_eq!(store.stats().read().upload_failures, 0);
+
+    // Answers lost again and again: the batch fails whole, the store goes on.
+    proxy.cut.store(100, Ordering::SeqCst);
+    match store.apply(vec![merge(3, "c", "v", "refused", 1.0)]).pop() {
+        Some(StoreResult::Failed { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        read(&mut store, "c").is_none(),
+        "a failed batch is not in the replica"
+    );
+    proxy.cut.store(0, Ordering::SeqCst);
+    assert_all_merged(&store.apply(vec![merge(4, "d", "v", "after", 1.0)]));
+    drop(store);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let (mut store, _) = S3Store::open(
+        fresh.path(),
+        MAP,
+        &s3.config("lossy", ""),
+        SnapshotPolicy::default(),
+    )
+    .unwrap();
+    for soul in ["a", "b", "d"] {
+        assert!(
+            read(&mut store, soul).is_some(),
+            "{soul} is missing after a restart"
+        );
+    }
 }
