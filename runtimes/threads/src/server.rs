@@ -247,3 +247,21 @@ fn drive(mut driver: Driver<ThreadConn>, events: Receiver<DriverEvent>) {
     }
     driver.close_all();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_peers_are_refused_at_start_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            peers: vec!["wss://127.0.0.1:1/gun".into()],
+            ..ServerConfig::default()
+        };
+        let error = Server::start(config).err().expect("a TLS peer is refused");
+        assert!(error.0.contains("plain ws:// peers only"), "{}", error.0);
+    }
+}
