@@ -13,7 +13,7 @@
 
 mod portable;
 
-pub use portable::{import, import_radata, read_node_line, write_node_line};
+pub use portable::{import, import_batches, import_radata, read_node_line, write_node_line};
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -145,6 +145,17 @@ impl LmdbStore {
 /// line that is not a valid node fails the import with its line number, after the batches
 /// before it.
 pub fn import(store: &mut impl Store, input: impl BufRead) -> Result<u64, String> {
+    import_batches(input, |batch, _| merge_batch(store, batch))
+}
+
+/// Reads an export's nodes as merge ops and hands them to `merge` in batches of
+/// [`IMPORT_BATCH`] nodes; the last batch (possibly empty) comes with `true`. Returns the nodes
+/// read; a line that is not a valid node is an error with its line number, after the batches
+/// before it.
+pub fn import_batches(
+    input: impl BufRead,
+    mut merge: impl FnMut(Vec<StoreOp>, bool) -> Result<(), String>,
+) -> Result<u64, String> {
     let mut batch = Vec::new();
     let mut nodes = 0u64;
     let mut op = 0u64;
@@ -164,10 +175,10 @@ pub fn import(store: &mut impl Store, input: impl BufRead) -> Result<u64, String
             });
         }
         if batch.len() >= IMPORT_BATCH {
-            merge_batch(store, std::mem::take(&mut batch))?;
+            merge(std::mem::take(&mut batch), false)?;
         }
     }
-    merge_batch(store, batch)?;
+    merge(batch, true)?;
     Ok(nodes)
 }
 

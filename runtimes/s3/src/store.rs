@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fibergun::graph::Node;
-use fibergun::store::{OpId, Store, StoreOp, StoreResult};
-use fibergun_lmdb::{read_node_line, write_node_line, Changes, LmdbStore};
+use fibergun::store::{Store, StoreOp, StoreResult};
+use fibergun_lmdb::{import_batches, write_node_line, Changes, LmdbStore};
 
 use crate::client::{ObjectStore, S3Config, S3Error};
 use crate::layout::{self, Manifest};
@@ -78,8 +78,6 @@ pub struct S3Store {
     stats: S3Stats,
 }
 
-/// Nodes merged per transaction while loading a snapshot part.
-const LOAD_BATCH: usize = 1_000;
 /// Segments merged per transaction at a restart.
 const REPLAY_GROUP: usize = 64;
 /// Objects fetched at once at a restart.
@@ -321,38 +319,25 @@ fn segment_body(changes: &Changes<'_>) -> String {
     body
 }
 
-/// Merges export lines into `replica`, in transactions of [`LOAD_BATCH`] nodes; the last one
-/// records `position` when given.
+/// Merges export lines into `replica` (in transactions of an import's batch size); the last
+/// transaction records `position` when given.
 fn merge_lines(replica: &mut LmdbStore, text: &[u8], position: Option<u64>) -> Result<(), String> {
-    let text = std::str::from_utf8(text).map_err(|_| "not UTF-8".to_owned())?;
-    let mut batch = Vec::new();
-    let mut op = 0u64;
-    let mut lines = text.lines().enumerate().peekable();
-    while let Some((n, line)) = lines.next() {
-        if !line.trim().is_empty() {
-            for node in read_node_line(line).map_err(|e| format!("line {}: {e}", n + 1))? {
-                op += 1;
-                batch.push(StoreOp::Merge {
-                    op: OpId(op),
-                    soul: node.soul,
-                    fields: node.fields.into_iter().collect(),
-                });
+    import_batches(text, |batch, last| {
+        let record = if last { position } else { None };
+        if batch.is_empty() {
+            return match record {
+                Some(position) => replica.set_log_position(position),
+                None => Ok(()),
+            };
+        }
+        for result in replica.apply_gated(batch, |_| Ok(record)) {
+            if let StoreResult::Failed { reason } = result {
+                return Err(reason);
             }
         }
-        let last = lines.peek().is_none();
-        if batch.len() >= LOAD_BATCH || (last && !batch.is_empty()) {
-            let record = if last { position } else { None };
-            for result in replica.apply_gated(std::mem::take(&mut batch), |_| Ok(record)) {
-                if let StoreResult::Failed { reason } = result {
-                    return Err(reason);
-                }
-            }
-        }
-    }
-    if let (Some(position), 0) = (position, op) {
-        replica.set_log_position(position)?;
-    }
-    Ok(())
+        Ok(())
+    })
+    .map(drop)
 }
 
 /// Merges every part of snapshot `id` into `replica`, then records the batch it holds.
