@@ -6,8 +6,6 @@
 //! states and neighbouring floats. `FIBERGUN_HAM_CASES` sets the count (default 100,000) and
 //! `FIBERGUN_HAM_SEED` the seed.
 
-mod node_deps;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -97,7 +95,7 @@ fn field(value: Value, state: f64) -> Field {
 
 #[test]
 fn ham_agrees_with_gun_js() {
-    node_deps::ensure_node_deps();
+    fibergun_testkit::gunjs::ensure_node_deps();
     let count = env_or("FIBERGUN_HAM_CASES", 100_000);
     let mut rng = Rng::new(env_or("FIBERGUN_HAM_SEED", 4_2021));
     let mut wall = 1_795_574_541_471.0;
@@ -125,7 +123,7 @@ fn ham_agrees_with_gun_js() {
         input.push_str(&line.to_string());
         input.push('\n');
     }
-    let script = node_deps::interop_dir().join("ham-differential.js");
+    let script = fibergun_testkit::gunjs::interop_dir().join("ham-differential.js");
     let mut child = Command::new("node")
         .arg(&script)
         .env("MULTICAST", "false")

@@ -20,8 +20,6 @@ mod load;
 mod micro;
 mod s3;
 mod scenarios;
-#[path = "../../tests/seaweedfs/mod.rs"]
-mod seaweedfs;
 mod soak;
 mod stress;
 
@@ -133,7 +131,7 @@ fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, St
     let mut cmd = on_server_cpu();
     match server {
         Server::GunJs => {
-            let script = repo_root().join("tests/interop/gunjs-relay.js");
+            let script = fibergun_testkit::gunjs::interop_dir().join("gunjs-relay.js");
             cmd.arg("node")
                 .arg(script)
                 .arg(port.to_string())
@@ -290,9 +288,12 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             fibergun.display()
         ));
     }
-    if !repo_root().join("tests/interop/node_modules/gun").is_dir() {
+    if !fibergun_testkit::gunjs::interop_dir()
+        .join("node_modules/gun")
+        .is_dir()
+    {
         return Err(
-            "GUN JS not installed: run `npm ci --prefix tests/interop` (bench/compare does)".into(),
+            "GUN JS not installed: run `npm ci --prefix testkit/gunjs` (bench/compare does)".into(),
         );
     }
     let scale = if quick { 5 } else { 1 };
@@ -619,7 +620,7 @@ fn main() -> ExitCode {
             let nodes = flag("--nodes")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100_000);
-            let s3 = seaweedfs::SeaweedFs::start();
+            let s3 = fibergun_testkit::seaweedfs::SeaweedFs::start();
             let mut launch = |dir: &Path, extra: &[String]| spawn_relay(&fibergun, dir, extra);
             report(s3::run(&mut launch, &s3, nodes), |f| s3::print(&f))
         }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::load::{self, Op, Outcome, Shape};
-use crate::seaweedfs::SeaweedFs;
+use fibergun_testkit::seaweedfs::{self, SeaweedFs};
 
 /// A relay the benchmark started: its URL, and how to stop it (a kill, or an orderly stop for an
 /// in-process relay).
@@ -106,8 +106,8 @@ fn fill_and_restart(
 
 /// Runs the whole benchmark with relays from `launch` and the S3 server `s3`.
 pub fn run(launch: &mut Launcher, s3: &SeaweedFs, nodes: usize) -> Result<S3Figures, String> {
-    std::env::set_var("AWS_ACCESS_KEY_ID", crate::seaweedfs::ACCESS_KEY);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", crate::seaweedfs::SECRET_KEY);
+    std::env::set_var("AWS_ACCESS_KEY_ID", seaweedfs::ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", seaweedfs::SECRET_KEY);
     let objects = s3.bucket("bench", "");
 
     let lmdb_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -225,7 +225,7 @@ mod tests {
     #[derive(Parser)]
     struct Flags {
         #[command(flatten)]
-        serve: fibergun_host::config::ServeArgs,
+        serve: fibergun_server::ServeArgs,
     }
 
     #[test]
@@ -240,7 +240,7 @@ mod tests {
                 .serve
                 .into_config()
                 .map_err(|e| e.0)?;
-            let server = fibergun_smol::Server::start(fibergun_host::ServerConfig {
+            let server = fibergun_server::Server::start(fibergun_server::ServerConfig {
                 threads: 2,
                 verify_threads: 1,
                 ..config

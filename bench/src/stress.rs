@@ -366,13 +366,13 @@ pub(crate) mod tests {
     use super::*;
 
     /// A relay in this process, on a free port, with its store in `dir`.
-    pub(crate) fn relay(dir: &std::path::Path) -> (fibergun_smol::Server, String) {
-        let server = fibergun_smol::Server::start(fibergun_host::ServerConfig {
+    pub(crate) fn relay(dir: &std::path::Path) -> (fibergun_server::Server, String) {
+        let server = fibergun_server::Server::start(fibergun_server::ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.to_owned(),
             threads: 2,
             verify_threads: 1,
-            ..fibergun_host::ServerConfig::default()
+            ..fibergun_server::ServerConfig::default()
         })
         .expect("the relay starts");
         let url = format!("ws://{}/gun", server.local_addr());

@@ -3,11 +3,11 @@
 //! `Router`, beside the application's own routes. The Rust counterpart of the original Fiber
 //! middleware.
 //!
-//! fibergun runs [embedded](fibergun_threads::Server::embedded): its core, store and verifier
+//! fibergun runs [embedded](fibergun_threads::Relay::embedded): its core, store and verifier
 //! threads, no listener of its own. Each WebSocket that axum accepts at `/gun` is bridged to an
-//! in-process connection ([`fibergun_host::local`]); the REST routes call
-//! [`fibergun_host::rest`] with one shared chain-API handle. tokio is only the HTTP stack's
-//! runtime; fibergun's calls are runtime-neutral futures.
+//! in-process connection ([`fibergun_drive::local`]); the REST routes call the server's
+//! framework-neutral [`fibergun_server::http::rest`] with one shared chain-API handle. tokio is
+//! only the HTTP stack's runtime; fibergun's calls are runtime-neutral futures.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -23,9 +23,9 @@ use axum::Router;
 use std::sync::Arc;
 
 use fibergun::access::Principal;
-use fibergun_host::auth::{AccessConfig, Unauthorized};
-use fibergun_host::local::{Connector, LocalConnection};
-use fibergun_host::rest::{self, Guns, RestConfig, SUBSCRIBE_PREFIX};
+use fibergun_drive::local::{Connector, LocalConnection};
+use fibergun_server::gate::tokens::{AccessConfig, Unauthorized};
+use fibergun_server::http::rest::{self, Guns, RestConfig, SUBSCRIBE_PREFIX};
 
 /// What the routes share.
 #[derive(Clone)]

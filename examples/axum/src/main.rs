@@ -10,20 +10,21 @@
 use axum::routing::get;
 use axum::Router;
 use fibergun_axum_example::{routes, Fibergun};
-use fibergun_threads::{Server, ServerConfig};
+use fibergun_drive::RelayConfig;
+use fibergun_lmdb::{LmdbStore, DEFAULT_MAP_SIZE};
+use fibergun_server::gate::tokens::AccessConfig;
+use fibergun_server::http::rest::RestConfig;
+use fibergun_threads::Relay;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    fibergun_host::init_logging();
+    fibergun_server::init_logging();
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8765".into());
     let data = args.next().unwrap_or_else(|| "./axum-data".into());
-    let config = ServerConfig {
-        data_dir: data.into(),
-        ..ServerConfig::default()
-    };
-    let (rest, access) = (config.rest.clone(), config.access.clone());
-    let server = Server::embedded(config)?;
+    let store = LmdbStore::open(data.as_ref(), DEFAULT_MAP_SIZE)?;
+    let (rest, access) = (RestConfig::default(), AccessConfig::default());
+    let server = Relay::embedded(RelayConfig::default(), store)?;
     let app = Router::new()
         .route(
             "/",

@@ -1,26 +1,28 @@
 //! The axum application with fibergun mounted: GUN JS clients use `/gun` through axum, and the
 //! REST routes answer through axum, on one embedded fibergun.
 
-#[path = "../../../tests/node_deps/mod.rs"]
-mod node_deps;
-
 use std::net::SocketAddr;
 
 use axum::routing::get;
 use axum::Router;
 use fibergun_axum_example::{routes, Fibergun};
-use fibergun_threads::{Server, ServerConfig};
+use fibergun_drive::RelayConfig;
+use fibergun_lmdb::{LmdbStore, DEFAULT_MAP_SIZE};
+use fibergun_server::gate::tokens::AccessConfig;
+use fibergun_server::http::rest::RestConfig;
+use fibergun_testkit::gunjs;
+use fibergun_threads::Relay;
 
 /// Starts the application on a free port, on a tokio runtime of its own.
-fn start(data: &std::path::Path) -> (SocketAddr, Server) {
-    let config = ServerConfig {
-        data_dir: data.to_owned(),
+fn start(data: &std::path::Path) -> (SocketAddr, Relay) {
+    let config = RelayConfig {
         threads: 1,
         verify_threads: 1,
-        ..ServerConfig::default()
+        ..RelayConfig::default()
     };
-    let (rest, access) = (config.rest.clone(), config.access.clone());
-    let server = Server::embedded(config).expect("fibergun starts");
+    let store = LmdbStore::open(data, DEFAULT_MAP_SIZE).expect("the store opens");
+    let (rest, access) = (RestConfig::default(), AccessConfig::default());
+    let server = Relay::embedded(config, store).expect("fibergun starts");
     let app = Router::new()
         .route("/", get(|| async { "app" }))
         .merge(routes(Fibergun::new(
@@ -46,13 +48,13 @@ fn start(data: &std::path::Path) -> (SocketAddr, Server) {
 
 #[test]
 fn gun_js_and_rest_work_through_axum() {
-    node_deps::ensure_node_deps();
+    gunjs::ensure_node_deps();
     let data = tempfile::tempdir().unwrap();
     let (addr, server) = start(data.path());
     let url = format!("http://{addr}/gun");
     for script in ["put_flat.js", "set_map.js", "on_update.js"] {
-        let run = node_deps::run_node(script, &[&url]);
-        node_deps::expect_success(&run, &format!("node {script} through axum"));
+        let run = gunjs::run_node(script, &[&url]);
+        gunjs::expect_success(&run, &format!("node {script} through axum"));
     }
 
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -6,11 +6,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::tungstenite::client::IntoClientRequest;
+use fibergun::access::Principal;
 use fibergun::RemoteId;
-use fibergun_host::PeerUrl;
+use fibergun_drive::PeerUrl;
 use smol::net::TcpStream;
 
-use crate::http::{run_socket, websocket_config, DriverEvent, HttpContext};
+use crate::relay::{Context, DriverEvent};
+use crate::socket::{run_socket, websocket_config};
+
+/// How `wss://` peers are dialled: the TLS client configuration (with the `tls` feature; a
+/// build without it cannot make one, and refuses TLS peers at start).
+#[derive(Clone)]
+pub struct TlsDial {
+    #[cfg(feature = "tls")]
+    pub(crate) config: Arc<rustls::ClientConfig>,
+}
 
 /// How long a dial may take, connection and handshake together.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,19 +28,15 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Dials `url` for the configured peer `remote`, then pumps the connection until it closes. A
 /// failure is reported to the driver, which tells the core. `tls` is the configuration for
 /// `wss://` peers (there is one whenever a peer needs it).
-pub async fn dial(
-    remote: RemoteId,
-    url: String,
-    ctx: Arc<HttpContext>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-) {
+pub async fn dial(remote: RemoteId, url: String, ctx: Arc<Context>, tls: Option<TlsDial>) {
     let result = match PeerUrl::parse(&url) {
         Ok(peer) if peer.tls => match tls {
+            #[cfg(feature = "tls")]
             Some(tls) => {
                 let attempt = async {
                     let tcp = tcp(&peer).await?;
-                    let name = fibergun_host::peer_tls::server_name(&peer.host)?;
-                    let stream = futures_rustls::TlsConnector::from(tls)
+                    let name = crate::tls::server_name(&peer.host)?;
+                    let stream = futures_rustls::TlsConnector::from(tls.config)
                         .connect(name, tcp)
                         .await
                         .map_err(|e| format!("TLS: {e}"))?;
@@ -38,6 +44,8 @@ pub async fn dial(
                 };
                 pump(remote, &url, &ctx, within_time(attempt).await).await
             }
+            #[cfg(not(feature = "tls"))]
+            Some(_) => Err("this build dials no TLS peers".to_owned()),
             None => Err("no TLS configuration for a wss:// peer".to_owned()),
         },
         Ok(peer) => {
@@ -70,7 +78,7 @@ async fn within_time<T>(
 async fn pump<S>(
     remote: RemoteId,
     url: &str,
-    ctx: &Arc<HttpContext>,
+    ctx: &Arc<Context>,
     connected: Result<async_tungstenite::WebSocketStream<S>, String>,
 ) -> Result<(), String>
 where
@@ -78,14 +86,7 @@ where
 {
     let ws = connected?;
     tracing::info!(remote = remote.0, "connected to peer {url}");
-    run_socket(
-        ws,
-        ctx.clone(),
-        Some(remote),
-        fibergun::access::Principal::Peer,
-        None,
-    )
-    .await;
+    run_socket(ws, ctx.clone(), Some(remote), Principal::Peer, None).await;
     tracing::info!(remote = remote.0, "connection to peer {url} closed");
     Ok(())
 }

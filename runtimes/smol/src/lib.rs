@@ -1,15 +1,23 @@
-//! fibergun's smol runtime: the driver that owns a [`fibergun::Peer`], the WebSocket endpoint at
-//! `/gun` (hyper, smol-hyper and async-tungstenite), and the LMDB store on its own thread.
+//! fibergun's smol runtime: the core driven by async tasks on a smol executor. One task runs the
+//! driver ([`fibergun_drive::driver`]); each WebSocket has a task that pumps its frames; an
+//! HTTP/1 front (hyper) upgrades `/gun` and hands every other request to the product's
+//! [`Routes`]; configured peers are dialled with async-tungstenite (TLS with the `tls` feature).
+//! The store and the signature checks run on threads of their own.
 //!
-//! The runtime holds no protocol logic: it moves text frames between sockets and the core, applies
-//! the core's storage ops in one LMDB transaction per batch, feeds the results back (only then do
-//! acks go out), and wakes the core at its deadline.
+//! The runtime holds no protocol logic and no storage: it moves text frames between sockets and
+//! the core, hands the core's storage ops to whatever [`fibergun::Store`] it was given, feeds the
+//! results back (only then do acks go out), and wakes the core at its deadline.
+//!
+//! [`Relay::start`] runs a relay on a thread of its own (for a program that embeds one); [`run`]
+//! runs one on the calling thread until a future completes (for a binary).
 
 pub mod dial;
 pub mod http;
-pub mod mailbox;
-pub mod rest;
-pub mod server;
+mod mailbox;
+pub mod relay;
+pub mod socket;
+#[cfg(feature = "tls")]
+pub mod tls;
 
-pub use fibergun_host::{ServerConfig, ServerError};
-pub use server::{serve, serve_with, Server};
+pub use http::Routes;
+pub use relay::{run, Context, Front, Relay};

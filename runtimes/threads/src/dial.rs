@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fibergun::RemoteId;
-use fibergun_host::PeerUrl;
+use fibergun_drive::PeerUrl;
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::Role;

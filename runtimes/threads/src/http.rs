@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::Role;
 
+use fibergun_drive::{error_json, server_info_json, Admission};
+
 use crate::socket::{run_socket, SocketContext};
 
 /// Largest request head read before answering 431.
@@ -50,11 +52,7 @@ pub fn respond(stream: &mut TcpStream, status: &str, body: &str) {
 }
 
 /// Serves one accepted TCP connection: one request, or one WebSocket until it closes.
-pub fn serve_connection(
-    mut stream: TcpStream,
-    ctx: &SocketContext,
-    admitted: fibergun_host::address_limits::Admitted,
-) {
+pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext, admitted: Box<dyn Admission>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(ctx.handshake_timeout));
     let (buf, head_len) = match read_head(&mut stream) {
@@ -65,7 +63,7 @@ pub fn serve_connection(
                 respond(
                     &mut stream,
                     "431 Request Header Fields Too Large",
-                    &fibergun_host::error_json(why),
+                    &error_json(why),
                 );
             }
             return;
@@ -77,11 +75,7 @@ pub fn serve_connection(
         req.parse(&buf[..head_len]),
         Ok(httparse::Status::Complete(_))
     ) {
-        respond(
-            &mut stream,
-            "400 Bad Request",
-            &fibergun_host::error_json("bad request"),
-        );
+        respond(&mut stream, "400 Bad Request", &error_json("bad request"));
         return;
     }
     let target = req.path.unwrap_or("/");
@@ -104,18 +98,18 @@ pub fn serve_connection(
                 respond(
                     &mut stream,
                     "426 Upgrade Required",
-                    &fibergun_host::error_json("/gun is a WebSocket endpoint"),
+                    &error_json("/gun is a WebSocket endpoint"),
                 );
                 return;
             };
             let text_header = |name: &str| header(name).and_then(|v| std::str::from_utf8(v).ok());
-            let Ok(principal) = ctx.access.authenticate(text_header, query) else {
-                respond(
-                    &mut stream,
-                    "401 Unauthorized",
-                    &fibergun_host::auth::Unauthorized::body(),
-                );
-                return;
+            let principal = match ctx.gate.authenticate(&text_header, query) {
+                Ok(principal) => principal,
+                Err(refused) => {
+                    let status = format!("{} {}", refused.status, refused.reason);
+                    respond(&mut stream, &status, &refused.body);
+                    return;
+                }
             };
             let accept = derive_accept_key(key);
             let answer = format!(
@@ -136,11 +130,7 @@ pub fn serve_connection(
                 Some(admitted),
             );
         }
-        "/" => respond(&mut stream, "200 OK", &fibergun_host::server_info_json()),
-        _ => respond(
-            &mut stream,
-            "404 Not Found",
-            &fibergun_host::error_json("not found"),
-        ),
+        "/" => respond(&mut stream, "200 OK", &server_info_json()),
+        _ => respond(&mut stream, "404 Not Found", &error_json("not found")),
     }
 }

@@ -8,19 +8,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 
+use fibergun::access::Principal;
 use fibergun::{ConnId, RemoteId};
-use fibergun_host::budget::ByteBudget;
-use fibergun_host::driver::{ConnHandle, QueueGauge};
-use fibergun_host::open_socket::OpenSocket;
+use fibergun_drive::budget::ByteBudget;
+use fibergun_drive::open_socket::OpenSocket;
+use fibergun_drive::queue::{ConnHandle, OutboundTotal, QueueGauge};
+use fibergun_drive::{Admission, Gate, Keepalive};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocket, WebSocketConfig};
 use tungstenite::{Bytes, Message};
 
 /// The driver's events, with this runtime's connection handle.
-pub type DriverEvent = fibergun_host::driver::DriverEvent<ThreadConn>;
+pub type DriverEvent = fibergun_drive::driver::DriverEvent<ThreadConn>;
 
 /// What every socket thread shares.
-#[derive(Debug)]
 pub struct SocketContext {
     /// The driver's inbox.
     pub events: SyncSender<DriverEvent>,
@@ -35,16 +36,14 @@ pub struct SocketContext {
     pub inbound: Arc<ByteBudget>,
     /// WebSockets whose threads are still running (writers may still be flushing at shutdown).
     pub open_sockets: AtomicUsize,
-    /// Who may read and write, and the tokens clients present.
-    pub access: fibergun_host::auth::AccessConfig,
     /// Pings, and the silence after which a connection is closed as dead.
-    pub keepalive: fibergun_host::config::Keepalive,
+    pub keepalive: Keepalive,
     /// How long a client may take to send its HTTP request head.
     pub handshake_timeout: std::time::Duration,
-    /// Connections and frame rates per client address.
-    pub address_limits: Arc<fibergun_host::address_limits::AddressLimits>,
+    /// Who may connect.
+    pub gate: Arc<dyn Gate>,
     /// Bytes queued for all connections, against the memory limit.
-    pub outbound: Arc<fibergun_host::driver::OutboundTotal>,
+    pub outbound: Arc<OutboundTotal>,
 }
 
 /// What a writer thread is asked to do.
@@ -124,8 +123,8 @@ pub fn run_socket(
     role: Role,
     ctx: &SocketContext,
     dialled: Option<RemoteId>,
-    principal: fibergun::access::Principal,
-    admitted: Option<fibergun_host::address_limits::Admitted>,
+    principal: Principal,
+    admitted: Option<Box<dyn Admission>>,
 ) {
     let _open = OpenSocket::new(&ctx.open_sockets);
     let (Ok(write_half), Ok(kill_handle)) = (stream.try_clone(), stream.try_clone()) else {
@@ -155,7 +154,7 @@ pub fn run_socket(
     {
         return;
     }
-    if principal != fibergun::access::Principal::Anonymous
+    if principal != Principal::Anonymous
         && ctx
             .events
             .send(DriverEvent::Authenticated { conn, principal })
@@ -182,7 +181,7 @@ pub fn run_socket(
         let _ = stream.shutdown(Shutdown::Both);
     } else {
         let ws = WebSocket::from_partially_read(ReadHalf(stream), leftover, role, Some(config));
-        read_frames(ws, conn, ctx, &tx, admitted.as_ref());
+        read_frames(ws, conn, ctx, &tx, admitted.as_deref());
         // The peer or the writer ended it: the writer sends what is queued and stops.
         let _ = tx.send(Outgoing::Close(String::new()));
     }
@@ -195,7 +194,7 @@ fn read_frames(
     conn: ConnId,
     ctx: &SocketContext,
     writer: &Sender<Outgoing>,
-    admitted: Option<&fibergun_host::address_limits::Admitted>,
+    admitted: Option<&dyn Admission>,
 ) {
     loop {
         let event = match ws.read() {

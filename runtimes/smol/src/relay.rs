@@ -1,0 +1,372 @@
+//! Putting it together: start the store and verifier threads, bind the listener, run the driver
+//! and the socket tasks on a smol executor, stop cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::Timer;
+use fibergun::Store;
+use fibergun_drive::budget::ByteBudget;
+use fibergun_drive::driver::Driver;
+use fibergun_drive::gun::Gun;
+use fibergun_drive::local::Connector;
+use fibergun_drive::queue::OutboundTotal;
+use fibergun_drive::workers::{Shared, Workers};
+use fibergun_drive::{Gate, Keepalive, OpenGate, PeerSnapshot, RelayConfig, StartError};
+use smol::channel::{Receiver, Sender};
+use smol::Executor;
+
+use crate::dial::{dial, TlsDial};
+use crate::http::{serve_connection, Routes};
+use crate::socket::ConnSender;
+
+/// The driver's events, with this runtime's connection handle.
+pub type DriverEvent = fibergun_drive::driver::DriverEvent<ConnSender>;
+
+/// What a relay's socket tasks, its HTTP front and its product's routes share.
+pub struct Context {
+    /// The driver's inbox.
+    pub(crate) events: Sender<DriverEvent>,
+    /// Where socket tasks are spawned.
+    pub(crate) executor: Arc<Executor<'static>>,
+    /// Frames over this many bytes are answered by the core with an error; frames over twice
+    /// this close the socket (the WebSocket layer will not buffer them).
+    pub(crate) max_frame_bytes: usize,
+    /// Source of connection ids (shared with in-process connections).
+    pub(crate) next_conn: Arc<AtomicU64>,
+    /// The most a connection's writer may have queued (for its congestion marks).
+    pub(crate) max_outbound_queue_bytes: usize,
+    /// Bytes of inbound frames waiting for the driver.
+    pub(crate) inbound: Arc<ByteBudget>,
+    /// WebSockets whose task is still running (writers may still be flushing at shutdown).
+    pub(crate) open_sockets: AtomicUsize,
+    /// WebSocket pings, and when a silent peer counts as dead.
+    pub(crate) keepalive: Keepalive,
+    /// How long a client may take to send its request head.
+    pub(crate) handshake_timeout: Duration,
+    /// Bytes queued for all connections, against the memory limit.
+    pub(crate) outbound: Arc<OutboundTotal>,
+    /// Who may connect.
+    pub(crate) gate: Arc<dyn Gate>,
+    /// The product's routes besides `/gun`.
+    pub(crate) routes: Option<Arc<dyn Routes>>,
+    /// In-process connections to this relay.
+    connector: Connector,
+}
+
+impl Context {
+    /// Opens in-process connections to this relay.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The core's figures, asked of the driver; `None` if it does not answer within a second.
+    pub async fn snapshot(&self) -> Option<PeerSnapshot> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.events.send(DriverEvent::Snapshot(tx)).await.ok()?;
+        smol::future::or(async { rx.recv().await.ok() }, async {
+            Timer::after(Duration::from_secs(1)).await;
+            None
+        })
+        .await
+    }
+}
+
+/// What a product adds to a relay's front: who may connect, its HTTP routes besides `/gun`, and
+/// TLS for dialling `wss://` peers. [`Front::default`] admits everyone, serves `/gun` (and a
+/// small JSON answer at `/`) and dials plain `ws://` peers only.
+#[derive(Clone)]
+pub struct Front {
+    /// Who may connect.
+    pub gate: Arc<dyn Gate>,
+    /// Every request but `/gun`.
+    pub routes: Option<Arc<dyn Routes>>,
+    /// Dials `wss://` peers; `None` refuses them at start.
+    pub tls: Option<TlsDial>,
+}
+
+impl Default for Front {
+    fn default() -> Self {
+        Front {
+            gate: Arc::new(OpenGate),
+            routes: None,
+            tls: None,
+        }
+    }
+}
+
+impl Front {
+    /// The default front, dialling TLS peers with the web's roots plus the certificates of
+    /// `config.peer_ca`, when `config` has TLS peers (needs the `tls` feature).
+    #[cfg(feature = "tls")]
+    pub fn with_tls(config: &RelayConfig) -> Result<Front, StartError> {
+        let tls = if config.wants_tls() {
+            Some(crate::tls::dialler(config.peer_ca.as_deref()).map_err(StartError)?)
+        } else {
+            None
+        };
+        Ok(Front {
+            tls,
+            ..Front::default()
+        })
+    }
+}
+
+/// A relay running on a thread of its own, for programs that embed one.
+///
+/// ```no_run
+/// use fibergun_drive::RelayConfig;
+/// use fibergun_smol::Relay;
+///
+/// let store = fibergun::MemStore::new(); // or fibergun_lmdb::LmdbStore::open(…)
+/// let relay = Relay::start(RelayConfig::default(), store).expect("started");
+/// let gun = relay.gun();
+/// gun.get("greeting").put_blocking(&serde_json::json!({"text": "hello"})).expect("stored");
+/// relay.shutdown();
+/// ```
+pub struct Relay {
+    addr: SocketAddr,
+    connector: Connector,
+    stop: smol::channel::Sender<()>,
+    thread: std::thread::JoinHandle<Result<(), StartError>>,
+}
+
+impl Relay {
+    /// Starts the store's thread, binds the listener and starts serving `/gun`. Returns once it
+    /// is listening.
+    pub fn start(
+        config: RelayConfig,
+        store: impl Store + Send + 'static,
+    ) -> Result<Relay, StartError> {
+        Relay::start_with(config, store, Front::default())
+    }
+
+    /// [`Relay::start`] with a product's front.
+    pub fn start_with(
+        config: RelayConfig,
+        store: impl Store + Send + 'static,
+        front: Front,
+    ) -> Result<Relay, StartError> {
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("fibergun-relay".into())
+            .spawn(move || {
+                let shutdown = async move {
+                    let _ = stopped.recv().await;
+                };
+                run(config, store, front, shutdown, move |addr, connector| {
+                    let _ = ready_tx.send((addr, connector));
+                })
+            })
+            .map_err(|e| StartError(format!("cannot start the relay thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok((addr, connector)) => Ok(Relay {
+                addr,
+                connector,
+                stop,
+                thread,
+            }),
+            Err(_) => Err(thread
+                .join()
+                .ok()
+                .and_then(Result::err)
+                .unwrap_or_else(|| StartError("the relay thread ended".into()))),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Opens in-process connections to this relay.
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The chain API on a new in-process connection.
+    pub fn gun(&self) -> Gun {
+        Gun::connect(&self.connector)
+    }
+
+    /// Finishes the writes in flight, closes every connection and the store. Blocks until done.
+    pub fn shutdown(self) {
+        let _ = self.stop.send_blocking(());
+        match self.thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("the relay stopped with an error: {e}"),
+            Err(_) => tracing::error!("the relay thread panicked"),
+        }
+    }
+}
+
+/// Runs a relay on the calling thread until `shutdown` completes, then finishes the writes in
+/// flight and closes the store. `ready` is told the address and the in-process connector once it
+/// listens.
+pub fn run<S>(
+    config: RelayConfig,
+    store: S,
+    front: Front,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr, Connector),
+) -> Result<(), StartError>
+where
+    S: Store + Send + 'static,
+{
+    let peer = config.new_peer()?;
+    if front.tls.is_none() && config.wants_tls() {
+        return Err(StartError(
+            "wss:// peers and --peer-ca need TLS, which this build of the relay does not dial"
+                .into(),
+        ));
+    }
+    let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
+        .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| StartError(e.to_string()))?;
+
+    let (events_tx, events_rx) = smol::channel::bounded::<DriverEvent>(4096);
+    let to_driver = events_tx.clone();
+    let background = Workers::start(store, config.verify_threads, move |event| {
+        let _ = to_driver.send_blocking(event);
+    });
+    tracing::info!(pid = peer.pid(), "fibergun listening on ws://{local}/gun");
+
+    let executor = Arc::new(Executor::new());
+    let (stop_workers, workers_stopped) = smol::channel::bounded::<()>(1);
+    let workers: Vec<_> = (1..config.threads.max(1))
+        .map(|i| {
+            let ex = executor.clone();
+            let stopped = workers_stopped.clone();
+            std::thread::Builder::new()
+                .name(format!("fibergun-io-{i}"))
+                .spawn(move || smol::block_on(ex.run(stopped.recv())))
+                .expect("spawning an io thread")
+        })
+        .collect();
+
+    let local_events = events_tx.clone();
+    let Shared {
+        inbound,
+        outbound,
+        next_conn,
+        connector,
+    } = Shared::new(&config, move |event| {
+        let _ = local_events.send_blocking(DriverEvent::Local(event));
+    });
+    let ctx = Arc::new(Context {
+        events: events_tx.clone(),
+        executor: executor.clone(),
+        max_frame_bytes: config.limits.max_frame_bytes,
+        next_conn,
+        max_outbound_queue_bytes: config.limits.max_outbound_queue_bytes,
+        inbound: inbound.clone(),
+        open_sockets: Default::default(),
+        keepalive: config.keepalive,
+        handshake_timeout: config.handshake_timeout,
+        outbound: outbound.clone(),
+        gate: front.gate,
+        routes: front.routes,
+        connector: connector.clone(),
+    });
+    let sockets = ctx.clone();
+    let dial_ctx = ctx.clone();
+    let tls = front.tls;
+    let dialer = move |remote, url: String| {
+        dial_ctx
+            .executor
+            .spawn(dial(remote, url, dial_ctx.clone(), tls.clone()))
+            .detach();
+    };
+    let driver = executor.spawn(drive(
+        Driver::new(
+            peer,
+            background.store,
+            inbound,
+            Box::new(dialer),
+            background.verifier,
+            outbound,
+        ),
+        events_rx,
+    ));
+    ready(local, connector);
+    let accept_ex = executor.clone();
+    let accept = async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    accept_ex
+                        .spawn(serve_connection(stream, peer, ctx.clone()))
+                        .detach();
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    Timer::after(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    smol::block_on(executor.run(async {
+        smol::future::or(accept, shutdown).await;
+        let _ = events_tx.send(DriverEvent::Shutdown).await;
+        driver.await;
+        // The driver has answered every write and asked each socket to close; give the writers a
+        // moment to send those last frames.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while sockets
+            .open_sockets
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+            && std::time::Instant::now() < deadline
+        {
+            Timer::after(Duration::from_millis(10)).await;
+        }
+    }));
+    // The driver owned the store's channel; with it gone the store thread closes the store.
+    let _ = background.store_thread.join();
+    // The driver owned the verifier's channel too.
+    background.verifier_threads.join();
+    drop(stop_workers);
+    for w in workers {
+        let _ = w.join();
+    }
+    tracing::info!("fibergun stopped; store closed");
+    Ok(())
+}
+
+/// The driver's loop: wait for an event or the core's deadline, hand it over, carry out what the
+/// core wants. Runs until shutdown has finished every write in flight.
+async fn drive(mut driver: Driver<ConnSender>, events: Receiver<DriverEvent>) {
+    loop {
+        driver.step();
+        if driver.finished() {
+            break;
+        }
+        let event = match driver.deadline() {
+            Some(at) if at <= std::time::Instant::now() => None,
+            Some(at) => {
+                smol::future::or(async { events.recv().await.ok() }, async {
+                    Timer::at(at).await;
+                    None
+                })
+                .await
+            }
+            None => match events.recv().await {
+                Ok(event) => Some(event),
+                // Every sender is gone: nothing more can happen.
+                Err(_) => break,
+            },
+        };
+        match event {
+            None => driver.timeout(),
+            Some(event) => driver.handle_burst(event, || events.try_recv().ok()),
+        }
+    }
+    driver.close_all();
+}

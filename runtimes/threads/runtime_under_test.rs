@@ -1,2 +1,0 @@
-// Included by the shared tests that use the library: the runtime this package builds.
-pub use fibergun_threads as runtime;

@@ -1,0 +1,162 @@
+//! The server's HTTP routes besides `/gun` (which the runtime serves): the REST API, `/metrics`,
+//! `/health`, and the `--static` folder, answered on the smol runtime's HTTP front.
+
+pub mod metrics;
+pub mod rest;
+mod rest_hyper;
+pub mod static_files;
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use fibergun_smol::http::{error_reply, full, json_reply, Reply, ReplyFuture, Routes};
+use fibergun_smol::Context;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+
+use crate::storage::StoreReaders;
+
+/// The routes, with what they need of the server.
+pub struct HttpRoutes {
+    /// The REST routes' body limit and CORS origins.
+    rest: rest::RestConfig,
+    /// The folder served at `/`, if any.
+    static_dir: Option<PathBuf>,
+    /// Reads the store's size and figures, for metrics.
+    store_stats: StoreReaders,
+    /// The chain API for the REST routes, one in-process connection per principal (opened on
+    /// the first request, once the relay runs).
+    guns: OnceLock<rest::Guns>,
+}
+
+impl HttpRoutes {
+    /// Routes with these settings.
+    pub fn new(
+        rest: rest::RestConfig,
+        static_dir: Option<PathBuf>,
+        store_stats: StoreReaders,
+    ) -> HttpRoutes {
+        HttpRoutes {
+            rest,
+            static_dir,
+            store_stats,
+            guns: OnceLock::new(),
+        }
+    }
+
+    fn guns(&self, relay: &Context) -> &rest::Guns {
+        self.guns
+            .get_or_init(|| rest::Guns::new(relay.connector().clone()))
+    }
+}
+
+impl Routes for HttpRoutes {
+    fn route(&self, req: Request<Incoming>, relay: Arc<Context>) -> ReplyFuture {
+        let path = req.uri().path();
+        if path == "/" && self.static_dir.is_none() {
+            let info = json_reply(StatusCode::OK, fibergun_drive::server_info_json());
+            return Box::pin(async move { info });
+        }
+        if path.starts_with(rest::SUBSCRIBE_PREFIX) {
+            let reply = rest_hyper::subscribe(req, &relay, self.guns(&relay), &self.rest);
+            return Box::pin(async move { reply });
+        }
+        if path.starts_with(rest::DATA_PREFIX) {
+            let gun = relay
+                .authenticate(&req)
+                .map(|principal| self.guns(&relay).acting_for(&principal));
+            let rest = self.rest.clone();
+            return Box::pin(async move { rest_hyper::data(req, gun, &rest).await });
+        }
+        match path {
+            "/metrics" => {
+                let accept = req
+                    .headers()
+                    .get(hyper::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let stats = self.store_stats.clone();
+                Box::pin(async move { metrics(&relay, &stats, accept).await })
+            }
+            "/health" => {
+                let stats = self.store_stats.clone();
+                Box::pin(async move { health(&relay, &stats).await })
+            }
+            _ => {
+                let root = self.static_dir.clone();
+                Box::pin(async move { static_file(&req, root.as_deref()).await })
+            }
+        }
+    }
+}
+
+/// A file of the `--static` folder.
+async fn static_file(req: &Request<Incoming>, root: Option<&std::path::Path>) -> Reply {
+    use static_files::{content_type, resolve, NotServed};
+    let Some(root) = root else {
+        return error_reply(StatusCode::NOT_FOUND, "not found");
+    };
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return error_reply(StatusCode::METHOD_NOT_ALLOWED, "static files are read-only");
+    }
+    let file = match resolve(root, req.uri().path()) {
+        Ok(file) => file,
+        Err(NotServed::NotFound) => return error_reply(StatusCode::NOT_FOUND, "not found"),
+        Err(NotServed::TooLarge) => {
+            return error_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the file is too large to serve",
+            )
+        }
+    };
+    let bytes = match smol::fs::read(&file).await {
+        Ok(bytes) => bytes,
+        Err(_) => return error_reply(StatusCode::NOT_FOUND, "not found"),
+    };
+    let body = if req.method() == hyper::Method::HEAD {
+        full(Bytes::new())
+    } else {
+        full(bytes)
+    };
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type(&file)));
+    r
+}
+
+/// `/metrics`: OpenMetrics text for scrapers that ask for it, Prometheus text for the rest.
+async fn metrics(relay: &Context, stats: &StoreReaders, accept: Option<String>) -> Reply {
+    use metrics as m;
+    let Some(peer) = relay.snapshot().await else {
+        return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the core is not answering");
+    };
+    let store = stats.size.as_ref().and_then(|s| s.read().ok());
+    let s3 = stats.s3_figures();
+    let text = m::render(peer, store, s3);
+    let (text, content_type) = if m::wants_openmetrics(accept.as_deref()) {
+        (text, m::CONTENT_TYPE)
+    } else {
+        (m::to_prometheus_text(&text), m::PROMETHEUS_CONTENT_TYPE)
+    };
+    let mut r = Response::new(full(text));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// `/health`: 200 when ready, 503 when not, with what is wrong.
+async fn health(relay: &Context, stats: &StoreReaders) -> Reply {
+    let peer = relay.snapshot().await;
+    let store = match &stats.size {
+        Some(reader) => reader.read().map(Some),
+        None => Ok(None),
+    };
+    let (ready, body) = metrics::health_json(peer.as_ref(), &store);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_reply(status, body)
+}

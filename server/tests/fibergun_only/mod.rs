@@ -1,0 +1,11 @@
+//! What only the `fibergun` binary is tested for: its HTTP routes (REST, metrics, static files in
+//! a browser), TLS peers, the store tools, and the slow process tests that run once.
+
+mod backup;
+mod browser;
+mod chaos;
+mod flood;
+mod metrics;
+mod radata;
+mod rest;
+mod tls_peer;

@@ -1,0 +1,3 @@
+//! What is particular to the `fibergun-threads` binary.
+
+mod cli;

@@ -1,0 +1,534 @@
+//! Reading frames and messages from JSON text, with the checks (sizes, types, limits) that
+//! turn a bad message into a [`MessageError`] or a bad frame into a [`FrameError`].
+
+use serde_json::{Map, Value as Json};
+
+use super::{Body, FrameError, Get, KeyQuery, Message, MessageError, Parsed};
+use crate::graph::{excerpt, Graph, Key, Soul};
+use crate::json;
+use crate::lex::Range;
+use crate::limits::Limits;
+
+/// Reads a frame into its messages. `new_id` invents ids for messages that lack `#`.
+pub fn parse_frame(
+    text: &str,
+    limits: &Limits,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Vec<Parsed>, FrameError> {
+    if text.len() > limits.max_frame_bytes {
+        return Err(FrameError::TooBig {
+            bytes: text.len(),
+            max: limits.max_frame_bytes,
+        });
+    }
+    let body = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    if !body.starts_with(['{', '[']) {
+        return Err(FrameError::NotMessages);
+    }
+    json::check_depth(body, limits.max_json_depth).map_err(|_| FrameError::TooDeep {
+        max: limits.max_json_depth,
+    })?;
+    if body.starts_with('{') {
+        let map = parse_object(body).map_err(|e| FrameError::BadJson(e.reason))?;
+        return Ok(vec![parse_message(map, limits, &mut new_id)]);
+    }
+    // An array is read element by element, so one bad message does not sink the others.
+    let elements =
+        split_array(body).ok_or_else(|| FrameError::BadJson("the array is not closed".into()))?;
+    if elements.len() > limits.max_messages_per_frame {
+        return Err(FrameError::TooManyMessages {
+            count: elements.len(),
+            max: limits.max_messages_per_frame,
+        });
+    }
+    Ok(elements
+        .into_iter()
+        .map(|element| {
+            if !element.starts_with('{') {
+                return Err(MessageError {
+                    id: None,
+                    reason: format!(
+                        "A frame element must be a message object, not {}.",
+                        excerpt(element)
+                    ),
+                });
+            }
+            parse_object(element).and_then(|map| parse_message(map, limits, &mut new_id))
+        })
+        .collect())
+}
+
+/// Parses one JSON object. Escapes of lone UTF-16 surrogates (which JavaScript can write but UTF-8
+/// cannot hold) become U+FFFD. On failure, the error names the message's id if it can be found.
+fn parse_object(text: &str) -> Result<Map<String, Json>, MessageError> {
+    let fixed = replace_lone_surrogates(text);
+    match serde_json::from_str::<Json>(&fixed) {
+        Ok(Json::Object(map)) => Ok(map),
+        Ok(_) => Err(MessageError {
+            id: None,
+            reason: "A message must be a JSON object.".into(),
+        }),
+        Err(e) => Err(MessageError {
+            id: find_id(text),
+            reason: format!("DAM JSON parse error: {e}"),
+        }),
+    }
+}
+
+/// The top-level elements of a JSON array, as text, or `None` if the array is not closed. Only
+/// brackets and strings are tracked; each element is parsed on its own afterwards.
+fn split_array(text: &str) -> Option<Vec<&str>> {
+    let bytes = text.as_bytes();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut start = 1;
+    let mut out = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    let last = text[start..i].trim();
+                    if !last.is_empty() || !out.is_empty() {
+                        out.push(last);
+                    }
+                    return text[i + 1..].trim().is_empty().then_some(out);
+                }
+            }
+            b',' if depth == 1 => {
+                out.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Finds `"#":"…"` among the top-level fields of a message that did not parse, so the error can
+/// go back as a reply to it.
+fn find_id(text: &str) -> Option<String> {
+    let at = text.find("\"#\":")?;
+    let rest = text[at + 4..].trim_start();
+    let end = rest.char_indices().skip(1).scan(false, |escaped, (i, c)| {
+        let done = !*escaped && c == '"';
+        *escaped = !*escaped && c == '\\';
+        Some((i, done))
+    });
+    let close = end.filter(|(_, done)| *done).map(|(i, _)| i).next()?;
+    serde_json::from_str::<String>(&replace_lone_surrogates(&rest[..=close])).ok()
+}
+
+/// Rewrites `\uD800`..`\uDFFF` escapes that are not part of a surrogate pair as `\uFFFD`.
+fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains("\\ud") && !text.contains("\\uD") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let hex = |s: &str| u16::from_str_radix(s, 16).ok();
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            if bytes[i + 1] == b'u' && i + 6 <= bytes.len() {
+                if let Some(unit) = text.get(i + 2..i + 6).and_then(hex) {
+                    let next = text
+                        .get(i + 6..i + 12)
+                        .filter(|n| n.starts_with("\\u"))
+                        .and_then(|n| hex(&n[2..]));
+                    let is_high = (0xd800..0xdc00).contains(&unit);
+                    let is_low = (0xdc00..0xe000).contains(&unit);
+                    if is_high && next.is_some_and(|n| (0xdc00..0xe000).contains(&n)) {
+                        out.push_str(&text[i..i + 12]);
+                        i += 12;
+                        continue;
+                    }
+                    if is_high || is_low {
+                        out.push_str("\\ufffd");
+                        i += 6;
+                        continue;
+                    }
+                }
+            }
+            // Any other escape: copy it whole (the backslash and the character after it, which may
+            // take several bytes), so an escaped backslash is not read as a new escape.
+            let next = text[i + 1..].chars().next().map_or(0, char::len_utf8);
+            out.push_str(&text[i..i + 1 + next]);
+            i += 1 + next;
+            continue;
+        }
+        let len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + len]);
+        i += len;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn take_string(map: &mut Map<String, Json>, key: &str) -> Result<Option<String>, String> {
+    match map.shift_remove(key) {
+        None => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!(
+            "'{key}' must be a string, not {}",
+            excerpt(&json::stringify(&other))
+        )),
+    }
+}
+
+/// Reads one message object.
+pub fn parse_message(
+    mut map: Map<String, Json>,
+    limits: &Limits,
+    new_id: &mut impl FnMut() -> String,
+) -> Parsed {
+    let id = match take_string(&mut map, "#") {
+        Ok(Some(id)) if id.len() > limits.max_id_bytes => {
+            return Err(MessageError {
+                id: None,
+                reason: format!(
+                    "'#' of {} bytes, over the limit of {}",
+                    id.len(),
+                    limits.max_id_bytes
+                ),
+            })
+        }
+        Ok(Some(id)) => id,
+        Ok(None) => new_id(),
+        Err(reason) => return Err(MessageError { id: None, reason }),
+    };
+    let fail = |reason: String| MessageError {
+        id: Some(id.clone()),
+        reason,
+    };
+    let reply_to = take_string(&mut map, "@").map_err(fail)?;
+    let err = take_string(&mut map, "err").map_err(fail)?;
+    let skip = take_string(&mut map, "><").map_err(fail)?;
+    let pid = take_string(&mut map, "pid").map_err(fail)?;
+    let dam = take_string(&mut map, "dam").map_err(fail)?;
+    for (name, value) in [("@", &reply_to), ("pid", &pid), ("dam", &dam)] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.len() > limits.max_id_bytes)
+        {
+            return Err(fail(format!(
+                "'{name}' over the limit of {} bytes",
+                limits.max_id_bytes
+            )));
+        }
+    }
+    // GUN reads only the first 99 characters of `><`; keep no more than a few times that.
+    let skip = skip.map(|s| {
+        let mut end = s.len().min(4 * limits.max_id_bytes);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s[..end].to_owned()
+    });
+    let ok = map.shift_remove("ok");
+    let hash = match map.shift_remove("##") {
+        None => None,
+        Some(Json::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
+        Some(_) => return Err(fail("'##' must be a number".into())),
+    };
+    let get = map.shift_remove("get");
+    let put = map.shift_remove("put");
+    let body = match (dam, get, put) {
+        (Some(verb), _, _) => Body::Dam { verb, pid },
+        (None, Some(_), Some(_)) => return Err(fail("a message cannot both get and put".into())),
+        (None, Some(get), None) => Body::Get(parse_get(get, limits).map_err(fail)?),
+        (None, None, Some(put)) => {
+            Body::Put(Graph::from_json(&put, limits).map_err(|e| fail(e.0))?)
+        }
+        (None, None, None) => Body::Other,
+    };
+    Ok(Message {
+        id,
+        reply_to,
+        body,
+        ok,
+        err,
+        hash,
+        skip,
+        extra: map,
+    })
+}
+
+fn is_truthy(v: Option<&Json>) -> bool {
+    match v {
+        None | Some(Json::Null) | Some(Json::Bool(false)) => false,
+        Some(Json::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Json::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
+    let Json::Object(get) = get else {
+        return Err("'get' must be an object with a soul '#'".into());
+    };
+    check_get_sizes(&get, limits)?;
+    let mut reverse = is_truthy(get.get("-"));
+    // GUN allows `%` as a number or a numeric string.
+    let budget = match get.get("%") {
+        None => None,
+        Some(v) => match v
+            .as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        {
+            Some(f) if f >= 0.0 => Some((f as u64).min(limits.max_lex_reply_bytes)),
+            _ => return Err("get '%' must be a non-negative number".into()),
+        },
+    };
+    match get.get("#") {
+        None => Err("'get' has no soul '#'".into()),
+        Some(Json::String(soul)) => {
+            let soul = Soul::new(soul).map_err(|e| format!("get: {e}"))?;
+            let keys = match get.get(".") {
+                None => KeyQuery::All,
+                Some(Json::String(k)) => {
+                    KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
+                }
+                Some(Json::Object(lex)) => {
+                    reverse |= is_truthy(lex.get("-"));
+                    match lex.get("=") {
+                        Some(Json::String(k)) => {
+                            KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
+                        }
+                        Some(_) => return Err("get lex '=' must be a string".into()),
+                        None => {
+                            KeyQuery::Range(Range::from_lex(lex).map_err(|e| format!("get: {e}"))?)
+                        }
+                    }
+                }
+                Some(_) => return Err("get '.' must be a key or a lex object".into()),
+            };
+            Ok(Get::Node {
+                soul,
+                keys,
+                reverse,
+                budget,
+            })
+        }
+        Some(Json::Object(lex)) => {
+            reverse |= is_truthy(lex.get("-"));
+            if let Some(exact) = lex.get("=") {
+                let Json::String(soul) = exact else {
+                    return Err("get lex '=' must be a string".into());
+                };
+                return Ok(Get::Node {
+                    soul: Soul::new(soul).map_err(|e| format!("get: {e}"))?,
+                    keys: KeyQuery::All,
+                    reverse,
+                    budget,
+                });
+            }
+            Ok(Get::Souls {
+                range: Range::from_lex(lex).map_err(|e| format!("get: {e}"))?,
+                reverse,
+                budget,
+            })
+        }
+        Some(_) => Err("get '#' must be a soul or a lex object".into()),
+    }
+}
+
+/// Bounds every soul, key and lex string of a GET, so that no read can ask a store for an
+/// over-long key.
+fn check_get_sizes(get: &Map<String, Json>, limits: &Limits) -> Result<(), String> {
+    let longest = |v: Option<&Json>| match v {
+        Some(Json::String(s)) => s.len(),
+        Some(Json::Object(lex)) => lex
+            .values()
+            .map(|v| if let Json::String(s) = v { s.len() } else { 0 })
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let (soul, key) = (longest(get.get("#")), longest(get.get(".")));
+    if soul + key > limits.max_soul_key_bytes {
+        return Err(format!(
+            "get: soul and key of {} bytes, over the limit of {}",
+            soul + key,
+            limits.max_soul_key_bytes
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::{one, parse};
+
+    #[test]
+    fn reads_objects_and_arrays_and_keeps_unknown_fields() {
+        let m = one(r##"{"#":"p1","put":{"a":{"_":{"#":"a",">":{"x":1}},"x":1}},"ok":{"@":9,"/":1},"FOO":1}"##)
+            .unwrap();
+        assert_eq!(m.id, "p1");
+        assert!(matches!(m.body, Body::Put(_)));
+        assert_eq!(m.ok, Some(serde_json::json!({"@":9,"/":1})));
+        assert_eq!(m.extra.get("FOO"), Some(&serde_json::json!(1)));
+        let v = parse(r##"[{"dam":"hi","#":"h"},{"#":"g","get":{"#":"a"}}]"##).unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(parse("[]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn invents_an_id_when_missing() {
+        assert_eq!(one(r##"{"get":{"#":"a"}}"##).unwrap().id, "gen1");
+    }
+
+    #[test]
+    fn reads_every_get_form() {
+        let get = |t: &str| match one(t).unwrap().body {
+            Body::Get(g) => g,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            get(r##"{"get":{"#":"a"}}"##),
+            Get::Node {
+                keys: KeyQuery::All,
+                ..
+            }
+        ));
+        assert!(matches!(
+            get(r##"{"get":{"#":"a",".":"k"}}"##),
+            Get::Node {
+                keys: KeyQuery::One(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            get(r##"{"get":{"#":"a",".":{"=":"k"}}}"##),
+            Get::Node {
+                keys: KeyQuery::One(_),
+                ..
+            }
+        ));
+        match get(r##"{"get":{"#":"a",".":{"*":"ap","-":1},"%":20}}"##) {
+            Get::Node {
+                keys: KeyQuery::Range(r),
+                reverse: true,
+                budget: Some(20),
+                ..
+            } => assert_eq!(r.prefix.as_deref(), Some("ap")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            get(r##"{"get":{"#":{"*":"lex"}}}"##),
+            Get::Souls { .. }
+        ));
+    }
+
+    #[test]
+    fn bad_messages_name_their_id_and_problem() {
+        for (text, why) in [
+            (r##"{"#":"g","get":5}"##, "'get' must be an object"),
+            (r##"{"#":"g","get":{}}"##, "no soul"),
+            (r##"{"#":"g","get":{"#":5}}"##, "'#' must be a soul"),
+            (r##"{"#":"g","get":{"#":"a",".":5}}"##, "'.' must be"),
+            (r##"{"#":"p","put":"x"}"##, "not an object"),
+            (r##"{"#":"p","put":null}"##, "not an object"),
+        ] {
+            let e = one(text).unwrap_err();
+            assert_eq!(
+                e.id.as_deref(),
+                Some(text.split('"').nth(3).unwrap()),
+                "{text}"
+            );
+            assert!(e.reason.contains(why), "{text}: {}", e.reason);
+        }
+        assert_eq!(one(r##"{"#":5}"##).unwrap_err().id, None);
+        assert!(parse(r##"[1,{"#":"g","get":{"#":"a"}}]"##).unwrap()[0].is_err());
+    }
+
+    #[test]
+    fn one_bad_element_does_not_sink_the_frame() {
+        let v = parse(r##"[{"#":"g1","get":{"#":"a"}},{"#":"p1","put":{"a":1e400}},{"#":"g2","get":{"#":"b"}}]"##).unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(v[0].is_ok() && v[2].is_ok());
+        let e = v[1].as_ref().unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("p1"));
+        assert!(e.reason.contains("parse error"));
+        assert!(matches!(
+            parse(r##"[{"#":"g1"},{"#":"b"##),
+            Err(FrameError::BadJson(_))
+        ));
+        assert!(matches!(parse("[1,"), Err(FrameError::BadJson(_))));
+        assert!(parse("[1]").unwrap()[0].is_err());
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_characters() {
+        let m = one(r##"{"#":"p","put":{"a":{"_":{"#":"a",">":{"x":1,"y":1}},"x":"\ud83d!","y":"\ud83d\ude00\\ud800"}}}"##).unwrap();
+        let Body::Put(g) = m.body else { panic!() };
+        assert_eq!(
+            g.nodes[0].fields["x"].value,
+            crate::Value::String("\u{fffd}!".into())
+        );
+        assert_eq!(
+            g.nodes[0].fields["y"].value,
+            crate::Value::String("😀\\ud800".into())
+        );
+    }
+
+    #[test]
+    fn a_backslash_before_a_multibyte_character_is_not_split() {
+        // Found by the parse_frame fuzzer (fuzz/regressions/parse_frame/).
+        let text = "{\"#\":\"\\é\\ud800\"}";
+        assert!(matches!(parse(text), Err(FrameError::BadJson(_))));
+        let batch = format!("[{text},{{\"#\":\"g\",\"get\":{{\"#\":\"a\"}}}}]");
+        let v = parse(&batch).unwrap();
+        assert!(v[0].is_err() && v[1].is_ok());
+    }
+
+    #[test]
+    fn ids_are_bounded() {
+        let long = "x".repeat(300);
+        let e = one(&format!(r##"{{"#":"{long}","get":{{"#":"a"}}}}"##)).unwrap_err();
+        assert!(e.reason.contains("over the limit"));
+        let e = one(&format!(r##"{{"#":"g","@":"{long}"}}"##)).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("g"));
+    }
+
+    #[test]
+    fn frame_errors() {
+        assert!(matches!(parse("hello"), Err(FrameError::NotMessages)));
+        assert!(matches!(parse("\"str\""), Err(FrameError::NotMessages)));
+        assert!(matches!(
+            parse("{\"#\":\"a\",\"get\":"),
+            Err(FrameError::BadJson(_))
+        ));
+        assert!(matches!(
+            parse(&"[".repeat(100)),
+            Err(FrameError::TooDeep { .. })
+        ));
+        let limits = Limits {
+            max_frame_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse_frame(&"x".repeat(11), &limits, String::new),
+            Err(FrameError::TooBig { .. })
+        ));
+        let limits = Limits {
+            max_messages_per_frame: 2,
+            ..Limits::default()
+        };
+        assert!(parse_frame("[{},{}]", &limits, String::new).is_ok());
+        assert!(matches!(
+            parse_frame("[{},{},{}]", &limits, String::new),
+            Err(FrameError::TooManyMessages { count: 3, max: 2 })
+        ));
+    }
+}
