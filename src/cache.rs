@@ -110,18 +110,15 @@ impl NodeCache {
     }
 
     /// Bytes held, as estimated.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// Nodes held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.nodes.len()
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     fn evict(&mut self) {

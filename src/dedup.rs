@@ -89,18 +89,15 @@ impl Dedup {
     }
 
     /// Whether `id` is remembered (without refreshing it).
-    pub fn contains(&self, id: &str) -> bool {
+    #[cfg(test)]
+    fn contains(&self, id: &str) -> bool {
         self.find(id).is_some()
     }
 
     /// How many ids are remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.seen.len()
-    }
-
-    /// Whether no id is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
     }
 
     /// Forgets the id a queue entry stands for, unless it was seen again since.
@@ -149,6 +146,8 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
 
     fn table(max: usize) -> Dedup {
         Dedup::new(
@@ -187,5 +186,67 @@ mod tests {
         d.check_and_track("c", ConnId(1), t0);
         assert_eq!(d.len(), 2);
         assert!(!d.contains("a") && d.contains("b") && d.contains("c"));
+    }
+
+    fn config() -> proptest::prelude::ProptestConfig {
+        proptest::prelude::ProptestConfig {
+            cases: 512,
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::Direct(
+                    "proptest-regressions/dedup.txt",
+                ),
+            )),
+            ..proptest::prelude::ProptestConfig::default()
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn dedup_forgets_nothing_early_when_every_id_fits(
+            ids in prop::collection::vec((0u8..20, 0u64..100), 1..300),
+            max in 20usize..30,
+        ) {
+            let t0 = Instant::now();
+            let mut dedup = Dedup::new(max, Duration::from_millis(9_000), foldhash::fast::FixedState::with_seed(3));
+            let mut last_seen: BTreeMap<u8, u64> = BTreeMap::new();
+            let mut now = 0u64;
+            for (id, step) in ids {
+                now += step;
+                let seen = dedup.check_and_track(&id.to_string(), ConnId(1), t0 + Duration::from_millis(now));
+                let fresh = last_seen.get(&id).is_some_and(|&at| now - at < 9_000);
+                prop_assert_eq!(seen.is_some(), fresh, "id {} at {} ms", id, now);
+                last_seen.insert(id, now);
+            }
+        }
+
+
+        #[test]
+        fn dedup_remembers_within_ttl_forgets_after_and_stays_bounded(
+            ids in prop::collection::vec((0u8..20, prop_oneof![0u64..200, 0u64..20_000]), 1..200),
+            max in prop_oneof![1usize..16, 20usize..30],
+        ) {
+            let ttl = Duration::from_millis(9_000);
+            let t0 = Instant::now();
+            let mut dedup = Dedup::new(max, ttl, foldhash::fast::FixedState::with_seed(3));
+            let mut model: BTreeMap<u8, u64> = BTreeMap::new(); // id -> last seen (ms)
+            let mut now = 0u64;
+            for (id, step) in ids {
+                now += step;
+                let seen = dedup.check_and_track(&id.to_string(), ConnId(1), t0 + Duration::from_millis(now));
+                let fresh = model.get(&id).is_some_and(|&at| now - at < 9_000);
+                // Within the TTL an id is remembered unless the table had to drop it for room.
+                if seen.is_some() {
+                    prop_assert!(fresh, "remembered {id} past its time");
+                }
+                // When every id fits, nothing is forgotten early.
+                if max >= 20 {
+                    prop_assert_eq!(seen.is_some(), fresh, "id {} at {} ms", id, now);
+                }
+                model.insert(id, now);
+                prop_assert!(dedup.len() <= max);
+            }
+        }
     }
 }

@@ -3,7 +3,18 @@
 
 use serde_json::Value as Json;
 
-use crate::graph::Value;
+use crate::graph::{Key, Value};
+
+/// Which keys of a node a GET wants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyQuery {
+    /// The whole node.
+    All,
+    /// One key (`.` as a string, or LEX `=`).
+    One(Key),
+    /// The keys in a LEX range.
+    Range(Range),
+}
 
 /// A set of keys (or souls) chosen by prefix or by an inclusive range.
 ///

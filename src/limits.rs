@@ -72,6 +72,11 @@ pub struct Limits {
     /// Puts waiting for their signature checks; past this, signed puts are refused as busy.
     /// Default 1,024.
     pub max_puts_verifying: usize,
+    /// How long a put may wait for its signature checks ([`Output::Verify`](crate::Output))
+    /// and its certificates' block lists, in milliseconds; then it is refused with an `err`
+    /// ("Server busy"), so a runtime that never answers does not hold writes for ever.
+    /// Default 30,000.
+    pub max_verify_ms: u64,
 }
 
 impl Default for Limits {
@@ -103,6 +108,7 @@ impl Default for Limits {
             max_redelivery_bytes: 8 << 20,
             max_remote_gets: 10_000,
             max_puts_verifying: 1_024,
+            max_verify_ms: 30_000,
         }
     }
 }
@@ -161,6 +167,7 @@ impl Limits {
             ("max_id_bytes", self.max_id_bytes),
             ("batch_frame_bytes", self.batch_frame_bytes),
             ("max_puts_verifying", self.max_puts_verifying),
+            ("max_verify_ms", self.max_verify_ms as usize),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -29,8 +29,11 @@ pub struct Harness {
     pub closed: Vec<ConnId>,
     /// Dials the peer asked for, in order.
     pub dials: Vec<(RemoteId, String)>,
-    /// Signature checks asked for and not yet run (they run at once while pumping).
+    /// Signature checks asked for and not yet run (at once while pumping, with `auto_verify`).
     pub verifying: Vec<(VerifyId, Vec<SignatureCheck>)>,
+    /// Run signature checks as soon as they are asked for; when off, [`Harness::verify`] runs
+    /// them (a runtime slow to answer, or one that never does).
+    pub auto_verify: bool,
     /// Ops emitted and not yet applied (only when `auto_store` is off).
     pub held: Vec<StoreOp>,
     /// Apply storage ops as soon as they are emitted.
@@ -56,6 +59,7 @@ impl Harness {
             closed: Vec::new(),
             dials: Vec::new(),
             verifying: Vec::new(),
+            auto_verify: true,
             held: Vec::new(),
             auto_store: true,
         };
@@ -82,7 +86,7 @@ impl Harness {
     fn pump(&mut self) {
         loop {
             self.drain_outputs();
-            if !self.verifying.is_empty() {
+            if self.auto_verify && !self.verifying.is_empty() {
                 self.run_verifications();
                 continue;
             }
@@ -132,6 +136,12 @@ impl Harness {
                 .expect("results are fed in op order");
             self.drain_outputs();
         }
+    }
+
+    /// Runs the signature checks waiting (with `auto_verify` off) and reports their results.
+    pub fn verify(&mut self) {
+        self.run_verifications();
+        self.pump();
     }
 
     /// Applies every held op as one committed batch and feeds the results back.

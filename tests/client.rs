@@ -1,7 +1,9 @@
 //! The sans-IO client (`fibergun::client`) against a real core: paths, nested objects as linked
 //! nodes the way GUN JS makes them, sets, subscriptions, paged reads and refusals.
 
-use fibergun::client::{Client, ClientError, ClientEvent, OpId, Reply, SubId};
+use fibergun::client::{
+    Client, ClientError, ClientEvent, ClientInput, ClientOutput, OpId, Reply, SubId,
+};
 use fibergun::testing::{Harness, START_WALL_MS};
 use fibergun::{Config, Limits};
 use serde_json::{json, Value as Json};
@@ -39,22 +41,25 @@ impl World {
     fn settle(&mut self) {
         loop {
             let mut moved = false;
-            for (conn, client) in &mut self.clients {
-                while let Some(frame) = client.poll_transmit() {
-                    self.relay.frame(*conn, &frame);
-                    moved = true;
+            for (i, (conn, client)) in self.clients.iter_mut().enumerate() {
+                while let Some(output) = client.poll_output() {
+                    match output {
+                        ClientOutput::Send { text } => {
+                            self.relay.frame(*conn, &text);
+                            moved = true;
+                        }
+                        ClientOutput::Event(e) => self.events.push((i, e)),
+                    }
                 }
             }
             let frames = std::mem::take(&mut self.relay.frames);
+            let now = self.relay.now;
             for (conn, text) in frames {
                 if let Some((_, client)) = self.clients.iter_mut().find(|(c, _)| *c == conn.0) {
-                    client.handle_frame(&text);
+                    client
+                        .handle_input(now, ClientInput::Frame { text: &text })
+                        .expect("a frame is never a misuse");
                     moved = true;
-                }
-            }
-            for (i, (_, client)) in self.clients.iter_mut().enumerate() {
-                while let Some(e) = client.poll_event() {
-                    self.events.push((i, e));
                 }
             }
             if !moved {
@@ -338,4 +343,100 @@ fn a_paged_answer_whose_last_page_is_empty_still_ends() {
     w.relay.connect(200);
     let node = w.read(1, &["exact"], 0).unwrap();
     assert_eq!(node.as_object().unwrap().len(), 2);
+}
+
+/// One generic driver steps both machines: it feeds an input at `now` and drains every output.
+fn step<M: fibergun::Machine>(
+    machine: &mut M,
+    now: fibergun::Now,
+    input: M::Input<'_>,
+) -> Vec<M::Output> {
+    machine
+        .handle_input(now, input)
+        .expect("the driver follows the contract");
+    std::iter::from_fn(|| machine.poll_output()).collect()
+}
+
+#[test]
+fn one_generic_driver_steps_a_client_and_a_peer() {
+    use fibergun::{ConnId, Direction, Input, MemStore, Output, Peer, Store};
+    let now = fibergun::Now {
+        mono: std::time::Instant::now(),
+        wall_ms: START_WALL_MS,
+    };
+    let mut peer = Peer::new(Config::default(), now);
+    let mut store = MemStore::new();
+    let mut client = Client::new(7, Limits::default());
+    let conn = ConnId(1);
+    let connected = Input::Connected {
+        conn,
+        direction: Direction::Inbound,
+    };
+    let mut to_peer: Vec<String> = Vec::new();
+    let mut to_client: Vec<String> = Vec::new();
+    let mut events = Vec::new();
+    for out in step(&mut peer, now, connected) {
+        if let Output::Send { text, .. } = out {
+            to_client.push(text);
+        }
+    }
+    let write = client.put(&["greeting"], json!({"text": "hello"}), START_WALL_MS);
+    to_peer.extend(
+        std::iter::from_fn(|| client.poll_output()).filter_map(|o| match o {
+            ClientOutput::Send { text } => Some(text),
+            ClientOutput::Event(e) => {
+                events.push(e);
+                None
+            }
+        }),
+    );
+    // Carry frames both ways, storage in between, until both are quiet.
+    while !to_peer.is_empty() || !to_client.is_empty() {
+        let mut ops = Vec::new();
+        for text in std::mem::take(&mut to_peer) {
+            for out in step(&mut peer, now, Input::Frame { conn, text: &text }) {
+                match out {
+                    Output::Send { text, .. } => to_client.push(text),
+                    Output::Store(op) => ops.push(op),
+                    Output::Close { .. }
+                    | Output::Event(_)
+                    | Output::Verify { .. }
+                    | Output::Dial { .. } => {}
+                }
+            }
+        }
+        let ids: Vec<_> = ops.iter().map(|op| op.id()).collect();
+        for (op, result) in ids.into_iter().zip(store.apply(ops)) {
+            for out in step(&mut peer, now, Input::StoreDone { op, result }) {
+                if let Output::Send { text, .. } = out {
+                    to_client.push(text);
+                }
+            }
+        }
+        for text in std::mem::take(&mut to_client) {
+            for out in step(&mut client, now, ClientInput::Frame { text: &text }) {
+                match out {
+                    ClientOutput::Send { text } => to_peer.push(text),
+                    ClientOutput::Event(e) => events.push(e),
+                }
+            }
+        }
+    }
+    let done = events.iter().find_map(|e| match e {
+        ClientEvent::Done { op, result } if *op == write => Some(result.clone()),
+        _ => None,
+    });
+    assert!(
+        matches!(done, Some(Ok(Reply::Written { .. }))),
+        "{events:?}"
+    );
+    assert!(
+        store.nodes.contains_key("greeting"),
+        "the write reached the store"
+    );
+    assert_eq!(client.poll_timeout(), None, "the client arms no timer");
+    assert!(
+        peer.poll_timeout().is_some(),
+        "the peer's keepalive is armed"
+    );
 }

@@ -1,14 +1,12 @@
 //! Property tests: HAM is a join (commutative, associative, idempotent) over random graphs; the
-//! codec round-trips; dedup remembers and forgets as specified; and the peer, driven by random
+//! codec round-trips; and the peer, driven by random
 //! operations, behaves like a simple model. Failures are saved in proptest-regressions/.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use fibergun::dedup::Dedup;
 use fibergun::store::merge_into;
 use fibergun::testing::Harness;
-use fibergun::{ConnId, Field, Graph, Key, Limits, Node, Soul, State, Value};
+use fibergun::{Field, Graph, Key, Limits, Node, Soul, State, Value};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use serde_json::{json, Value as Json};
@@ -129,24 +127,6 @@ proptest! {
     }
 
     #[test]
-    fn dedup_forgets_nothing_early_when_every_id_fits(
-        ids in prop::collection::vec((0u8..20, 0u64..100), 1..300),
-        max in 20usize..30,
-    ) {
-        let t0 = Instant::now();
-        let mut dedup = Dedup::new(max, Duration::from_millis(9_000), foldhash::fast::FixedState::with_seed(3));
-        let mut last_seen: BTreeMap<u8, u64> = BTreeMap::new();
-        let mut now = 0u64;
-        for (id, step) in ids {
-            now += step;
-            let seen = dedup.check_and_track(&id.to_string(), ConnId(1), t0 + Duration::from_millis(now));
-            let fresh = last_seen.get(&id).is_some_and(|&at| now - at < 9_000);
-            prop_assert_eq!(seen.is_some(), fresh, "id {} at {} ms", id, now);
-            last_seen.insert(id, now);
-        }
-    }
-
-    #[test]
     fn graphs_round_trip_through_json(nodes in prop::collection::btree_map(soul(), prop::collection::btree_map(key(), field(), 0..5), 1..4)) {
         let graph = Graph { nodes: nodes.into_iter().map(|(soul, fields)| Node { soul, fields }).collect() };
         let mut text = String::new();
@@ -171,32 +151,6 @@ proptest! {
         }
     }
 
-    #[test]
-    fn dedup_remembers_within_ttl_forgets_after_and_stays_bounded(
-        ids in prop::collection::vec((0u8..20, prop_oneof![0u64..200, 0u64..20_000]), 1..200),
-        max in prop_oneof![1usize..16, 20usize..30],
-    ) {
-        let ttl = Duration::from_millis(9_000);
-        let t0 = Instant::now();
-        let mut dedup = Dedup::new(max, ttl, foldhash::fast::FixedState::with_seed(3));
-        let mut model: BTreeMap<u8, u64> = BTreeMap::new(); // id -> last seen (ms)
-        let mut now = 0u64;
-        for (id, step) in ids {
-            now += step;
-            let seen = dedup.check_and_track(&id.to_string(), ConnId(1), t0 + Duration::from_millis(now));
-            let fresh = model.get(&id).is_some_and(|&at| now - at < 9_000);
-            // Within the TTL an id is remembered unless the table had to drop it for room.
-            if seen.is_some() {
-                prop_assert!(fresh, "remembered {id} past its time");
-            }
-            // When every id fits, nothing is forgotten early.
-            if max >= 20 {
-                prop_assert_eq!(seen.is_some(), fresh, "id {} at {} ms", id, now);
-            }
-            model.insert(id, now);
-            prop_assert!(dedup.len() <= max);
-        }
-    }
 }
 
 // The peer against a model.

@@ -201,3 +201,34 @@ fn a_relay_that_trusts_every_client_takes_anything() {
     );
     assert_eq!(h.replies_to(1, "p1")[0]["ok"], true);
 }
+
+#[test]
+fn a_put_whose_signature_checks_are_never_answered_is_refused_in_time_and_late_answers_change_nothing(
+) {
+    let mut h = relay();
+    h.auto_verify = false;
+    let owner = pair(1);
+    let soul = format!("~{}", owner.public().as_str());
+    let fields = [("name", signed(&owner, &soul, "name", json!("Alice")))];
+    h.frame(1, &put("p1", &soul, &fields, START_WALL_MS));
+    assert_eq!(h.verifying.len(), 1, "the checks went out");
+    assert_eq!(h.peer.puts_verifying(), 1);
+    let limit = fibergun::Limits::default().max_verify_ms;
+    h.advance(limit - 1);
+    assert!(h.replies_to(1, "p1").is_empty(), "still within its time");
+    h.advance(2);
+    let refused = h.replies_to(1, "p1");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let err = refused[0]["err"].as_str().unwrap_or_default();
+    assert!(err.starts_with("Server busy"), "{err}");
+    assert_eq!(h.peer.puts_verifying(), 0, "nothing is left waiting");
+    assert_eq!(h.peer.stats().errors.busy, 1);
+    // The runtime answers at last: nothing is stored, nothing more is said.
+    h.verify();
+    assert!(h.take(1).is_empty());
+    assert!(!h.store.nodes.contains_key(soul.as_str()));
+    // Writes go on being checked and taken.
+    h.auto_verify = true;
+    h.frame(1, &put("p2", &soul, &fields, START_WALL_MS));
+    assert_eq!(h.replies_to(1, "p2")[0]["ok"], true);
+}

@@ -430,11 +430,13 @@ impl<C: ConnHandle> Driver<C> {
                         tracing::error!("the verifier thread is gone; signed writes wait");
                     }
                 }
-                Output::Dial { remote, url } if !self.shutting_down => {
-                    tracing::debug!(remote = remote.0, "dialling {url}");
-                    (self.dialer)(remote, url);
+                Output::Dial { remote, url } => {
+                    // Stopping: a new connection would only be closed again.
+                    if !self.shutting_down {
+                        tracing::debug!(remote = remote.0, "dialling {url}");
+                        (self.dialer)(remote, url);
+                    }
                 }
-                _ => {}
             }
         }
     }
@@ -468,6 +470,8 @@ fn log_event(event: &Event) {
     match event {
         Event::Refused { conn, reason } => tracing::debug!(conn = conn.0, "refused: {reason}"),
         Event::StoreFailed { reason } => tracing::error!("storage failed: {reason}"),
-        other => tracing::trace!("{other:?}"),
+        Event::Changed { soul, fields } => {
+            tracing::trace!(soul = soul.as_str(), fields = fields.len(), "changed")
+        }
     }
 }

@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use fibergun::client::{Client, ClientError, ClientEvent, OpId, Reply, SubId};
+use fibergun::client::{
+    Client, ClientError, ClientEvent, ClientInput, ClientOutput, OpId, Reply, SubId,
+};
 use fibergun::Limits;
 use futures_lite::future::block_on;
 use serde::Serialize;
@@ -107,11 +109,7 @@ impl Inner {
     fn with_client<T>(&self, call: impl FnOnce(&mut State) -> T) -> (T, Vec<String>) {
         let mut state = self.state.lock().expect("gun state");
         let out = call(&mut state);
-        deliver(&mut state);
-        let mut frames = Vec::new();
-        while let Some(f) = state.client.poll_transmit() {
-            frames.push(f);
-        }
+        let frames = drain(&mut state);
         (out, frames)
     }
 
@@ -144,7 +142,12 @@ impl Inner {
     /// The server's frames, read on the connection's own thread until it closes.
     fn pump(&self) {
         while let Ok(text) = self.conn.recv_blocking() {
-            let ((), frames) = self.with_client(|state| state.client.handle_frame(&text));
+            let input = ClientInput::Frame { text: &text };
+            let (handled, frames) =
+                self.with_client(|state| state.client.handle_input(clock::now(), input));
+            if let Err(e) = handled {
+                tracing::error!("the chain API misused its client: {e}");
+            }
             for f in frames {
                 if self.conn.send_blocking(f).is_err() {
                     break;
@@ -159,9 +162,18 @@ impl Inner {
     }
 }
 
-/// Hands the client's events to whoever waits for them. Never blocks.
-fn deliver(state: &mut State) {
-    while let Some(event) = state.client.poll_event() {
+/// Drains the client: events go to whoever waits for them (never blocking), and the frames to
+/// send come back.
+fn drain(state: &mut State) -> Vec<String> {
+    let mut frames = Vec::new();
+    while let Some(output) = state.client.poll_output() {
+        let event = match output {
+            ClientOutput::Send { text } => {
+                frames.push(text);
+                continue;
+            }
+            ClientOutput::Event(event) => event,
+        };
         match event {
             ClientEvent::Done { op, result } => {
                 if let Some(tx) = state.waiting.remove(&op) {
@@ -184,6 +196,7 @@ fn deliver(state: &mut State) {
             }
         }
     }
+    frames
 }
 
 /// The user's handle; closing the connection when the last clone goes.

@@ -1,8 +1,10 @@
 //! A GUN client as a state machine: the chain's operations (read a path, put, set, subscribe)
 //! become GET and put messages, and the replies and pushes that come back become results and
-//! change events. Like [`crate::Peer`] it does no I/O and reads no clock: the caller carries its
-//! frames ([`Client::poll_transmit`]) to a peer, hands back what the peer sends
-//! ([`Client::handle_frame`]), and passes the wall clock to writes.
+//! change events. Like [`crate::Peer`] it does no I/O and reads no clock, and it is stepped with
+//! the same verbs ([`crate::Machine`]): the caller hands it what the peer sends
+//! ([`Client::handle_input`]), carries out what it asks ([`Client::poll_output`]: frames to send,
+//! events for the application), wakes it at [`Client::poll_timeout`], and passes the wall clock
+//! to writes.
 //!
 //! Paths are GUN's chains: `["chat", "room1"]` is `gun.get("chat").get("room1")`. The first
 //! element is a soul; each next one a key, followed when it holds a link. A write along a path
@@ -13,7 +15,8 @@
 
 mod tree;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
 
 use serde_json::{Map, Value as Json};
 
@@ -21,6 +24,7 @@ pub use tree::Fields;
 
 use crate::graph::{Field, Graph, Key, Node, Soul, State, Value};
 use crate::limits::Limits;
+use crate::peer::{ApiMisuse, Now};
 use crate::rng::Rng;
 use crate::wire::{self, Body};
 
@@ -89,6 +93,33 @@ pub enum ClientEvent {
         /// The keys that changed.
         changed: Vec<String>,
     },
+}
+
+/// What the client is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientInput<'a> {
+    /// A frame from the peer. Frames that cannot be read are ignored (the peer is trusted to
+    /// speak GUN; a relay's own errors arrive as replies).
+    Frame {
+        /// The frame's text.
+        text: &'a str,
+    },
+    /// The deadline from [`Client::poll_timeout`] passed.
+    Timeout,
+}
+
+/// What the client wants done. Not `#[non_exhaustive]`: whoever steps a client acts on every
+/// output.
+#[must_use]
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientOutput {
+    /// Send a frame to the peer.
+    Send {
+        /// The frame.
+        text: String,
+    },
+    /// Tell the application.
+    Event(ClientEvent),
 }
 
 /// Who a node read is for.
@@ -178,13 +209,13 @@ pub struct Client {
     next_msg: u64,
     next_op: u64,
     ops: BTreeMap<u64, Op>,
-    reads: HashMap<String, NodeRead>,
-    puts: HashMap<String, u64>,
+    reads: BTreeMap<String, NodeRead>,
+    puts: BTreeMap<String, u64>,
     subs: BTreeMap<u64, Sub>,
     watched: BTreeMap<String, BTreeSet<u64>>,
     last_state: f64,
-    outbox: VecDeque<String>,
-    events: VecDeque<ClientEvent>,
+    /// Frames and events, in the order they arose.
+    outputs: VecDeque<ClientOutput>,
 }
 
 impl Client {
@@ -200,13 +231,12 @@ impl Client {
             next_msg: 0,
             next_op: 0,
             ops: BTreeMap::new(),
-            reads: HashMap::new(),
-            puts: HashMap::new(),
+            reads: BTreeMap::new(),
+            puts: BTreeMap::new(),
             subs: BTreeMap::new(),
             watched: BTreeMap::new(),
             last_state: 0.0,
-            outbox: VecDeque::new(),
-            events: VecDeque::new(),
+            outputs: VecDeque::new(),
         }
     }
 
@@ -301,14 +331,28 @@ impl Client {
         }
     }
 
-    /// The next frame to send to the peer.
-    pub fn poll_transmit(&mut self) -> Option<String> {
-        self.outbox.pop_front()
+    /// Applies one input. Drain [`Client::poll_output`] after each call. Nothing the peer
+    /// sends makes it fail.
+    pub fn handle_input(&mut self, _now: Now, input: ClientInput<'_>) -> Result<(), ApiMisuse> {
+        match input {
+            ClientInput::Frame { text } => self.on_frame(text),
+            // No timer is armed yet (see `poll_timeout`): an early or spurious call is harmless.
+            ClientInput::Timeout => {}
+        }
+        Ok(())
     }
 
-    /// The next event for the caller.
-    pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.events.pop_front()
+    /// The next frame to send or event to report, in the order they arose, until `None`.
+    pub fn poll_output(&mut self) -> Option<ClientOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When to deliver [`ClientInput::Timeout`] next. The client arms no timer of its own
+    /// (operations wait for their replies, which a fibergun relay always sends); a runtime
+    /// that steps it still asks, so a timer added later changes no runtime.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        None
     }
 
     /// Operations not finished yet.
@@ -316,9 +360,7 @@ impl Client {
         self.ops.len()
     }
 
-    /// A frame from the peer. Frames that cannot be read are ignored (the peer is trusted to
-    /// speak GUN; a relay's own errors arrive as replies).
-    pub fn handle_frame(&mut self, text: &str) {
+    fn on_frame(&mut self, text: &str) {
         let mut n = 0u64;
         let Ok(messages) = wire::parse_frame(text, &self.limits, || {
             n += 1;
@@ -353,10 +395,11 @@ impl Client {
 
     fn done(&mut self, op: u64, result: Result<Reply, ClientError>) {
         self.ops.remove(&op);
-        self.events.push_back(ClientEvent::Done {
-            op: OpId(op),
-            result,
-        });
+        self.outputs
+            .push_back(ClientOutput::Event(ClientEvent::Done {
+                op: OpId(op),
+                result,
+            }));
     }
 
     fn get_node(&mut self, purpose: Purpose, soul: &str) {
@@ -367,7 +410,7 @@ impl Client {
         text.push_str(",\"get\":{\"#\":");
         crate::json::write_string(&mut text, soul);
         text.push_str("}}");
-        self.outbox.push_back(text);
+        self.outputs.push_back(ClientOutput::Send { text });
         self.reads.insert(
             id,
             NodeRead {
@@ -731,8 +774,8 @@ impl Client {
             graph.nodes.push(node);
         }
         let id = self.new_msg_id();
-        self.outbox
-            .push_back(wire::put_message(&id, None, |out| graph.write_json(out)));
+        let text = wire::put_message(&id, None, |out| graph.write_json(out));
+        self.outputs.push_back(ClientOutput::Send { text });
         self.puts.insert(id, op);
     }
 
@@ -806,12 +849,13 @@ impl Client {
                 for (key, (value, _)) in &s.node {
                     out.insert(key.clone(), value.to_json());
                 }
-                self.events.push_back(ClientEvent::Changed {
-                    sub: SubId(sub),
-                    soul: node.soul.as_str().to_owned(),
-                    node: Json::Object(out),
-                    changed,
-                });
+                self.outputs
+                    .push_back(ClientOutput::Event(ClientEvent::Changed {
+                        sub: SubId(sub),
+                        soul: node.soul.as_str().to_owned(),
+                        node: Json::Object(out),
+                        changed,
+                    }));
             }
         }
     }

@@ -2,16 +2,18 @@
 //! (see [`crate::sea::rules`]). The rules that need no cryptography run here at once; signature
 //! checks go out as [`Output::Verify`] for the runtime to run away from its socket loops, and
 //! certificates' write-block lists are read from the store. A put is taken only when every field
-//! passes, and refused whole, with the first reason, when one does not.
+//! passes, and refused whole, with the first reason, when one does not. A put whose answers have
+//! not all come within [`Limits::max_verify_ms`](crate::Limits::max_verify_ms) is refused as
+//! busy, and late answers are ignored.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{ConnId, ConnRef, ErrorKind, OpPurpose, Output, Peer};
 use crate::graph::{Graph, Value};
+use crate::lex::KeyQuery;
 use crate::sea::rules::{plan, BlockList, Plan};
 use crate::sea::SignedValue;
 use crate::store::{ReadQuery, StoreOp, StoreResult};
-use crate::wire::KeyQuery;
 use crate::{Key, Soul};
 
 /// Identifies one batch of signature checks, for [`Input::Verified`](super::Input::Verified).
@@ -32,6 +34,8 @@ pub(super) struct Parked {
     /// Answers still to come: the checks (as one) and each block-list read.
     waiting: usize,
     failure: Option<String>,
+    /// When it is refused if answers are still missing.
+    deadline: Instant,
 }
 
 impl Peer {
@@ -86,6 +90,7 @@ impl Peer {
         self.next_verify += 1;
         let refusals = checks.iter().map(|c| c.refusal).collect();
         let waiting = usize::from(!checks.is_empty()) + blocks.len();
+        let deadline = self.now.mono + Duration::from_millis(self.limits.max_verify_ms);
         let parked = Parked {
             conn: self.conn_ref(conn),
             received: self.now.mono,
@@ -95,8 +100,10 @@ impl Peer {
             refusals,
             waiting,
             failure: None,
+            deadline,
         };
         self.parked.insert(id, parked);
+        self.verify_deadlines.insert((deadline, id));
         if !checks.is_empty() {
             self.outputs.push_back(Output::Verify {
                 id: VerifyId(id),
@@ -175,11 +182,40 @@ impl Peer {
             return;
         }
         let parked = self.parked.remove(&id).expect("found above");
+        self.verify_deadlines.remove(&(parked.deadline, id));
+        self.settle(parked);
+    }
+
+    /// When the oldest parked put runs out of time, if one is parked.
+    pub(super) fn next_verify_deadline(&self) -> Option<Instant> {
+        self.verify_deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Refuses the parked puts whose answers did not all come in time.
+    pub(super) fn expire_verifications(&mut self) {
+        while let Some(&(at, id)) = self.verify_deadlines.first() {
+            if at > self.now.mono {
+                break;
+            }
+            self.verify_deadlines.pop_first();
+            if let Some(mut parked) = self.parked.remove(&id) {
+                parked.failure = Some(
+                    "Server busy: signature checks did not finish in time, retry later.".into(),
+                );
+                self.settle(parked);
+            }
+        }
+    }
+
+    /// Answers a put whose checks are over: refused with its failure, or taken.
+    fn settle(&mut self, parked: Parked) {
         match parked.failure {
             Some(reason) => {
                 self.stats.puts_refused += 1;
                 let kind = if reason.starts_with("Storage failed") {
                     ErrorKind::Storage
+                } else if reason.starts_with("Server busy") {
+                    ErrorKind::Busy
                 } else {
                     ErrorKind::Unauthorized
                 };

@@ -151,8 +151,10 @@ pub enum Input<'a> {
 }
 
 /// Something the runtime must do.
+///
+/// Not `#[non_exhaustive]`, on purpose: a runtime must act on every output, so an output added
+/// later is a compile error in each runtime's `match`, never a silently ignored `_` arm.
 #[must_use]
-#[non_exhaustive]
 #[derive(Debug, PartialEq)]
 pub enum Output {
     /// Send a text frame.
@@ -191,8 +193,8 @@ pub enum Output {
     },
 }
 
-/// Things an application or operator may want to know.
-#[non_exhaustive]
+/// Things an application or operator may want to know. Not `#[non_exhaustive]`, as
+/// [`Output`]: a runtime that reports events sees a new one at compile time.
 #[derive(Debug, PartialEq)]
 pub enum Event {
     /// Fields of a node changed and are durable (only with [`Config::emit_changes`]).
@@ -217,7 +219,6 @@ pub enum Event {
 }
 
 /// A runtime broke the calling contract.
-#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiMisuse {
     /// `Connected` for an id already open.
@@ -388,6 +389,8 @@ pub struct Peer {
     access: Option<std::sync::Arc<dyn crate::access::AccessPolicy>>,
     /// Puts waiting for their signature checks, by check id.
     parked: HashMap<u64, authority::Parked>,
+    /// When each parked put runs out of time, soonest first.
+    verify_deadlines: BTreeSet<(Instant, u64)>,
     next_verify: u64,
 }
 
@@ -413,6 +416,7 @@ impl Peer {
             outbox: Outbox::new(limits.batch_frame_bytes, hasher.clone()),
             puts: HashMap::with_hasher(hasher.clone()),
             streams: HashMap::with_hasher(hasher.clone()),
+            parked: HashMap::with_hasher(hasher.clone()),
             next_stream: 0,
             next_generation: 0,
             emit_changes: config.emit_changes,
@@ -436,7 +440,7 @@ impl Peer {
             frame_refused_as_busy: false,
             trust_all_writes: config.trust_all_writes,
             access: config.access.clone(),
-            parked: HashMap::default(),
+            verify_deadlines: BTreeSet::new(),
             next_verify: 0,
         };
         for url in &config.peers {
@@ -559,10 +563,15 @@ impl Peer {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let deferred = self.deferred.keys().next().map(|(at, _)| *at);
-        [self.next_keepalive, deferred, self.next_redial()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_keepalive,
+            deferred,
+            self.next_redial(),
+            self.next_verify_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn advance(&mut self, now: Now) {
@@ -721,6 +730,7 @@ impl Peer {
 
     fn on_timeout(&mut self) {
         self.remote_timers();
+        self.expire_verifications();
         let now = self.now.mono;
         if self.next_keepalive.is_some_and(|at| at <= now) {
             let conns: Vec<ConnId> = self.conns.keys().copied().collect();

@@ -7,9 +7,10 @@ use super::mesh::Forward;
 use super::{ConnId, ConnRef, ErrorKind, OpPurpose, Peer, Stream};
 use crate::graph::{write_node, Field, Key};
 use crate::graph::{Node, Soul};
+use crate::lex::KeyQuery;
 use crate::lex::Range;
 use crate::store::{selected_fields, ReadQuery, StoreOp, StoreResult};
-use crate::wire::{self, Get, KeyQuery};
+use crate::wire::{self, Get};
 
 const BUSY: &str = "Server busy: storage is behind, retry later.";
 

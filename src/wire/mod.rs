@@ -11,8 +11,8 @@
 
 use serde_json::{Map, Value as Json};
 
-use crate::graph::{Graph, Key, Soul};
-use crate::lex::Range;
+use crate::graph::{Graph, Soul};
+use crate::lex::{KeyQuery, Range};
 
 mod parse;
 mod write;
@@ -85,17 +85,6 @@ pub enum Get {
         /// `%`: byte budget.
         budget: Option<u64>,
     },
-}
-
-/// Which keys of a node a GET wants.
-#[derive(Clone, Debug, PartialEq)]
-pub enum KeyQuery {
-    /// The whole node.
-    All,
-    /// One key (`.` as a string, or LEX `=`).
-    One(Key),
-    /// The keys in a LEX range.
-    Range(Range),
 }
 
 /// A message that could not be read. When its id is known, the error goes back as a reply to it.

@@ -3,10 +3,10 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::{Body, FrameError, Get, KeyQuery, Message, MessageError, Parsed};
+use super::{Body, FrameError, Get, Message, MessageError, Parsed};
 use crate::graph::{excerpt, Graph, Key, Soul};
 use crate::json;
-use crate::lex::Range;
+use crate::lex::{KeyQuery, Range};
 use crate::limits::Limits;
 
 /// Reads a frame into its messages. `new_id` invents ids for messages that lack `#`.

@@ -3,8 +3,9 @@
 
 use serde_json::Value as Json;
 
-use super::{Body, Get, KeyQuery, Message};
+use super::{Body, Get, Message};
 use crate::json;
+use crate::lex::KeyQuery;
 use crate::lex::Range;
 
 /// Writes a message back out, every field included (those the core does not know as well), so a

@@ -477,7 +477,8 @@ impl World {
                         },
                     );
                 }
-                _ => {}
+                // The check at the end reads the stores; events say nothing it needs.
+                Output::Event(_) => {}
             }
         }
         self.reschedule_timer(r);

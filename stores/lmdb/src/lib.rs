@@ -50,8 +50,8 @@ pub struct LmdbStore {
 pub(crate) mod test_support {
     use super::LmdbStore;
     use fibergun::graph::{Field, Key, Node, Soul, State, Value};
+    use fibergun::lex::KeyQuery;
     use fibergun::store::{OpId, ReadQuery, Store, StoreOp, StoreResult};
-    use fibergun::wire::KeyQuery;
 
     /// A merge of one field.
     pub fn merge_op(op: u64, soul: &str, key: &str, value: Value, state: f64) -> StoreOp {
@@ -93,9 +93,9 @@ pub(crate) mod test_support {
 mod tests {
     use super::*;
     use fibergun::graph::{Field, Key, Soul, State, Value};
+    use fibergun::lex::KeyQuery;
     use fibergun::lex::Range;
     use fibergun::store::{MemStore, OpId, ReadQuery, Store, StoreOp};
-    use fibergun::wire::KeyQuery;
 
     fn soul(s: &str) -> Soul {
         Soul::new(s).unwrap()

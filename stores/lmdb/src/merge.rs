@@ -161,8 +161,8 @@ mod tests {
     use super::*;
     use crate::test_support::merge_op;
     use fibergun::graph::Value;
+    use fibergun::lex::KeyQuery;
     use fibergun::store::{OpId, ReadQuery};
-    use fibergun::wire::KeyQuery;
 
     fn merge(op: u64, soul: &str) -> StoreOp {
         merge_op(op, soul, "k", Value::String("x".repeat(2000).into()), 1.0)

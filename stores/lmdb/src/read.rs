@@ -3,9 +3,9 @@
 //! answer needs. Both the write path and a store over its quota answer reads through here.
 
 use fibergun::graph::{Field, Key, Node, Soul};
+use fibergun::lex::KeyQuery;
 use fibergun::lex::{Budget, Range};
 use fibergun::store::{page_of_nodes, ReadQuery, StoreOp, StoreResult};
-use fibergun::wire::KeyQuery;
 use heed::RoTxn;
 
 use crate::codec::{decode_field, decode_key, encode_soul_bytes, soul_prefix, split_key};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fibergun::graph::{Field, Key, Node, Soul, State, Value};
+use fibergun::lex::KeyQuery;
 use fibergun::store::{OpId, ReadQuery, Store, StoreOp, StoreResult};
-use fibergun::wire::KeyQuery;
 use fibergun_s3::{layout, ObjectStore, S3Error, S3Store, SnapshotPolicy};
 use fibergun_testkit::seaweedfs::SeaweedFs;
 
