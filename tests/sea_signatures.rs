@@ -1,5 +1,5 @@
 //! Signatures and certificates made by GUN JS's own SEA (`tests/vectors/sea_signatures.json`,
-//! written by `tests/interop/make_sea_vectors.js`) verify here: the signed text is written
+//! written by `testkit/gunjs/make_sea_vectors.js`) verify here: the signed text is written
 //! exactly as GUN JS wrote it, high-S signatures verify, and none verifies once moved to another
 //! state, key, soul or signer.
 

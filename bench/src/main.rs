@@ -284,7 +284,7 @@ fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String
 fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
     if !fibergun.is_file() {
         return Err(format!(
-            "{} not found: build it with `cargo build --release -p fibergun-smol`",
+            "{} not found: build it with `cargo build --release -p fibergun-server`",
             fibergun.display()
         ));
     }

@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! npm ci --prefix examples            # GUN JS's browser bundle, served from examples/node_modules
-//! cargo run -p fibergun-smol --example chat -- [LISTEN] [DATA_DIR]
+//! cargo run -p fibergun-server --example chat -- [LISTEN] [DATA_DIR]
 //! ```
 //!
 //! Then open `http://LISTEN/chat/?room=lobby` in two browsers. The program follows room `lobby`

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! npm ci --prefix examples            # GUN JS's browser bundle, served from examples/node_modules
-//! cargo run -p fibergun-smol --example todos -- [LISTEN] [DATA_DIR]
+//! cargo run -p fibergun-server --example todos -- [LISTEN] [DATA_DIR]
 //! ```
 //!
 //! Open `http://LISTEN/todos/?user=demo`: the program adds two items to `demo`'s list if it is

@@ -54,7 +54,7 @@ function highS(b64) {
     certificates.push({ pub: authority.pub, cert: parsed, text: JSON.stringify(parsed.m), high_s: highS(parsed.s) });
   }
   const out = {
-    made_by: 'gun@0.2020.1241 gun/sea, node ' + process.version + ', tests/interop/make_sea_vectors.js',
+    made_by: 'gun@0.2020.1241 gun/sea, node ' + process.version + ', testkit/gunjs/make_sea_vectors.js',
     fields,
     certificates,
   };

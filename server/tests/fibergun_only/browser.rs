@@ -1,4 +1,4 @@
-//! The example pages in headless Chromium (`tests/interop/browser_examples.js`, playwright-core),
+//! The example pages in headless Chromium (`testkit/gunjs/browser_examples.js`, playwright-core),
 //! served by the `fibergun` binary with `--static examples`: two chat pages exchange messages
 //! live, and the todo page shows its items again after the server restarts.
 //!

@@ -5,8 +5,8 @@
 //!
 //! `FIBERGUN_CHAOS_CYCLES` (default 4 for one relay, 3 for the mesh, as CI runs it),
 //! `FIBERGUN_CHAOS_SEED` and `FIBERGUN_CHAOS_PACE_US` set the run;
-//! `FIBERGUN_CHAOS_CYCLES=25 FIBERGUN_CHAOS_PACE_US=0 cargo test --release -p fibergun-smol
-//! --test chaos -- --nocapture` is the full run RELIABILITY.md reports.
+//! `FIBERGUN_CHAOS_CYCLES=25 FIBERGUN_CHAOS_PACE_US=0 cargo test --release -p fibergun-server
+//! --test smol chaos:: -- --nocapture` is the full run RELIABILITY.md reports.
 
 use crate::BINARY;
 

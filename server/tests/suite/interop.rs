@@ -1,17 +1,17 @@
 //! Interop with the real GUN JavaScript client (npm `gun@0.2020.1241`).
 //!
 //! Each test starts its own `fibergun serve` on a free 127.0.0.1 port with a fresh data directory and runs
-//! one node scenario script from `tests/interop/` against `http://127.0.0.1:PORT/gun`. The scripts use GUN's
+//! one node scenario script from `testkit/gunjs/` against `http://127.0.0.1:PORT/gun`. The scripts use GUN's
 //! browser build (`gun/gun.js` + `ws`), so no multicast/radisk/AXE code is ever loaded; each exits 0 on
 //! success and non-zero with a message otherwise, and has its own 20 s deadline. See the header comment of
 //! each script for what exactly it checks.
 //!
-//! Needs `node` and `npm` on PATH. Before the first scenario, `npm ci` is run in `tests/interop` if
-//! `tests/interop/node_modules/gun` is missing (once per test binary, serialised). Set `NODE` to use another
+//! Needs `node` and `npm` on PATH. Before the first scenario, `npm ci` is run in `testkit/gunjs` if
+//! `testkit/gunjs/node_modules/gun` is missing (once per test binary, serialised). Set `NODE` to use another
 //! node binary, and `GUN_WIRE_LOG=1` to have the scripts print every frame their GUN clients exchange.
 //!
 //! The same scripts can be run against the stock GUN JS relay to check the scripts themselves:
-//! `cd tests/interop && node validate-gunjs.js`.
+//! `cd testkit/gunjs && node validate-gunjs.js`.
 
 use crate::BINARY;
 
