@@ -22,17 +22,14 @@ fn parts(
     let relay = config.relay_config()?;
     // Checked before the store opens, so a bad peer or certificate leaves no folder behind.
     relay.validate()?;
-    let tls = Front::with_tls(&relay)?.tls;
+    let mut front = Front::with_tls(&relay)?;
     let (store, store_stats) = Backend::open(config)?;
-    let front = Front {
-        gate: config.gate(),
-        routes: Some(Arc::new(HttpRoutes::new(
-            config.rest.clone(),
-            config.static_dir.clone(),
-            store_stats,
-        ))),
-        tls,
-    };
+    front.gate = config.gate();
+    front.routes = Some(Arc::new(HttpRoutes::new(
+        config.rest.clone(),
+        config.static_dir.clone(),
+        store_stats,
+    )));
     tracing::info!("data in {}", config.data_dir.display());
     Ok((relay, store, front))
 }
