@@ -21,8 +21,7 @@ use std::collections::BTreeMap;
 
 use crate::graph::{Field, Key, Node, Soul};
 use crate::ham::{self, Decision};
-use crate::lex::KeyQuery;
-use crate::lex::{Budget, Range};
+use crate::lex::{Budget, KeyQuery, Range};
 
 /// Identifies one storage operation. Ids increase in emission order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
