@@ -123,7 +123,7 @@ fn ham_agrees_with_gun_js() {
         input.push_str(&line.to_string());
         input.push('\n');
     }
-    let script = fibergun_testkit::gunjs::interop_dir().join("ham-differential.js");
+    let script = fibergun_testkit::gunjs::gunjs_dir().join("ham-differential.js");
     let mut child = Command::new("node")
         .arg(&script)
         .env("MULTICAST", "false")

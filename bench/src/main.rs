@@ -131,7 +131,7 @@ fn start_in(server: Server, fibergun: &Path, dir: TempDir) -> Result<Running, St
     let mut cmd = on_server_cpu();
     match server {
         Server::GunJs => {
-            let script = fibergun_testkit::gunjs::interop_dir().join("gunjs-relay.js");
+            let script = fibergun_testkit::gunjs::gunjs_dir().join("gunjs-relay.js");
             cmd.arg("node")
                 .arg(script)
                 .arg(port.to_string())
@@ -288,7 +288,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             fibergun.display()
         ));
     }
-    if !fibergun_testkit::gunjs::interop_dir()
+    if !fibergun_testkit::gunjs::gunjs_dir()
         .join("node_modules/gun")
         .is_dir()
     {

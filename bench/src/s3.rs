@@ -240,12 +240,10 @@ mod tests {
                 .serve
                 .into_config()
                 .map_err(|e| e.0)?;
-            let server = fibergun_server::Server::start(fibergun_server::ServerConfig {
-                threads: 2,
-                verify_threads: 1,
-                ..config
-            })
-            .map_err(|e| e.0)?;
+            let mut config = config;
+            config.relay.threads = 2;
+            config.relay.verify_threads = 1;
+            let server = fibergun_server::Server::start(config).map_err(|e| e.0)?;
             Ok(Relay {
                 url: format!("ws://{}/gun", server.local_addr()),
                 stop: Box::new(move || server.shutdown()),

@@ -368,10 +368,13 @@ pub(crate) mod tests {
     /// A relay in this process, on a free port, with its store in `dir`.
     pub(crate) fn relay(dir: &std::path::Path) -> (fibergun_server::Server, String) {
         let server = fibergun_server::Server::start(fibergun_server::ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
+            relay: fibergun_drive::RelayConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                threads: 2,
+                verify_threads: 1,
+                ..fibergun_drive::RelayConfig::default()
+            },
             data_dir: dir.to_owned(),
-            threads: 2,
-            verify_threads: 1,
             ..fibergun_server::ServerConfig::default()
         })
         .expect("the relay starts");

@@ -3,7 +3,6 @@
 //! its own configuration and command line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +25,6 @@ pub struct RelayConfig {
     /// Relays to dial and stay connected to (`ws://host:port/gun` or GUN's
     /// `http://host:port/gun`; `wss://` or `https://` for TLS, where the runtime dials it).
     pub peers: Vec<String>,
-    /// Certificates (PEM) trusted for TLS peers besides the web's roots, where the runtime dials
-    /// TLS.
-    pub peer_ca: Option<PathBuf>,
     /// Who may read and write what; everything is open when `None`.
     pub access: Option<Arc<dyn AccessPolicy>>,
     /// Threads running socket tasks. Runtimes that give each connection its own threads
@@ -67,7 +63,6 @@ impl Default for RelayConfig {
             limits: Limits::default(),
             seed: None,
             peers: Vec::new(),
-            peer_ca: None,
             access: None,
             threads: default_threads(),
             verify_threads: default_threads(),
@@ -133,13 +128,11 @@ impl RelayConfig {
             .collect()
     }
 
-    /// Whether a configured peer needs TLS, or certificates for TLS peers were given.
-    pub fn wants_tls(&self) -> bool {
-        self.peer_ca.is_some()
-            || self
-                .peers
-                .iter()
-                .any(|p| PeerUrl::parse(p).is_ok_and(|u| u.tls))
+    /// Whether a configured peer is dialled over TLS (`wss://`, `https://`).
+    pub fn has_tls_peers(&self) -> bool {
+        self.peers
+            .iter()
+            .any(|p| PeerUrl::parse(p).is_ok_and(|u| u.tls))
     }
 
     /// `1/parts` of the memory limit, in bytes, if there is one.
@@ -175,19 +168,3 @@ impl std::fmt::Display for StartError {
 }
 
 impl std::error::Error for StartError {}
-
-/// The JSON body of an HTTP error: `{"error":"…"}`.
-pub fn error_json(text: &str) -> String {
-    let mut body = String::from("{\"error\":");
-    fibergun::json::write_string(&mut body, text);
-    body.push('}');
-    body
-}
-
-/// The JSON answer to `GET /`: what this server is and where its endpoint is.
-pub fn server_info_json() -> String {
-    format!(
-        "{{\"name\":\"fibergun\",\"version\":\"{}\",\"gun\":\"/gun\"}}",
-        env!("CARGO_PKG_VERSION")
-    )
-}

@@ -13,10 +13,22 @@ use fibergun::access::Principal;
 pub struct Refusal {
     /// The HTTP status (429 at accept, 401 at the upgrade, say).
     pub status: u16,
-    /// Its reason phrase.
-    pub reason: &'static str,
     /// The JSON body.
     pub body: String,
+}
+
+impl Refusal {
+    /// The status line's reason phrase.
+    pub fn reason(&self) -> &'static str {
+        match self.status {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            429 => "Too Many Requests",
+            503 => "Service Unavailable",
+            _ => "Refused",
+        }
+    }
 }
 
 /// What an admitted connection carries while it is open; dropping it counts the connection

@@ -1,4 +1,4 @@
-//! The chain API for programs that embed a server, in the spirit of GUN's:
+//! The chain API for programs that embed a relay, in the spirit of GUN's:
 //!
 //! ```no_run
 //! # async fn example(gun: fibergun_drive::gun::Gun) -> Result<(), fibergun_drive::gun::GunError> {
@@ -15,8 +15,8 @@
 //!
 //! Every call has an `async` form, which runs on any executor (smol, tokio, ...: it waits on
 //! runtime-neutral channels), and a `_blocking` form for plain threads. A [`Gun`] is one
-//! in-process connection to the server ([`crate::local`]), with [`fibergun::client::Client`]
-//! turning calls into GUN messages; a thread of its own reads the server's answers.
+//! in-process connection to the relay ([`crate::local`]), with [`fibergun::client::Client`]
+//! turning calls into GUN messages; a thread of its own reads the relay's answers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,11 +37,11 @@ use crate::local::{Connector, LocalConnection};
 pub enum GunError {
     /// Refused before anything was sent (an empty path, an array, a value with no key, ...).
     Invalid(String),
-    /// The server refused it; its reason.
+    /// The relay refused it; its reason.
     Refused(String),
     /// The value could not be turned into JSON.
     Serialize(String),
-    /// The connection to the server is gone (the server stopped, or this handle was closed).
+    /// The connection to the relay is gone (the relay stopped, or this handle was closed).
     Closed,
 }
 
@@ -139,7 +139,7 @@ impl Inner {
         }
     }
 
-    /// The server's frames, read on the connection's own thread until it closes.
+    /// The relay's frames, read on the connection's own thread until it closes.
     fn pump(&self) {
         while let Ok(text) = self.conn.recv_blocking() {
             let input = ClientInput::Frame { text: &text };
@@ -208,7 +208,7 @@ impl Drop for Handle {
     }
 }
 
-/// An embedded peer's chain API: one in-process connection to a running server. Cheap to
+/// An embedded peer's chain API: one in-process connection to a running relay. Cheap to
 /// clone; the connection closes when the last clone is dropped (or on [`Gun::close`]).
 #[derive(Clone)]
 pub struct Gun {
@@ -224,13 +224,13 @@ impl std::fmt::Debug for Gun {
 }
 
 impl Gun {
-    /// Connects to the server behind `connector`, as the server itself (its access policy does
+    /// Connects to the relay behind `connector`, as the relay itself (its access policy does
     /// not apply; SEA's rules do).
     pub fn connect(connector: &Connector) -> Gun {
         Gun::connect_as(connector, fibergun::access::Principal::Peer)
     }
 
-    /// Connects acting for `principal`: the server's access policy decides what it may do.
+    /// Connects acting for `principal`: the relay's access policy decides what it may do.
     pub fn connect_as(connector: &Connector, principal: fibergun::access::Principal) -> Gun {
         let conn = connector.open_as(principal);
         let inner = Arc::new(Inner {
@@ -299,7 +299,7 @@ impl Chain {
 
     /// Writes `value` here (`.put`): an object is merged into the node (nested objects become
     /// linked nodes, as GUN JS makes them); any other value is written under the last key.
-    /// Returns once the server has made it durable.
+    /// Returns once the relay has made it durable.
     pub async fn put<T: Serialize + ?Sized>(&self, value: &T) -> Result<Written, GunError> {
         let value = to_json(value)?;
         let path = self.path_refs();

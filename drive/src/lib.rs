@@ -6,25 +6,28 @@
 //!
 //! A runtime (smol, std threads, …) adds only sockets and a way to wait: it reads a
 //! [`RelayConfig`], takes any store behind the core's [`fibergun::Store`] contract, and runs the
-//! loop that [`driver`] describes. Nothing here knows HTTP routes, metrics formats, storage
-//! backends or command lines; those belong to the product (the `fibergun` server).
+//! loop that [`driver`] describes. Nothing here knows HTTP routes (only the two answers every
+//! runtime gives by itself: an error body, and what `/` says), metrics formats, storage backends
+//! or command lines; those belong to the product (the `fibergun` server).
 
+mod answers;
 pub mod budget;
-pub mod clock;
+mod clock;
 pub mod config;
 pub mod driver;
-pub mod gate;
+mod gate;
 pub mod gun;
 pub mod local;
 pub mod open_socket;
-pub mod peer_url;
+mod peer_url;
 pub mod queue;
-pub mod snapshot;
-pub mod store_thread;
+mod snapshot;
+mod store_thread;
 pub mod verifier;
 pub mod workers;
 
-pub use config::{error_json, server_info_json, Keepalive, RelayConfig, StartError};
+pub use answers::{error_json, server_info_json};
+pub use config::{Keepalive, RelayConfig, StartError};
 pub use gate::{Admission, Gate, OpenGate, Refusal};
 pub use peer_url::PeerUrl;
 pub use snapshot::PeerSnapshot;

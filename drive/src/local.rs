@@ -1,10 +1,10 @@
-//! In-process connections: a program that embeds a server talks GUN to its core without a
+//! In-process connections: a program that embeds a relay talks GUN to its core without a
 //! socket. The embedded chain API ([`crate::gun`]) uses one, and so can any other transport, such
 //! as a WebSocket route served by another HTTP framework: open a [`LocalConnection`], send it the
 //! frames that arrive, and write out the frames it gives.
 //!
 //! A local connection is a connection like any other to the core (the same limits, acks after
-//! durability, subscriptions, flow control). Its frames take their bytes from the server's inbound
+//! durability, subscriptions, flow control). Its frames take their bytes from the relay's inbound
 //! budget like a socket's, and its outbound queue is measured the same way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,7 @@ pub enum LocalEvent {
         conn: ConnId,
         /// Its writer.
         handle: LocalHandle,
-        /// Who it acts for, under the server's access policy.
+        /// Who it acts for, under the relay's access policy.
         principal: Principal,
     },
     /// A frame from the program.
@@ -77,7 +77,7 @@ impl ConnHandle for LocalHandle {
     }
 }
 
-/// Opens in-process connections to one running server. Cheap to clone.
+/// Opens in-process connections to one running relay. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Connector {
     next_conn: Arc<AtomicU64>,
@@ -88,7 +88,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// A connector for the server whose connection ids come from `next_conn` and whose inbound
+    /// A connector for the relay whose connection ids come from `next_conn` and whose inbound
     /// frames are bounded by `inbound`. Its events go to `send` from a thread of their own, so
     /// callers never block on the driver's queue (the inbound budget bounds them instead).
     pub fn start<F>(
@@ -119,7 +119,7 @@ impl Connector {
         }
     }
 
-    /// Opens a connection acting as the server itself (trusted by its access policy, as a
+    /// Opens a connection acting as the relay itself (trusted by its access policy, as a
     /// peer it dialled): for the program that embeds it.
     pub fn open(&self) -> LocalConnection {
         self.open_as(Principal::Peer)
@@ -160,7 +160,7 @@ pub struct LocalConnection {
     connector: Connector,
 }
 
-/// The server closed the connection (it shut down, or dropped a connection that did not read).
+/// The relay closed the connection (it shut down, or dropped a connection that did not read).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Disconnected;
 
@@ -178,7 +178,7 @@ impl LocalConnection {
         self.conn
     }
 
-    /// Sends a frame, waiting while the server's inbound budget is spent.
+    /// Sends a frame, waiting while the relay's inbound budget is spent.
     pub async fn send(&self, text: String) -> Result<(), Disconnected> {
         let budget = self.connector.inbound.acquire(text.len()).await;
         self.forward(text, budget)
@@ -206,7 +206,7 @@ impl LocalConnection {
         })
     }
 
-    /// The next frame from the server.
+    /// The next frame from the relay.
     pub async fn recv(&self) -> Result<String, Disconnected> {
         let text = self.frames.recv().await.map_err(|_| Disconnected)?;
         self.took(text.len());
@@ -231,7 +231,7 @@ impl LocalConnection {
 }
 
 impl LocalConnection {
-    /// Closes the connection: the server forgets it, and `recv` ends with [`Disconnected`].
+    /// Closes the connection: the relay forgets it, and `recv` ends with [`Disconnected`].
     pub fn close(&self) {
         if self.frames.close() {
             let _ = self

@@ -1,4 +1,4 @@
-//! Counting sockets whose tasks or threads are still running, so that a server shutting down can
+//! Counting sockets whose tasks or threads are still running, so that a relay shutting down can
 //! give their writers a moment to send the last frames.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

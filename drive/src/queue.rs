@@ -32,7 +32,7 @@ pub fn congestion_marks(max_outbound_queue_bytes: usize) -> (usize, usize) {
     (high, high / 4)
 }
 
-/// The bytes queued for every connection together, against the share of `--memory-limit`
+/// The bytes queued for every connection together, against the share of the memory limit
 /// they may use. Past it, a connection holding more than its fair share is dropped as too slow.
 #[derive(Debug, Default)]
 pub struct OutboundTotal {
@@ -63,7 +63,7 @@ impl OutboundTotal {
 
 /// The bytes queued for one connection's writer and its congestion mark, shared by the driver
 /// (which adds) and the writer (which subtracts what it wrote). Every change is also counted in
-/// the server's [`OutboundTotal`].
+/// the relay's [`OutboundTotal`].
 #[derive(Debug)]
 pub struct QueueGauge {
     queued: AtomicUsize,

@@ -50,7 +50,7 @@ impl Workers {
     }
 }
 
-/// What a server's sockets, in-process connections and driver share: the inbound budget, the
+/// What a relay's sockets, in-process connections and driver share: the inbound budget, the
 /// total of queued outbound bytes, connection ids, and the connector for in-process
 /// connections (whose events go to the driver through `send`).
 pub struct Shared {
@@ -65,7 +65,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The shared parts of a server configured by `config`.
+    /// The shared parts of a relay configured by `config`.
     pub fn new<F>(config: &crate::RelayConfig, send: F) -> Shared
     where
         F: Fn(crate::local::LocalEvent) + Send + 'static,

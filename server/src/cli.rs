@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use fibergun::Limits;
 use fibergun_drive::config::default_threads;
-use fibergun_drive::{Keepalive, StartError};
+use fibergun_drive::{Keepalive, RelayConfig, StartError};
 
 use crate::storage::StoreKind;
+use crate::tools::Tool;
 use crate::ServerConfig;
 
 /// Reads a size: a number of bytes, or with a K, M, G or T suffix (powers of 1024; `B` and `iB`
@@ -95,7 +96,7 @@ pub struct ServeArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub verify_threads: Option<u16>,
     /// Largest REST request body, in bytes.
-    #[arg(long, default_value_t = crate::http::rest::RestConfig::default().max_body_bytes)]
+    #[arg(long, default_value_t = fibergun_rest::RestConfig::default().max_body_bytes)]
     pub max_body_bytes: usize,
     /// An origin allowed to call the REST API from a browser (CORS), e.g.
     /// `https://app.example`; `*` allows any. Repeat for several. None by default.
@@ -105,11 +106,11 @@ pub struct ServeArgs {
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
     /// Who may read: `everyone` or `token` (clients presenting a token).
-    #[arg(long, default_value = "everyone", value_parser = crate::gate::tokens::parse_open)]
+    #[arg(long, default_value = "everyone", value_parser = fibergun_rest::tokens::parse_open)]
     pub read: fibergun::access::Open,
     /// Who may write: `everyone`, `token`, or `nobody` (a read-only relay; peers it dials
     /// still write).
-    #[arg(long, default_value = "everyone", value_parser = crate::gate::tokens::parse_open)]
+    #[arg(long, default_value = "everyone", value_parser = fibergun_rest::tokens::parse_open)]
     pub write: fibergun::access::Open,
     /// A token, `NAME=SECRET` (a secret of at least 16 characters). Repeat for several. Clients
     /// present the secret as `Authorization: Bearer SECRET`, a `fibergun_token` cookie, or
@@ -154,12 +155,13 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The configuration these flags describe; an error for unreadable or malformed tokens.
     pub fn into_config(self) -> Result<ServerConfig, StartError> {
-        let mut tokens = crate::gate::tokens::Tokens::parse(self.tokens.iter().map(String::as_str))
-            .map_err(StartError)?;
+        let mut tokens =
+            fibergun_rest::tokens::Tokens::parse(self.tokens.iter().map(String::as_str))
+                .map_err(StartError)?;
         if let Some(file) = &self.tokens_file {
-            tokens.extend(crate::gate::tokens::Tokens::read_file(file).map_err(StartError)?);
+            tokens.extend(fibergun_rest::tokens::Tokens::read_file(file).map_err(StartError)?);
         }
-        let access = crate::gate::tokens::AccessConfig {
+        let access = fibergun_rest::tokens::AccessConfig {
             read: self.read,
             write: self.write,
             tokens,
@@ -176,29 +178,33 @@ impl ServeArgs {
             ..Limits::default()
         };
         let s3 = store_s3_settings(self.store, &self.s3)?;
-        Ok(ServerConfig {
+        let relay = RelayConfig {
             listen: self.listen,
-            data_dir: self.data,
             limits,
-            map_size: self.map_size,
             peers: self.peers,
-            peer_ca: self.peer_ca,
             verify_threads: self
                 .verify_threads
                 .map_or_else(default_threads, usize::from),
-            rest: crate::http::rest::RestConfig {
-                max_body_bytes: self.max_body_bytes,
-                cors_origins: self.cors_origins,
-            },
-            static_dir: self.static_dir,
-            access,
             keepalive: Keepalive {
                 ping_interval: std::time::Duration::from_secs(self.ping_interval_secs),
                 idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
             },
             handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
-            storage_quota: self.storage_quota,
             memory_limit: self.memory_limit,
+            ..RelayConfig::default()
+        };
+        Ok(ServerConfig {
+            relay,
+            data_dir: self.data,
+            map_size: self.map_size,
+            peer_ca: self.peer_ca,
+            rest: fibergun_rest::RestConfig {
+                max_body_bytes: self.max_body_bytes,
+                cors_origins: self.cors_origins,
+            },
+            static_dir: self.static_dir,
+            access,
+            storage_quota: self.storage_quota,
             store: self.store,
             s3,
             address_limits: crate::gate::address_limits::AddressLimitConfig {
@@ -206,7 +212,6 @@ impl ServeArgs {
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),
                 frames_per_sec: self.max_frames_per_sec_per_address.max(0.0),
             },
-            ..ServerConfig::default()
         })
     }
 }
@@ -243,7 +248,7 @@ struct Cli {
 
 #[derive(clap::Subcommand)]
 pub(crate) enum Command {
-    /// Run a relay: the GUN WebSocket endpoint at /gun, on an embedded LMDB store.
+    /// Run a relay: the GUN WebSocket endpoint at /gun, on its store (LMDB by default).
     Serve(Box<ServeArgs>),
     /// Write a consistent copy of a store to a file or an S3 object, while its relay keeps
     /// running.
@@ -331,9 +336,6 @@ pub enum Invocation {
     /// Run a tool on a store, then exit.
     Tool(Tool),
 }
-
-/// A tool on a store (see `fibergun --help`), run by [`Tool::run`](crate::tools).
-pub struct Tool(pub(crate) Command);
 
 /// Reads the command line. Bad input ends the process with clap's message (and `--help` and
 /// `--version` with their answers), as any command line tool does.

@@ -1,6 +1,7 @@
 //! Running the server: the configuration turned into a store, a gate and routes, handed to a
 //! runtime. [`serve`] runs it on the calling thread (the `fibergun` binary); [`Server`] runs it
-//! on a thread of its own (a program that embeds the whole server, the examples, the tests).
+//! on a thread of its own (a program that embeds the whole server, the examples, the tests);
+//! [`start_on_threads`] runs it on the std-thread runtime (the `fibergun-threads` binary).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,30 +9,43 @@ use std::sync::Arc;
 
 use fibergun_drive::gun::Gun;
 use fibergun_drive::local::Connector;
-use fibergun_drive::StartError;
-use fibergun_smol::Front;
+use fibergun_drive::{RelayConfig, StartError};
+use fibergun_smol::{Front, TlsDial};
 
 use crate::http::HttpRoutes;
 use crate::storage::Backend;
 use crate::ServerConfig;
 
-/// What the smol runtime is given to run this configuration.
-fn parts(
-    config: &ServerConfig,
-) -> Result<(fibergun_drive::RelayConfig, Backend, Front), StartError> {
+/// What the smol runtime is given to run this configuration. Everything that can be checked
+/// is checked before the store opens, so a bad flag leaves no folder behind.
+fn parts(config: &ServerConfig) -> Result<(RelayConfig, Backend, Front), StartError> {
     let relay = config.relay_config()?;
-    // Checked before the store opens, so a bad peer or certificate leaves no folder behind.
-    relay.validate()?;
-    let mut front = Front::with_tls(&relay)?;
+    let tls = match &config.peer_ca {
+        Some(file) => {
+            Some(TlsDial::new(Some(file)).map_err(|e| StartError(format!("--peer-ca {e}")))?)
+        }
+        None => None,
+    };
+    let mut front = Front {
+        gate: config.gate(),
+        tls,
+        ..Front::default()
+    };
+    fibergun_smol::validate(&relay, &front)?;
     let (store, store_stats) = Backend::open(config)?;
-    front.gate = config.gate();
-    front.routes = Some(Arc::new(HttpRoutes::new(
-        config.rest.clone(),
-        config.static_dir.clone(),
-        store_stats,
-    )));
-    tracing::info!("data in {}", config.data_dir.display());
+    let (rest, static_dir) = (config.rest.clone(), config.static_dir.clone());
+    front.routes = Some(Box::new(move |connector: &Connector| {
+        Arc::new(HttpRoutes::new(rest, static_dir, store_stats, connector)) as _
+    }));
     Ok((relay, store, front))
+}
+
+/// Says where the server listens and keeps its data.
+fn announce(addr: SocketAddr, config: &ServerConfig) {
+    tracing::info!(
+        "fibergun listening on ws://{addr}/gun, data in {}",
+        config.data_dir.display()
+    );
 }
 
 /// Runs the server until `shutdown` completes, then finishes in-flight writes and closes the
@@ -41,7 +55,9 @@ pub fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let (relay, store, front) = parts(&config)?;
-    fibergun_smol::run(relay, store, front, shutdown, |_, _| {})
+    fibergun_smol::run(relay, store, front, shutdown, |addr, _| {
+        announce(addr, &config)
+    })
 }
 
 /// The server running on a thread of its own, for programs that embed one.
@@ -60,7 +76,9 @@ impl Server {
     /// Opens the store, binds the listener and starts serving. Returns once it is listening.
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
         let (relay, store, front) = parts(&config)?;
-        fibergun_smol::Relay::start_with(relay, store, front).map(Server)
+        let server = fibergun_smol::Relay::start_with(relay, store, front)?;
+        announce(server.local_addr(), &config);
+        Ok(Server(server))
     }
 
     /// The address it listens on.
@@ -84,13 +102,37 @@ impl Server {
     }
 }
 
-/// Starts the server on the std-thread runtime (the `fibergun-threads` binary): `/gun` only, so
-/// the flags of the HTTP routes are refused.
+/// The std-thread runtime serves `/gun` only and dials plain `ws://` peers: the settings of the
+/// HTTP routes and of TLS are an error there.
+pub fn check_for_threads(config: &ServerConfig) -> Result<(), StartError> {
+    if config.static_dir.is_some()
+        || !config.rest.cors_origins.is_empty()
+        || config.rest.max_body_bytes != fibergun_rest::RestConfig::default().max_body_bytes
+    {
+        return Err(StartError(
+            "--static, --cors-origin and --max-body-bytes are for the HTTP routes (REST, metrics, \
+             static files), which the `fibergun` binary serves; this one serves /gun only"
+                .into(),
+        ));
+    }
+    if config.peer_ca.is_some() {
+        return Err(StartError(
+            "--peer-ca is for wss:// peers, which the `fibergun` binary dials; this one dials \
+             plain ws:// peers only"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts the server on the std-thread runtime (the `fibergun-threads` binary), after
+/// [`check_for_threads`].
 pub fn start_on_threads(config: ServerConfig) -> Result<fibergun_threads::Relay, StartError> {
+    check_for_threads(&config)?;
     let relay = config.relay_config()?;
-    relay.validate()?;
-    fibergun_threads::relay::refuse_tls(&relay)?;
+    fibergun_threads::validate(&relay)?;
     let (store, _) = Backend::open(&config)?;
-    tracing::info!("data in {}", config.data_dir.display());
-    fibergun_threads::Relay::start_with(relay, store, config.gate())
+    let server = fibergun_threads::Relay::start_with(relay, store, config.gate())?;
+    announce(server.local_addr(), &config);
+    Ok(server)
 }

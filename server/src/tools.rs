@@ -2,7 +2,10 @@
 //! object), `export` and `import` (JSON Lines, merged by HAM), and `import-radata` (a GUN JS
 //! relay's files).
 
-use crate::cli::{Command, Tool};
+use crate::cli::Command;
+
+/// A tool on a store (see `fibergun --help`).
+pub struct Tool(pub(crate) Command);
 
 impl Tool {
     /// Runs it and says how it went on standard error, as `bin`.
@@ -80,7 +83,6 @@ impl Tool {
                         .map_err(|e| format!("{}: {e}", file.display()))?;
                     fibergun_lmdb::import(&mut store, std::io::BufReader::new(f))?
                 };
-                store.sync();
                 Ok(format!(
                     "imported {nodes} nodes into {}",
                     target.data.display()
@@ -89,7 +91,6 @@ impl Tool {
             Command::ImportRadata { target, radata } => {
                 let mut store = target.open()?;
                 let (files, fields) = fibergun_lmdb::import_radata(&mut store, &radata)?;
-                store.sync();
                 Ok(format!(
                     "imported {fields} fields from {files} radata files into {}",
                     target.data.display()

@@ -1,4 +1,4 @@
-// Writes ../vectors/sea_signatures.json: signatures and certificates made by GUN JS's own SEA
+// Writes tests/vectors/sea_signatures.json: signatures and certificates made by GUN JS's own SEA
 // (gun@0.2020.1241's gun/sea on node's WebCrypto), for tests/sea_signatures.rs.
 //
 //   node make_sea_vectors.js [COUNT]     (default 200 field signatures)
@@ -58,7 +58,7 @@ function highS(b64) {
     fields,
     certificates,
   };
-  const file = path.join(__dirname, '..', 'vectors', 'sea_signatures.json');
+  const file = path.join(__dirname, '..', '..', 'tests', 'vectors', 'sea_signatures.json');
   fs.writeFileSync(file, JSON.stringify(out, null, 1) + '\n');
   console.log(`wrote ${fields.length} field signatures (${fields.filter((f) => f.high_s).length} high-S) and ${certificates.length} certificates to ${file}`);
   process.exit(0);

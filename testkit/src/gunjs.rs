@@ -11,18 +11,18 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The folder of the node scripts and their `node_modules` (`testkit/gunjs`).
-pub fn interop_dir() -> PathBuf {
+pub fn gunjs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("gunjs")
 }
 
-/// Install the node dependencies of the interop scripts once (`npm ci` from the committed
+/// Install the node dependencies of the GUN JS scripts once (`npm ci` from the committed
 /// package-lock.json) if they are missing or not the locked versions. `OnceLock::get_or_init`
 /// makes parallel tests wait for the one install instead of racing it.
 pub fn ensure_node_deps() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = READY.get_or_init(|| npm_ci_if_needed(&interop_dir(), &["gun", "playwright-core"]));
+    let r = READY.get_or_init(|| npm_ci_if_needed(&gunjs_dir(), &["gun", "playwright-core"]));
     if let Err(e) = r {
-        panic!("node dependencies for the interop tests are not available: {e}");
+        panic!("node dependencies for the GUN JS tests are not available: {e}");
     }
 }
 
@@ -117,7 +117,7 @@ pub struct NodeRun {
 
 /// Run `node testkit/gunjs/<script> <args…>` with a hard timeout, capturing its output.
 pub fn run_node(script: &str, args: &[&str]) -> NodeRun {
-    let dir = interop_dir();
+    let dir = gunjs_dir();
     let path = dir.join(script);
     assert!(path.is_file(), "missing scenario script {}", path.display());
     let start = Instant::now();
@@ -213,10 +213,10 @@ impl GunJsRelay {
             .tempdir()
             .expect("temp dir");
         let mut cmd = Command::new(node_bin());
-        cmd.arg(interop_dir().join("gunjs-relay.js"))
+        cmd.arg(gunjs_dir().join("gunjs-relay.js"))
             .arg("0")
             .arg(data.path())
-            .current_dir(interop_dir())
+            .current_dir(gunjs_dir())
             .env("MULTICAST", "false")
             .env("PEERS", peers.join(","))
             .stdin(Stdio::null())

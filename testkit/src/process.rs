@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
 
-use crate::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,14 +30,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// Start `fibergun serve --listen 127.0.0.1:PORT --data DATA_DIR EXTRA…` on a free port and wait (at
-    /// most [`START_TIMEOUT`]) until a TCP connect succeeds. Retries with another port if the child exits
-    /// during start-up (someone else may have taken the port in between), then panics with the log.
+    /// Start `fibergun serve --listen 127.0.0.1:0 --data DATA_DIR EXTRA…`, read the port the
+    /// server bound from its log ("listening on ws://127.0.0.1:PORT/gun", so no other process can
+    /// take the port between choosing and binding it), and wait (at most [`START_TIMEOUT`]) until
+    /// it accepts a TCP connection there. Panics with the log if it does not start.
     pub fn start(binary: &'static str, data_dir: &Path, extra: &[&str]) -> Server {
         Self::start_on(binary, data_dir, extra, None)
     }
 
-    /// Like [`Server::start`], on `port` if given (no retry on another port then).
+    /// Like [`Server::start`], on `port` if given.
     pub fn start_on(
         binary: &'static str,
         data_dir: &Path,
@@ -49,62 +49,53 @@ impl Server {
             .prefix("fibergun-test-log")
             .tempdir()
             .expect("temp dir for the server log");
-        let mut last_log = String::new();
-        for attempt in 0..3 {
-            let port = fixed_port.unwrap_or_else(free_port);
-            let log_path = log_dir.path().join(format!("server-{attempt}.log"));
-            let log = File::create(&log_path).expect("create server log");
-            let log2 = log.try_clone().expect("clone log file");
-            let child = Command::new(binary)
-                .arg("serve")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--data")
-                .arg(data_dir)
-                .args(extra)
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log2))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-            let mut child = Some(child);
-            match wait_ready(&mut child, port, START_TIMEOUT) {
-                Ok(()) => {
-                    return Server {
-                        binary,
-                        child,
-                        port,
-                        data_dir: data_dir.to_path_buf(),
-                        extra: extra.iter().map(|s| (*s).to_owned()).collect(),
-                        log_path,
-                        _log_dir: log_dir,
-                        earlier_logs: Vec::new(),
-                    };
+        let log_path = log_dir.path().join("server.log");
+        let log = File::create(&log_path).expect("create server log");
+        let log2 = log.try_clone().expect("clone log file");
+        // The line that says where it listens is logged at `info`, whatever else is asked for.
+        let filter = match std::env::var("RUST_LOG") {
+            Ok(asked) => format!("{asked},fibergun_server=info"),
+            Err(_) => "info".to_owned(),
+        };
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", fixed_port.unwrap_or(0)))
+            .arg("--data")
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", filter)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let mut child = Some(child);
+        match wait_ready(&mut child, &log_path, START_TIMEOUT) {
+            Ok(port) => Server {
+                binary,
+                child,
+                port,
+                data_dir: data_dir.to_path_buf(),
+                extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+                log_path,
+                _log_dir: log_dir,
+                earlier_logs: Vec::new(),
+            },
+            Err(why) => {
+                if let Some(mut c) = child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
                 }
-                Err(why) => {
-                    if let Some(mut c) = child.take() {
-                        let _ = c.kill();
-                        let _ = c.wait();
-                    }
-                    last_log = format!(
-                        "{why}\n--- server log ---\n{}",
-                        read_tail(&log_path, 16 * 1024)
-                    );
-                    if why.contains("did not accept") || fixed_port.is_some() {
-                        break; // alive but not listening, or the port is fixed: no retry helps
-                    }
-                }
+                panic!(
+                    "fibergun did not start: `{binary} serve --listen 127.0.0.1:{} --data {} {}`\n{why}\n--- server log ---\n{}",
+                    fixed_port.unwrap_or(0),
+                    data_dir.display(),
+                    extra.join(" "),
+                    read_tail(&log_path, 16 * 1024)
+                );
             }
         }
-        panic!(
-            "fibergun did not start: `{binary} serve --listen 127.0.0.1:PORT --data {} {}`\n{last_log}",
-            data_dir.display(),
-            extra.join(" ")
-        );
     }
 
     /// Kills the process (if running) and starts it again on the same port and data directory
@@ -211,21 +202,37 @@ impl Drop for Server {
     }
 }
 
-/// Wait until 127.0.0.1:port accepts a TCP connection, or the child exits, or `timeout` passes.
-fn wait_ready(child: &mut Option<Child>, port: u16, timeout: Duration) -> Result<(), String> {
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+/// Waits until the server's log says where it listens and that port accepts a TCP connection;
+/// the port. An error when the child exits first or `timeout` passes.
+fn wait_ready(child: &mut Option<Child>, log: &Path, timeout: Duration) -> Result<u16, String> {
+    const SAYS: &str = "listening on ws://127.0.0.1:";
     let end = Instant::now() + timeout;
+    let mut port = None;
     loop {
         if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
             return Err(format!("fibergun exited during start-up: {status}"));
         }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+        if port.is_none() {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            port = text.find(SAYS).and_then(|at| {
+                let rest = &text[at + SAYS.len()..];
+                let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+                digits.parse::<u16>().ok()
+            });
+        }
+        if let Some(port) = port {
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(port);
+            }
         }
         if Instant::now() > end {
-            return Err(format!(
-                "fibergun did not accept connections on 127.0.0.1:{port} within {timeout:?}"
-            ));
+            return Err(match port {
+                None => format!("fibergun did not say where it listens within {timeout:?}"),
+                Some(port) => format!(
+                    "fibergun did not accept connections on 127.0.0.1:{port} within {timeout:?}"
+                ),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }

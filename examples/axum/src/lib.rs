@@ -6,7 +6,7 @@
 //! fibergun runs [embedded](fibergun_threads::Relay::embedded): its core, store and verifier
 //! threads, no listener of its own. Each WebSocket that axum accepts at `/gun` is bridged to an
 //! in-process connection ([`fibergun_drive::local`]); the REST routes call the server's
-//! framework-neutral [`fibergun_server::http::rest`] with one shared chain-API handle. tokio is
+//! framework-neutral [`fibergun_rest`] with one shared chain-API handle. tokio is
 //! only the HTTP stack's runtime; fibergun's calls are runtime-neutral futures.
 
 use std::convert::Infallible;
@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use fibergun::access::Principal;
 use fibergun_drive::local::{Connector, LocalConnection};
-use fibergun_server::gate::tokens::{AccessConfig, Unauthorized};
-use fibergun_server::http::rest::{self, Guns, RestConfig, SUBSCRIBE_PREFIX};
+use fibergun_rest::tokens::{AccessConfig, Unauthorized};
+use fibergun_rest::{self as rest, Guns, RestConfig, SUBSCRIBE_PREFIX};
 
 /// What the routes share.
 #[derive(Clone)]

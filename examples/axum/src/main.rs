@@ -12,13 +12,17 @@ use axum::Router;
 use fibergun_axum_example::{routes, Fibergun};
 use fibergun_drive::RelayConfig;
 use fibergun_lmdb::{LmdbStore, DEFAULT_MAP_SIZE};
-use fibergun_server::gate::tokens::AccessConfig;
-use fibergun_server::http::rest::RestConfig;
+use fibergun_rest::tokens::AccessConfig;
+use fibergun_rest::RestConfig;
 use fibergun_threads::Relay;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    fibergun_server::init_logging();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let mut args = std::env::args().skip(1);
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8765".into());
     let data = args.next().unwrap_or_else(|| "./axum-data".into());

@@ -8,8 +8,8 @@ use axum::Router;
 use fibergun_axum_example::{routes, Fibergun};
 use fibergun_drive::RelayConfig;
 use fibergun_lmdb::{LmdbStore, DEFAULT_MAP_SIZE};
-use fibergun_server::gate::tokens::AccessConfig;
-use fibergun_server::http::rest::RestConfig;
+use fibergun_rest::tokens::AccessConfig;
+use fibergun_rest::RestConfig;
 use fibergun_testkit::gunjs;
 use fibergun_threads::Relay;
 

@@ -14,12 +14,14 @@ use smol::net::TcpStream;
 use crate::relay::{Context, DriverEvent};
 use crate::socket::{run_socket, websocket_config};
 
-/// How `wss://` peers are dialled: the TLS client configuration (with the `tls` feature; a
-/// build without it cannot make one, and refuses TLS peers at start).
+/// How `wss://` peers are dialled: a TLS client configuration, made by `TlsDial::new` (the `tls`
+/// feature). A build without the feature cannot make one, and refuses TLS peers at start.
 #[derive(Clone)]
 pub struct TlsDial {
     #[cfg(feature = "tls")]
     pub(crate) config: Arc<rustls::ClientConfig>,
+    /// Keeps it opaque.
+    pub(crate) _private: (),
 }
 
 /// How long a dial may take, connection and handshake together.
@@ -45,7 +47,7 @@ pub async fn dial(remote: RemoteId, url: String, ctx: Arc<Context>, tls: Option<
                 pump(remote, &url, &ctx, within_time(attempt).await).await
             }
             #[cfg(not(feature = "tls"))]
-            Some(_) => Err("this build dials no TLS peers".to_owned()),
+            Some(_) => Err("this build dials no TLS peers (the tls feature)".to_owned()),
             None => Err("no TLS configuration for a wss:// peer".to_owned()),
         },
         Ok(peer) => {

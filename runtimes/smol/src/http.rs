@@ -36,11 +36,18 @@ pub type Reply = Response<Body>;
 pub type ReplyFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 /// What a product serves besides `/gun`: every other request of the HTTP front goes to
-/// [`Routes::route`], with the relay's [`Context`] (its in-process connections, a snapshot of
-/// its core, WebSocket upgrades).
+/// [`Routes::route`], with the relay's [`Context`] (a snapshot of its core, WebSocket upgrades,
+/// who a request comes from).
 pub trait Routes: Send + Sync + 'static {
-    /// Answers one request.
-    fn route(&self, req: Request<Incoming>, relay: Arc<Context>) -> ReplyFuture;
+    /// Answers one request, or gives it back for the runtime to answer (`/`: what this server
+    /// is; anything else: 404).
+    // The request given back is large, but moved once per request that no route takes.
+    #[allow(clippy::result_large_err)]
+    fn route(
+        &self,
+        req: Request<Incoming>,
+        relay: Arc<Context>,
+    ) -> Result<ReplyFuture, Request<Incoming>>;
 }
 
 /// A whole body.
@@ -83,7 +90,7 @@ pub async fn serve_connection(
             let answer = format!(
                 "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
                 refused.status,
-                refused.reason,
+                refused.reason(),
                 refused.body.len(),
                 refused.body
             );
@@ -120,13 +127,20 @@ async fn route(req: Request<Incoming>, ctx: Arc<Context>, admitted: Arc<dyn Admi
                 run_socket(ws, task_ctx, None, principal, Some(admitted))
             })
         }
-        _ => match ctx.routes.clone() {
-            Some(routes) => routes.route(req, ctx).await,
-            None if req.uri().path() == "/" => {
+        _ => {
+            let req = match ctx.routes.clone() {
+                Some(routes) => match routes.route(req, ctx) {
+                    Ok(reply) => return reply.await,
+                    Err(req) => req,
+                },
+                None => req,
+            };
+            if req.uri().path() == "/" {
                 json_reply(StatusCode::OK, fibergun_drive::server_info_json())
+            } else {
+                error_reply(StatusCode::NOT_FOUND, "not found")
             }
-            None => error_reply(StatusCode::NOT_FOUND, "not found"),
-        },
+        }
     }
 }
 

@@ -21,6 +21,9 @@ use smol::Executor;
 
 use crate::dial::{dial, TlsDial};
 use crate::http::{serve_connection, Routes};
+
+/// Makes a product's routes for a relay, once its in-process connections exist.
+pub type MakeRoutes = Box<dyn FnOnce(&Connector) -> Arc<dyn Routes> + Send>;
 use crate::socket::ConnSender;
 
 /// The driver's events, with this runtime's connection handle.
@@ -76,15 +79,15 @@ impl Context {
 }
 
 /// What a product adds to a relay's front: who may connect, its HTTP routes besides `/gun`, and
-/// TLS for dialling `wss://` peers. [`Front::default`] admits everyone, serves `/gun` (and a
-/// small JSON answer at `/`) and dials plain `ws://` peers only.
-#[derive(Clone)]
+/// how TLS peers are dialled. [`Front::default`] admits everyone, serves `/gun` (and a small
+/// JSON answer at `/`), and dials `wss://` peers trusting the web's roots with the `tls`
+/// feature (without it, a relay with TLS peers does not start).
 pub struct Front {
     /// Who may connect.
     pub gate: Arc<dyn Gate>,
-    /// Every request but `/gun`.
-    pub routes: Option<Arc<dyn Routes>>,
-    /// Dials `wss://` peers; `None` refuses them at start.
+    /// Every request but `/gun`, made once the relay's in-process connections exist.
+    pub routes: Option<MakeRoutes>,
+    /// Dials `wss://` peers; `None` for the default.
     pub tls: Option<TlsDial>,
 }
 
@@ -98,21 +101,30 @@ impl Default for Front {
     }
 }
 
-impl Front {
-    /// The default front, dialling TLS peers with the web's roots plus the certificates of
-    /// `config.peer_ca`, when `config` has TLS peers (needs the `tls` feature).
-    #[cfg(feature = "tls")]
-    pub fn with_tls(config: &RelayConfig) -> Result<Front, StartError> {
-        let tls = if config.wants_tls() {
-            Some(crate::tls::dialler(config.peer_ca.as_deref()).map_err(StartError)?)
-        } else {
-            None
-        };
-        Ok(Front {
-            tls,
-            ..Front::default()
-        })
+/// Checks what can be checked before anything is opened: the configuration, and that its TLS
+/// peers can be dialled.
+pub fn validate(config: &RelayConfig, front: &Front) -> Result<(), StartError> {
+    config.validate()?;
+    if config.has_tls_peers() && front.tls.is_none() && !cfg!(feature = "tls") {
+        return Err(StartError(
+            "wss:// peers need TLS, which this build of the smol runtime does not have (its tls feature)"
+                .into(),
+        ));
     }
+    Ok(())
+}
+
+/// How TLS peers are dialled: the front's way, or the web's roots.
+fn tls_dial(config: &RelayConfig, front: Option<TlsDial>) -> Result<Option<TlsDial>, StartError> {
+    if front.is_some() || !config.has_tls_peers() {
+        return Ok(front);
+    }
+    #[cfg(feature = "tls")]
+    return TlsDial::new(None).map(Some).map_err(StartError);
+    #[cfg(not(feature = "tls"))]
+    Err(StartError(
+        "this build of the smol runtime dials no TLS peers".into(),
+    ))
 }
 
 /// A relay running on a thread of its own, for programs that embed one.
@@ -217,13 +229,9 @@ pub fn run<S>(
 where
     S: Store + Send + 'static,
 {
+    validate(&config, &front)?;
+    let tls = tls_dial(&config, front.tls)?;
     let peer = config.new_peer()?;
-    if front.tls.is_none() && config.wants_tls() {
-        return Err(StartError(
-            "wss:// peers and --peer-ca need TLS, which this build of the relay does not dial"
-                .into(),
-        ));
-    }
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
     let local = listener
@@ -235,7 +243,7 @@ where
     let background = Workers::start(store, config.verify_threads, move |event| {
         let _ = to_driver.send_blocking(event);
     });
-    tracing::info!(pid = peer.pid(), "fibergun listening on ws://{local}/gun");
+    tracing::debug!(pid = peer.pid(), "listening on ws://{local}/gun");
 
     let executor = Arc::new(Executor::new());
     let (stop_workers, workers_stopped) = smol::channel::bounded::<()>(1);
@@ -271,12 +279,11 @@ where
         handshake_timeout: config.handshake_timeout,
         outbound: outbound.clone(),
         gate: front.gate,
-        routes: front.routes,
+        routes: front.routes.map(|make| make(&connector)),
         connector: connector.clone(),
     });
     let sockets = ctx.clone();
     let dial_ctx = ctx.clone();
-    let tls = front.tls;
     let dialer = move |remote, url: String| {
         dial_ctx
             .executor
@@ -369,4 +376,29 @@ async fn drive(mut driver: Driver<ConnSender>, events: Receiver<DriverEvent>) {
         }
     }
     driver.close_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CI runs this test both with the `tls` feature (in the workspace, where the server turns
+    /// it on) and without it (`cargo test -p fibergun-smol`).
+    #[test]
+    fn tls_peers_start_with_the_tls_feature_and_are_refused_without_it() {
+        let config = RelayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            peers: vec!["wss://127.0.0.1:1/gun".into()],
+            threads: 1,
+            verify_threads: 1,
+            ..RelayConfig::default()
+        };
+        let started = Relay::start(config, fibergun::MemStore::new());
+        if cfg!(feature = "tls") {
+            started.expect("a TLS peer is dialled").shutdown();
+        } else {
+            let error = started.err().expect("a TLS peer is refused");
+            assert!(error.0.contains("tls feature"), "{}", error.0);
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! TLS for dialling `wss://` and `https://` peers (the `tls` feature): the web's root
-//! certificates (webpki-roots, so no system store is needed), plus any given with `--peer-ca` (a
-//! relay with a private or self-signed certificate).
+//! certificates (webpki-roots, so no system store is needed), plus any in a PEM file the program
+//! names (a relay with a private or self-signed certificate).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,24 +9,24 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 /// The client configuration for TLS peers: webpki's roots and those in the PEM file `extra`.
-pub fn client_config(extra: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(extra: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = extra {
         let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(path)
-            .map_err(|e| format!("--peer-ca {}: {e}", path.display()))?
+        for cert in
+            CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?
         {
-            let cert = cert.map_err(|e| format!("--peer-ca {}: {e}", path.display()))?;
+            let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("--peer-ca {}: {e}", path.display()))?;
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             added += 1;
         }
         if added == 0 {
             return Err(format!(
-                "--peer-ca {}: no certificate in it (PEM expected)",
+                "{}: no certificate in it (PEM expected)",
                 path.display()
             ));
         }
@@ -40,15 +40,19 @@ pub fn client_config(extra: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, 
     Ok(Arc::new(config))
 }
 
-/// How TLS peers are dialled: [`client_config`] for [`crate::dial`].
-pub fn dialler(extra: Option<&Path>) -> Result<crate::dial::TlsDial, String> {
-    Ok(crate::dial::TlsDial {
-        config: client_config(extra)?,
-    })
+impl crate::dial::TlsDial {
+    /// Dials TLS peers trusting the web's roots, and the certificates of the PEM file
+    /// `extra_roots` if given (a relay with a private or self-signed certificate).
+    pub fn new(extra_roots: Option<&Path>) -> Result<crate::dial::TlsDial, String> {
+        Ok(crate::dial::TlsDial {
+            config: client_config(extra_roots)?,
+            _private: (),
+        })
+    }
 }
 
 /// The name a peer's certificate must carry: its host name or IP address.
-pub fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
+pub(crate) fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, String> {
     rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("{host:?} is not a name TLS can check: {e}"))
 }

@@ -106,7 +106,7 @@ pub fn serve_connection(mut stream: TcpStream, ctx: &SocketContext, admitted: Bo
             let principal = match ctx.gate.authenticate(&text_header, query) {
                 Ok(principal) => principal,
                 Err(refused) => {
-                    let status = format!("{} {}", refused.status, refused.reason);
+                    let status = format!("{} {}", refused.status, refused.reason());
                     respond(&mut stream, &status, &refused.body);
                     return;
                 }

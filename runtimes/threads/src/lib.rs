@@ -10,9 +10,9 @@
 //! It serves `/gun` (and a small JSON answer at `/`) and dials plain `ws://` peers. See
 //! [`Relay`].
 
-pub mod dial;
-pub mod http;
-pub mod relay;
-pub mod socket;
+mod dial;
+mod http;
+mod relay;
+mod socket;
 
-pub use relay::Relay;
+pub use relay::{validate, Relay};

@@ -37,7 +37,7 @@ pub struct Relay {
     addr: SocketAddr,
     events: SyncSender<DriverEvent>,
     stopping: Arc<AtomicBool>,
-    /// None for an embedded server, which listens nowhere.
+    /// None for an embedded relay, which listens nowhere.
     acceptor: Option<JoinHandle<()>>,
     driver: JoinHandle<()>,
     store: JoinHandle<()>,
@@ -81,8 +81,8 @@ impl Relay {
         gate: Arc<dyn Gate>,
         listen: bool,
     ) -> Result<Relay, StartError> {
+        validate(&config)?;
         let peer = config.new_peer()?;
-        refuse_tls(&config)?;
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)
@@ -102,12 +102,9 @@ impl Relay {
             let _ = to_driver.send(event);
         });
         if listen {
-            tracing::info!(
-                pid = peer.pid(),
-                "fibergun (threads) listening on ws://{addr}/gun"
-            );
+            tracing::debug!(pid = peer.pid(), "listening on ws://{addr}/gun");
         } else {
-            tracing::info!(pid = peer.pid(), "fibergun (threads) embedded");
+            tracing::debug!(pid = peer.pid(), "embedded, listening nowhere");
         }
         let local_events = events_tx.clone();
         let Shared {
@@ -201,12 +198,14 @@ impl Relay {
     }
 }
 
-/// This runtime dials plain `ws://` peers only: an error for a configuration with TLS peers or
-/// certificates for them.
-pub fn refuse_tls(config: &RelayConfig) -> Result<(), StartError> {
-    if config.wants_tls() {
+/// Checks what can be checked before anything is opened: the configuration, and that it has no
+/// TLS peers (this runtime dials plain `ws://` peers only).
+pub fn validate(config: &RelayConfig) -> Result<(), StartError> {
+    config.validate()?;
+    if config.has_tls_peers() {
         return Err(StartError(
-            "this runtime dials plain ws:// peers only: use the fibergun binary (smol runtime) for wss:// peers and --peer-ca".into(),
+            "the std-thread runtime dials plain ws:// peers only; the smol runtime dials wss:// ones"
+                .into(),
         ));
     }
     Ok(())
@@ -229,7 +228,7 @@ fn accept(listener: TcpListener, ctx: Arc<SocketContext>, stopping: Arc<AtomicBo
                 let admitted = match stream.peer_addr().map(|a| ctx.gate.admit(a.ip())) {
                     Ok(Ok(admitted)) => admitted,
                     Ok(Err(refused)) => {
-                        let status = format!("{} {}", refused.status, refused.reason);
+                        let status = format!("{} {}", refused.status, refused.reason());
                         crate::http::respond(&mut stream, &status, &refused.body);
                         continue;
                     }

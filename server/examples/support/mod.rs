@@ -15,7 +15,10 @@ pub fn start_server(default_data: &str) -> Result<Server, Box<dyn std::error::Er
         return Err("GUN JS is missing: run `npm ci --prefix examples` first".into());
     }
     Ok(Server::start(ServerConfig {
-        listen: listen.parse()?,
+        relay: fibergun_drive::RelayConfig {
+            listen: listen.parse()?,
+            ..fibergun_drive::RelayConfig::default()
+        },
         data_dir: data.into(),
         static_dir: Some(pages),
         ..ServerConfig::default()

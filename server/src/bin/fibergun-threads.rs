@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use fibergun_server::serve::start_on_threads;
+use fibergun_server::serve::{check_for_threads, start_on_threads};
 use fibergun_server::{init_logging, parse_command, Invocation};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -30,21 +30,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.static_dir.is_some()
-        || !config.rest.cors_origins.is_empty()
-        || config.rest.max_body_bytes
-            != fibergun_server::http::rest::RestConfig::default().max_body_bytes
-    {
-        eprintln!(
-            "fibergun-threads: --static, --cors-origin and --max-body-bytes are for the HTTP routes \
-             (REST, metrics, static files), which the `fibergun` binary serves; this one serves /gun only"
-        );
+    // Flags this binary does not serve are a usage error, as a malformed flag is.
+    if let Err(e) = check_for_threads(&config) {
+        eprintln!("fibergun-threads: {e}");
         return ExitCode::from(2);
     }
     let server = match start_on_threads(config) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("fibergun: {e}");
+            eprintln!("fibergun-threads: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -1,9 +1,8 @@
-//! Who may connect to the server, and as whom: the tokens clients present ([`tokens`]) and the
-//! limits per client address ([`address_limits`]), put together as the runtime's
-//! [`Gate`](fibergun_drive::Gate).
+//! Who may connect to the server, and as whom: the tokens clients present
+//! ([`fibergun_rest::tokens`]) and the limits per client address ([`address_limits`]), put
+//! together as the runtime's [`Gate`](fibergun_drive::Gate).
 
 pub mod address_limits;
-pub mod tokens;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use fibergun::access::Principal;
 use fibergun_drive::{Admission, Gate, Refusal};
 
 use address_limits::{AddressLimitConfig, AddressLimits};
-use tokens::{AccessConfig, Unauthorized};
+use fibergun_rest::tokens::{AccessConfig, Unauthorized};
 
 /// The server's gate: tokens at the WebSocket upgrade, address limits at accept.
 pub struct ServerGate {
@@ -36,7 +35,6 @@ impl Gate for ServerGate {
             Ok(admitted) => Ok(Box::new(admitted)),
             Err(refused) => Err(Refusal {
                 status: 429,
-                reason: "Too Many Requests",
                 body: refused.body(),
             }),
         }
@@ -51,7 +49,6 @@ impl Gate for ServerGate {
             .authenticate(header, query)
             .map_err(|Unauthorized| Refusal {
                 status: 401,
-                reason: "Unauthorized",
                 body: Unauthorized::body(),
             })
     }

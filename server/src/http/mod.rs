@@ -1,14 +1,16 @@
-//! The server's HTTP routes besides `/gun` (which the runtime serves): the REST API, `/metrics`,
-//! `/health`, and the `--static` folder, answered on the smol runtime's HTTP front.
+//! The server's HTTP routes besides `/gun` (which the runtime serves): the REST API
+//! ([`fibergun_rest`], on hyper), `/metrics`, `/health`, and the `--static` folder, answered on
+//! the smol runtime's HTTP front.
 
 pub mod metrics;
-pub mod rest;
 mod rest_hyper;
 pub mod static_files;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
+use fibergun_drive::local::Connector;
+use fibergun_rest as rest;
 use fibergun_smol::http::{error_reply, full, json_reply, Reply, ReplyFuture, Routes};
 use fibergun_smol::Context;
 use hyper::body::{Bytes, Incoming};
@@ -25,49 +27,46 @@ pub struct HttpRoutes {
     static_dir: Option<PathBuf>,
     /// Reads the store's size and figures, for metrics.
     store_stats: StoreReaders,
-    /// The chain API for the REST routes, one in-process connection per principal (opened on
-    /// the first request, once the relay runs).
-    guns: OnceLock<rest::Guns>,
+    /// The chain API for the REST routes, one in-process connection per principal.
+    guns: rest::Guns,
 }
 
 impl HttpRoutes {
-    /// Routes with these settings.
+    /// The routes of the relay behind `connector`, with these settings.
     pub fn new(
         rest: rest::RestConfig,
         static_dir: Option<PathBuf>,
         store_stats: StoreReaders,
+        connector: &Connector,
     ) -> HttpRoutes {
         HttpRoutes {
             rest,
             static_dir,
             store_stats,
-            guns: OnceLock::new(),
+            guns: rest::Guns::new(connector.clone()),
         }
-    }
-
-    fn guns(&self, relay: &Context) -> &rest::Guns {
-        self.guns
-            .get_or_init(|| rest::Guns::new(relay.connector().clone()))
     }
 }
 
 impl Routes for HttpRoutes {
-    fn route(&self, req: Request<Incoming>, relay: Arc<Context>) -> ReplyFuture {
+    fn route(
+        &self,
+        req: Request<Incoming>,
+        relay: Arc<Context>,
+    ) -> Result<ReplyFuture, Request<Incoming>> {
         let path = req.uri().path();
-        if path == "/" && self.static_dir.is_none() {
-            let info = json_reply(StatusCode::OK, fibergun_drive::server_info_json());
-            return Box::pin(async move { info });
-        }
         if path.starts_with(rest::SUBSCRIBE_PREFIX) {
-            let reply = rest_hyper::subscribe(req, &relay, self.guns(&relay), &self.rest);
-            return Box::pin(async move { reply });
+            let reply = rest_hyper::subscribe(req, &relay, &self.guns, &self.rest);
+            return Ok(Box::pin(async move { reply }));
         }
         if path.starts_with(rest::DATA_PREFIX) {
             let gun = relay
                 .authenticate(&req)
-                .map(|principal| self.guns(&relay).acting_for(&principal));
+                .map(|principal| self.guns.acting_for(&principal));
             let rest = self.rest.clone();
-            return Box::pin(async move { rest_hyper::data(req, gun, &rest).await });
+            return Ok(Box::pin(
+                async move { rest_hyper::data(req, gun, &rest).await },
+            ));
         }
         match path {
             "/metrics" => {
@@ -77,26 +76,27 @@ impl Routes for HttpRoutes {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 let stats = self.store_stats.clone();
-                Box::pin(async move { metrics(&relay, &stats, accept).await })
+                Ok(Box::pin(
+                    async move { metrics(&relay, &stats, accept).await },
+                ))
             }
             "/health" => {
                 let stats = self.store_stats.clone();
-                Box::pin(async move { health(&relay, &stats).await })
+                Ok(Box::pin(async move { health(&relay, &stats).await }))
             }
-            _ => {
-                let root = self.static_dir.clone();
-                Box::pin(async move { static_file(&req, root.as_deref()).await })
-            }
+            // Without a static folder the runtime answers the rest: `/` with what this server
+            // is, anything else with 404.
+            _ => match self.static_dir.clone() {
+                Some(root) => Ok(Box::pin(async move { static_file(&req, &root).await })),
+                None => Err(req),
+            },
         }
     }
 }
 
 /// A file of the `--static` folder.
-async fn static_file(req: &Request<Incoming>, root: Option<&std::path::Path>) -> Reply {
+async fn static_file(req: &Request<Incoming>, root: &std::path::Path) -> Reply {
     use static_files::{content_type, resolve, NotServed};
-    let Some(root) = root else {
-        return error_reply(StatusCode::NOT_FOUND, "not found");
-    };
     if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
         return error_reply(StatusCode::METHOD_NOT_ALLOWED, "static files are read-only");
     }

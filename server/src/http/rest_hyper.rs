@@ -16,7 +16,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use smol::net::TcpStream;
 
-use super::rest::{self, Guns, RestConfig, SUBSCRIBE_PREFIX};
+use fibergun_rest::{self as rest, Guns, RestConfig, SUBSCRIBE_PREFIX};
 
 /// A comment line sent on an idle event stream, so proxies keep it open.
 const KEEPALIVE: Duration = Duration::from_secs(15);

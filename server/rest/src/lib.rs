@@ -1,5 +1,6 @@
-//! The REST API, on the embedded chain API ([`fibergun_drive::gun`]), for any HTTP server built on the
-//! `http` crate's types (hyper in the `fibergun` binary, axum in the example):
+//! fibergun's REST API, on the embedded chain API ([`fibergun_drive::gun`]), for any HTTP server
+//! built on the `http` crate's types (hyper in the `fibergun` binary, axum in
+//! `examples/axum`), and the tokens that say who a request comes from ([`tokens`]):
 //!
 //! | request | does |
 //! |---|---|
@@ -17,6 +18,8 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value as Json;
 
 use fibergun::access::Principal;
+
+pub mod tokens;
 
 use fibergun_drive::error_json;
 use fibergun_drive::gun::{Chain, Change, Gun, GunError};
