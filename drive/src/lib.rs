@@ -12,7 +12,7 @@
 
 mod answers;
 pub mod budget;
-mod clock;
+pub mod clock;
 pub mod config;
 pub mod driver;
 mod gate;

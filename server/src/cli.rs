@@ -297,6 +297,8 @@ pub(crate) enum Command {
         /// The GUN JS relay's `radata` folder (its `file` option).
         radata: PathBuf,
     },
+    #[command(flatten)]
+    Remote(crate::remote::RemoteCommand),
 }
 
 /// The store an import merges into.
@@ -335,6 +337,8 @@ pub enum Invocation {
     Serve(Box<ServeArgs>),
     /// Run a tool on a store, then exit.
     Tool(Tool),
+    /// Talk to a running relay (get, put, watch), then exit.
+    Remote(crate::remote::RemoteCommand),
 }
 
 /// Reads the command line. Bad input ends the process with clap's message (and `--help` and
@@ -350,6 +354,9 @@ pub fn parse_command(bin: &'static str, about: &'static str) -> Invocation {
         Ok(Cli {
             command: Command::Serve(args),
         }) => Invocation::Serve(args),
+        Ok(Cli {
+            command: Command::Remote(remote),
+        }) => Invocation::Remote(remote),
         Ok(Cli { command }) => Invocation::Tool(Tool(command)),
         Err(e) => e.exit(),
     }

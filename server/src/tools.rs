@@ -27,6 +27,7 @@ impl Tool {
         use fibergun_lmdb::LmdbStore;
         match self.0 {
             Command::Serve(_) => Err("serve is not a tool".into()),
+            Command::Remote(_) => Err("get, put and watch are not tools on a store".into()),
             Command::Backup { data, out, s3 } => {
                 if let Some(url) = crate::storage::s3_flags::S3Url::parse(&out) {
                     let url = url?;

@@ -49,6 +49,11 @@ impl crate::dial::TlsDial {
             _private: (),
         })
     }
+
+    /// The rustls configuration it dials with (for a program that opens TLS streams itself).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
 }
 
 /// The name a peer's certificate must carry: its host name or IP address.

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     ) {
         Invocation::Serve(args) => args,
         Invocation::Tool(tool) => return tool.run_reporting("fibergun-threads"),
+        Invocation::Remote(command) => return command.run("fibergun-threads"),
     };
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,

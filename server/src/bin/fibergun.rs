@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let args = match parse_command("fibergun", "A GUN-compatible relay server") {
         Invocation::Serve(args) => args,
         Invocation::Tool(tool) => return tool.run_reporting("fibergun"),
+        Invocation::Remote(command) => return command.run("fibergun"),
     };
     let signals =
         match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {

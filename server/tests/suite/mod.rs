@@ -11,6 +11,7 @@ mod keepalive;
 mod memory_limit;
 mod memory_store;
 mod relay_mesh;
+mod remote_cli;
 mod s3_relay;
 mod sea_relay;
 mod shutdown;
