@@ -67,6 +67,33 @@ fn fibergun_dials_a_tls_gunjs_relay_and_clients_on_each_side_see_each_other() {
     );
     fibergun.assert_alive("after the TLS mesh");
 
+    // The command line reaches the TLS relay too, trusting the certificate the same way.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(BINARY)
+            .args(args)
+            .output()
+            .expect("run the command")
+    };
+    let put = cli(&[
+        "put",
+        "--peer",
+        &url,
+        "--peer-ca",
+        cert_path,
+        "tls/doc",
+        r#"{"a":"b"}"#,
+    ]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let got = cli(&["get", "--peer", &url, "--peer-ca", cert_path, "tls/doc/a"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), r#""b""#);
+    // Not trusted: no connection, exit 2.
+    let refused = cli(&["get", "--peer", &url, "tls/doc/a"]);
+    assert_eq!(refused.status.code(), Some(2));
+
     // A --peer-ca file without a certificate stops the start, saying so.
     let junk = scratch.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
