@@ -13,6 +13,11 @@
 //!    the core's cache has forgotten the node.
 //! 4. **Failure is whole.** If a transaction fails, every op in it fails and nothing of it is
 //!    stored.
+//! 5. **The outbox** (kept only by a peer with upstreams): a log of local writes not yet
+//!    acknowledged by every upstream, numbered by the store from 1 and never renumbered (the
+//!    last number survives trimming), with each upstream's acknowledged mark. An append is in
+//!    the same transaction as the merges of its write, so a write is acknowledged locally only
+//!    when it is both stored and queued for its upstreams.
 //!
 //! [`MemStore`] is the reference implementation, used by tests and the simulator; runtimes' stores
 //! must behave the same.
@@ -46,14 +51,63 @@ pub enum StoreOp {
         /// What to read.
         query: ReadQuery,
     },
+    /// Append a local write (the JSON text of its graph) to the outbox, numbered one more than
+    /// the last entry ever appended; answered with [`StoreResult::Appended`]. A store over its
+    /// quota refuses it, as it refuses merges.
+    OutboxAppend {
+        /// The op's id.
+        op: OpId,
+        /// The entry.
+        entry: String,
+    },
+    /// Read the outbox entries numbered after `after`, in order, as many as fit in `budget`
+    /// bytes (and at least one); answered with [`StoreResult::Outbox`].
+    OutboxRead {
+        /// The op's id.
+        op: OpId,
+        /// The last number not wanted.
+        after: u64,
+        /// Bytes of entries to read at most (one entry is read whatever its size).
+        budget: u64,
+    },
+    /// Record that `upstream` acknowledged every entry up to `upto`, and forget every entry up
+    /// to `trim` (all upstreams have them). Allowed over the quota: it frees space.
+    OutboxAcked {
+        /// The op's id.
+        op: OpId,
+        /// The upstream, as its address.
+        upstream: String,
+        /// Its new mark.
+        upto: u64,
+        /// Entries up to this number are forgotten (0: none).
+        trim: u64,
+    },
+    /// Where the outbox stands; answered with [`StoreResult::OutboxStatus`].
+    OutboxStatus {
+        /// The op's id.
+        op: OpId,
+    },
 }
 
 impl StoreOp {
     /// The op's id.
     pub fn id(&self) -> OpId {
         match self {
-            StoreOp::Merge { op, .. } | StoreOp::Read { op, .. } => *op,
+            StoreOp::Merge { op, .. }
+            | StoreOp::Read { op, .. }
+            | StoreOp::OutboxAppend { op, .. }
+            | StoreOp::OutboxRead { op, .. }
+            | StoreOp::OutboxAcked { op, .. }
+            | StoreOp::OutboxStatus { op } => *op,
         }
+    }
+
+    /// Whether it changes what is stored (a read-only batch needs no commit).
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            StoreOp::Merge { .. } | StoreOp::OutboxAppend { .. } | StoreOp::OutboxAcked { .. }
+        )
     }
 }
 
@@ -103,6 +157,25 @@ pub enum StoreResult {
         /// Why, for logs and error replies.
         reason: String,
     },
+    /// An outbox entry was appended with this number.
+    Appended {
+        /// Its number.
+        seq: u64,
+    },
+    /// Outbox entries, in order (none when there are none after the asked number).
+    Outbox {
+        /// Number and text of each.
+        entries: Vec<(u64, String)>,
+    },
+    /// Where the outbox stands.
+    OutboxStatus {
+        /// The last number ever given (0: none yet).
+        last: u64,
+        /// Each upstream's acknowledged mark.
+        marks: Vec<(String, u64)>,
+    },
+    /// Done; there is nothing to report ([`StoreOp::OutboxAcked`]).
+    Done,
 }
 
 /// A store that applies a batch of ops in one transaction.
@@ -162,6 +235,59 @@ pub fn selected_fields<'a>(
 pub struct MemStore {
     /// Everything stored.
     pub nodes: BTreeMap<Soul, BTreeMap<Key, Field>>,
+    /// The outbox.
+    pub outbox: MemOutbox,
+}
+
+/// The outbox as the reference store keeps it (see the module's rule 5).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemOutbox {
+    /// Entries not yet forgotten, by number.
+    pub entries: BTreeMap<u64, String>,
+    /// The last number given (0: none yet).
+    pub last: u64,
+    /// Each upstream's acknowledged mark.
+    pub marks: BTreeMap<String, u64>,
+}
+
+impl MemOutbox {
+    /// Applies an outbox op; `None` for ops that are not the outbox's.
+    pub fn apply(&mut self, op: &StoreOp) -> Option<StoreResult> {
+        Some(match op {
+            StoreOp::OutboxAppend { entry, .. } => {
+                self.last += 1;
+                self.entries.insert(self.last, entry.clone());
+                StoreResult::Appended { seq: self.last }
+            }
+            StoreOp::OutboxRead { after, budget, .. } => {
+                let mut left = *budget;
+                let mut entries = Vec::new();
+                for (seq, entry) in self.entries.range(after.saturating_add(1)..) {
+                    if !entries.is_empty() && entry.len() as u64 > left {
+                        break;
+                    }
+                    left = left.saturating_sub(entry.len() as u64);
+                    entries.push((*seq, entry.clone()));
+                }
+                StoreResult::Outbox { entries }
+            }
+            StoreOp::OutboxAcked {
+                upstream,
+                upto,
+                trim,
+                ..
+            } => {
+                self.marks.insert(upstream.clone(), *upto);
+                self.entries = self.entries.split_off(&trim.saturating_add(1));
+                StoreResult::Done
+            }
+            StoreOp::OutboxStatus { .. } => StoreResult::OutboxStatus {
+                last: self.last,
+                marks: self.marks.iter().map(|(u, m)| (u.clone(), *m)).collect(),
+            },
+            StoreOp::Merge { .. } | StoreOp::Read { .. } => return None,
+        })
+    }
 }
 
 impl MemStore {
@@ -184,6 +310,10 @@ impl MemStore {
             StoreOp::Read { query, .. } => StoreResult::Read {
                 nodes: self.read(query),
             },
+            other => self
+                .outbox
+                .apply(other)
+                .expect("every other op is the outbox's"),
         }
     }
 

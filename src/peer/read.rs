@@ -216,9 +216,10 @@ impl Peer {
                 self.send(s.conn, wire::error_reply(&id, &s.msg_id, &text));
                 return;
             }
-            StoreResult::Merged { .. } => {
+            // A store bug: never report it as an answer.
+            _ => {
                 let id = self.new_id();
-                let text = "Storage failed: the store answered a read with a write";
+                let text = "Storage failed: the store answered a read with something else";
                 self.send(s.conn, wire::error_reply(&id, &s.msg_id, text));
                 return;
             }
@@ -417,9 +418,10 @@ impl Peer {
                 );
                 return;
             }
-            StoreResult::Merged { .. } => {
+            // A store bug: never report it as an answer.
+            _ => {
                 let id = self.new_id();
-                let text = "Storage failed: the store answered a read with a write";
+                let text = "Storage failed: the store answered a read with something else";
                 self.send_to(conn, wire::error_reply(&id, msg_id, text));
                 return;
             }

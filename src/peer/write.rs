@@ -176,11 +176,11 @@ impl Peer {
                     p.failure.get_or_insert(format!("Storage failed: {reason}"));
                 }
             }
-            StoreResult::Read { .. } => {
-                // A store bug; never report it as success.
+            // A store bug; never report it as success.
+            _ => {
                 if let Some(p) = self.puts.get_mut(&put) {
                     p.failure.get_or_insert(
-                        "Storage failed: the store answered a write with a read".into(),
+                        "Storage failed: the store answered a merge with something else".into(),
                     );
                 }
             }

@@ -12,6 +12,7 @@
 //! - `merge`: the write path (`Store::apply`, [`LmdbStore::apply_gated`]) and the quota;
 //! - `meta`: what the store keeps about itself (format, node count, log position and origin) and
 //!   its [`StoreStats`];
+//! - `outbox`: the log of local writes an upstream has not acknowledged yet, and their marks;
 //! - `portable`: backups and restores, export and import.
 
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@ mod codec;
 mod merge;
 mod meta;
 mod open;
+mod outbox;
 mod portable;
 mod read;
 
@@ -38,6 +40,8 @@ pub struct LmdbStore {
     fields: Database<'static, Bytes, Bytes>,
     /// Counters kept beside the data: the number of nodes.
     meta: Database<'static, Bytes, Bytes>,
+    /// Local writes waiting for their upstreams, by number.
+    outbox: Database<'static, Bytes, Bytes>,
     nodes: u64,
     /// Writes are refused once the map uses this many bytes.
     quota: Option<u64>,

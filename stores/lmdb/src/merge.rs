@@ -24,6 +24,13 @@ impl Store for LmdbStore {
     }
 }
 
+/// The answer to a write over the quota.
+pub(crate) fn quota_used_up(quota: u64) -> StoreResult {
+    StoreResult::Failed {
+        reason: format!("the storage quota of {quota} bytes is used up"),
+    }
+}
+
 impl LmdbStore {
     /// Refuses writes once the map uses `bytes` or more (reads go on); `None` for no quota.
     pub fn set_quota(&mut self, bytes: Option<u64>) {
@@ -44,7 +51,10 @@ impl LmdbStore {
         ops: Vec<StoreOp>,
         gate: impl FnOnce(&Changes<'_>) -> Result<Option<u64>, String>,
     ) -> Vec<StoreResult> {
-        if let Some(quota) = self.quota.filter(|q| self.used_bytes() >= *q) {
+        let over_quota = self.quota.filter(|q| self.used_bytes() >= *q);
+        // Over the quota reads go on, and so do outbox marks, which free space.
+        let frees = |op: &StoreOp| matches!(op, StoreOp::OutboxAcked { .. });
+        if let Some(quota) = over_quota.filter(|_| !ops.iter().any(frees)) {
             return self.reads_only(ops, quota);
         }
         let run = || -> heed::Result<Result<Vec<StoreResult>, String>> {
@@ -53,6 +63,11 @@ impl LmdbStore {
             let mut new_nodes = 0u64;
             for op in &ops {
                 results.push(match op {
+                    StoreOp::Merge { .. } | StoreOp::OutboxAppend { .. }
+                        if over_quota.is_some() =>
+                    {
+                        quota_used_up(over_quota.unwrap_or_default())
+                    }
                     // A failed write leaves the transaction unusable: the whole batch fails.
                     StoreOp::Merge { soul, fields, .. } => {
                         self.merge(&mut wtxn, soul, fields, &mut new_nodes)?
@@ -64,9 +79,12 @@ impl LmdbStore {
                             reason: format!("LMDB read: {e}"),
                         },
                     },
+                    outbox => self
+                        .outbox_write(&mut wtxn, outbox)?
+                        .expect("every other op is the outbox's"),
                 });
             }
-            if ops.iter().any(|op| matches!(op, StoreOp::Merge { .. })) {
+            if ops.iter().any(StoreOp::writes) {
                 let changes: Vec<(&Soul, &[(Key, Field)])> = ops
                     .iter()
                     .zip(&results)

@@ -132,19 +132,19 @@ impl LmdbStore {
             check_format(env, dir)?;
         }
         let wtxn = env.write_txn().map_err(lmdb("begin"))?;
-        let (fields, meta) = env
+        let (fields, meta, outbox) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
-                let fields = opener
-                    .database_options()
-                    .types::<Bytes, Bytes>()
-                    .name("fields")
-                    .create(wtxn)?;
-                let meta = opener
-                    .database_options()
-                    .types::<Bytes, Bytes>()
-                    .name("meta")
-                    .create(wtxn)?;
-                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((fields, meta)))
+                let create = |name: &str, wtxn: &mut heed::RwTxn<'_>| {
+                    opener
+                        .database_options()
+                        .types::<Bytes, Bytes>()
+                        .name(name)
+                        .create(wtxn)
+                };
+                let fields = create("fields", wtxn)?;
+                let meta = create("meta", wtxn)?;
+                let outbox = create("outbox", wtxn)?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((fields, meta, outbox)))
             })
             .map_err(lmdb("create database"))?
             .unwrap_commit();
@@ -152,6 +152,7 @@ impl LmdbStore {
             env,
             fields,
             meta,
+            outbox,
             nodes: 0,
             quota: None,
             _lock: None,
@@ -168,6 +169,7 @@ impl LmdbStore {
             env: self.env,
             fields: self.fields,
             meta: self.meta,
+            outbox: self.outbox,
             nodes: self.nodes,
             quota: None,
             _lock: None,

@@ -28,15 +28,24 @@ impl LmdbStore {
         };
         ops.iter()
             .map(|op| match op {
-                StoreOp::Merge { .. } => StoreResult::Failed {
-                    reason: format!("the storage quota of {quota} bytes is used up"),
-                },
                 StoreOp::Read { query, .. } => match self.read(&rtxn, query) {
                     Ok(nodes) => StoreResult::Read { nodes },
                     Err(e) => StoreResult::Failed {
                         reason: format!("LMDB read: {e}"),
                     },
                 },
+                StoreOp::OutboxRead { .. } | StoreOp::OutboxStatus { .. } => {
+                    match self.outbox_read(&rtxn, op) {
+                        Ok(Some(result)) => result,
+                        Ok(None) => unreachable!("an outbox read"),
+                        Err(e) => StoreResult::Failed {
+                            reason: format!("LMDB read: {e}"),
+                        },
+                    }
+                }
+                StoreOp::Merge { .. }
+                | StoreOp::OutboxAppend { .. }
+                | StoreOp::OutboxAcked { .. } => crate::merge::quota_used_up(quota),
             })
             .collect()
     }

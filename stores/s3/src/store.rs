@@ -272,6 +272,20 @@ impl S3Store {
 
 impl Store for S3Store {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
+        // The outbox would live in the replica, which is not durable: a peer with upstreams
+        // keeps its graph in LMDB (or memory).
+        if ops
+            .iter()
+            .any(|op| !matches!(op, StoreOp::Merge { .. } | StoreOp::Read { .. }))
+        {
+            let reason = "the S3 store keeps no outbox of writes for upstreams".to_string();
+            return ops
+                .iter()
+                .map(|_| StoreResult::Failed {
+                    reason: reason.clone(),
+                })
+                .collect();
+        }
         let batch = self.next_batch;
         let objects = &self.objects;
         let stats = &self.stats;
