@@ -151,7 +151,8 @@ pub use limits::{InvalidLimits, Limits};
 pub use machine::Machine;
 pub use peer::{
     ApiMisuse, Config, ConnId, Direction, ErrorCounts, ErrorKind, Event, Input, LatencyHistogram,
-    Now, Output, Peer, RemoteId, RemoteState, RemoteStatus, Stats, VerifyId, LATENCY_BOUNDS,
+    Now, Output, Peer, RemoteId, RemoteState, RemoteStatus, Stats, UpstreamStatus, VerifyId,
+    LATENCY_BOUNDS,
 };
 pub use store::{MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
 

@@ -72,6 +72,15 @@ pub struct Limits {
     /// Puts waiting for their signature checks; past this, signed puts are refused as busy.
     /// Default 1,024.
     pub max_puts_verifying: usize,
+    /// How long a local client's GET that finds nothing here waits for an upstream's answer
+    /// before this peer answers "not found", in ms. Default 3,000.
+    pub upstream_wait_ms: u64,
+    /// How long an outbox entry sent to an upstream waits for its acknowledgement before it is
+    /// read back (a GUN JS relay does not acknowledge a put that changes nothing), in ms.
+    /// Default 5,000.
+    pub upstream_ack_ms: u64,
+    /// Outbox entries sent to one upstream and not yet acknowledged, at most. Default 256.
+    pub max_upstream_in_flight: usize,
     /// How long a put may wait for its signature checks ([`Output::Verify`](crate::Output))
     /// and its certificates' block lists, in milliseconds; then it is refused with an `err`
     /// ("Server busy"), so a runtime that never answers does not hold writes for ever.
@@ -109,6 +118,9 @@ impl Default for Limits {
             max_remote_gets: 10_000,
             max_puts_verifying: 1_024,
             max_verify_ms: 30_000,
+            upstream_wait_ms: 3_000,
+            upstream_ack_ms: 5_000,
+            max_upstream_in_flight: 256,
         }
     }
 }
@@ -168,6 +180,9 @@ impl Limits {
             ("batch_frame_bytes", self.batch_frame_bytes),
             ("max_puts_verifying", self.max_puts_verifying),
             ("max_verify_ms", self.max_verify_ms as usize),
+            ("upstream_wait_ms", self.upstream_wait_ms as usize),
+            ("upstream_ack_ms", self.upstream_ack_ms as usize),
+            ("max_upstream_in_flight", self.max_upstream_in_flight),
         ];
         for (name, value) in positive {
             if value == 0 {

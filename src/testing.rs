@@ -10,7 +10,7 @@ use serde_json::Value as Json;
 
 use crate::peer::{Config, ConnId, Direction, Event, Input, Now, Output, Peer, RemoteId, VerifyId};
 use crate::sea::rules::SignatureCheck;
-use crate::store::{MemStore, Store, StoreOp};
+use crate::store::{MemStore, Store, StoreOp, StoreResult};
 
 /// One peer, its store, its clock, and everything it sent.
 #[derive(Debug)]
@@ -46,13 +46,19 @@ pub const START_WALL_MS: f64 = 1_700_000_000_000.0;
 impl Harness {
     /// A harness around a peer made from `config`.
     pub fn new(config: Config) -> Harness {
+        Harness::with_store(config, MemStore::new())
+    }
+
+    /// A harness around a peer made from `config`, on `store` (a restart on what a previous
+    /// peer committed).
+    pub fn with_store(config: Config, store: MemStore) -> Harness {
         let now = Now {
             mono: Instant::now(),
             wall_ms: START_WALL_MS,
         };
         let mut h = Harness {
             peer: Peer::new(config, now),
-            store: MemStore::new(),
+            store,
             now,
             frames: Vec::new(),
             events: Vec::new(),
@@ -141,6 +147,27 @@ impl Harness {
     /// Runs the signature checks waiting (with `auto_verify` off) and reports their results.
     pub fn verify(&mut self) {
         self.run_verifications();
+        self.pump();
+    }
+
+    /// Fails every held op (a batch whose transaction could not commit) with `reason`, and
+    /// feeds the failures back.
+    pub fn fail_held(&mut self, reason: &str) {
+        for op in std::mem::take(&mut self.held) {
+            let result = StoreResult::Failed {
+                reason: reason.to_owned(),
+            };
+            self.peer
+                .handle_input(
+                    self.now,
+                    Input::StoreDone {
+                        op: op.id(),
+                        result,
+                    },
+                )
+                .expect("results are fed in op order");
+            self.drain_outputs();
+        }
         self.pump();
     }
 

@@ -470,6 +470,12 @@ fn log_event(event: &Event) {
     match event {
         Event::Refused { conn, reason } => tracing::debug!(conn = conn.0, "refused: {reason}"),
         Event::StoreFailed { reason } => tracing::error!("storage failed: {reason}"),
+        Event::UpstreamRefused { remote, reason } => {
+            tracing::warn!(
+                remote = remote.0,
+                "an upstream refused a local write: {reason}"
+            )
+        }
         Event::Changed { soul, fields } => {
             tracing::trace!(soul = soul.as_str(), fields = fields.len(), "changed")
         }

@@ -155,7 +155,7 @@ impl Peer {
 
     /// A GET as it is forwarded: its own `#`, and a `><` naming this peer and up to seven of the
     /// peers it goes to.
-    fn forwarded_get(&self, msg_id: &str, get: &Get, to: &[&str]) -> String {
+    pub(super) fn forwarded_get(&self, msg_id: &str, get: &Get, to: &[&str]) -> String {
         let mut skip = self.pid.clone();
         for pid in to.iter().take(7) {
             skip.push(',');

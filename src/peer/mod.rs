@@ -21,6 +21,7 @@ mod mesh;
 mod read;
 mod remotes;
 mod stats;
+mod upstream;
 mod write;
 
 pub use authority::VerifyId;
@@ -28,6 +29,7 @@ use mesh::Forward;
 use remotes::Remote;
 pub use remotes::{RemoteId, RemoteState, RemoteStatus};
 pub use stats::{ErrorCounts, ErrorKind, LatencyHistogram, Stats, LATENCY_BOUNDS};
+pub use upstream::UpstreamStatus;
 
 /// Identifies one connection. Chosen by the runtime; unique while the connection is open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -62,8 +64,13 @@ pub struct Config {
     pub limits: Limits,
     /// Emit [`Event::Changed`] for every committed change (for embedders that watch the graph).
     pub emit_changes: bool,
-    /// Relays to dial and keep dialling (`ws://host:port/gun`), as [`Peer::add_remote`] does.
+    /// Relays to dial and keep dialling (`ws://host:port/gun`), as [`Peer::add_remote`] does:
+    /// relay links, which exchange whole graphs.
     pub peers: Vec<String>,
+    /// Relays to sync with on demand (`ws://host:port/gun`), as [`Peer::add_upstream`] does:
+    /// what is read here is asked of them, what is written here is sent to them (see
+    /// [`Peer::upstreams`]). A peer with upstreams needs a store that keeps an outbox.
+    pub upstreams: Vec<String>,
     /// Take every write without SEA's rules (only for a deployment that trusts every client).
     /// Off by default: user spaces take only their owner's signed writes.
     pub trust_all_writes: bool,
@@ -216,6 +223,14 @@ pub enum Event {
         /// The store's reason.
         reason: String,
     },
+    /// An upstream refused a local write for good (its rules differ from this peer's): it is
+    /// not sent again.
+    UpstreamRefused {
+        /// Which upstream.
+        remote: RemoteId,
+        /// Its reason.
+        reason: String,
+    },
 }
 
 /// A runtime broke the calling contract.
@@ -315,6 +330,22 @@ enum OpPurpose {
     BlockList {
         put: u64,
     },
+    /// The outbox's status, read at start.
+    OutboxStatus,
+    /// A local write appended to the outbox: one part of its put.
+    OutboxAppend {
+        put: u64,
+        entry: std::sync::Arc<str>,
+    },
+    /// Outbox entries read for an upstream.
+    OutboxRead {
+        remote: RemoteId,
+    },
+    /// An upstream's mark written.
+    OutboxMark {
+        remote: RemoteId,
+        upto: u64,
+    },
 }
 
 /// A GET answered page by page: a soul range, or one whole node (which may be large).
@@ -391,6 +422,12 @@ pub struct Peer {
     parked: HashMap<u64, authority::Parked>,
     /// When each parked put runs out of time, soonest first.
     verify_deadlines: BTreeSet<(Instant, u64)>,
+    /// The outbox of local writes for upstreams.
+    outbox_log: upstream::OutboxLog,
+    /// Local GETs whose "not found" waits for an upstream's answer: message id → asker, until.
+    awaiting_upstream: BTreeMap<String, (ConnRef, Instant)>,
+    /// Their deadlines, soonest first.
+    upstream_deadlines: BTreeSet<(Instant, String)>,
     next_verify: u64,
 }
 
@@ -441,10 +478,16 @@ impl Peer {
             trust_all_writes: config.trust_all_writes,
             access: config.access.clone(),
             verify_deadlines: BTreeSet::new(),
+            outbox_log: Default::default(),
+            awaiting_upstream: BTreeMap::new(),
+            upstream_deadlines: BTreeSet::new(),
             next_verify: 0,
         };
         for url in &config.peers {
             peer.add_remote(url);
+        }
+        for url in &config.upstreams {
+            peer.add_upstream(url);
         }
         peer
     }
@@ -568,6 +611,7 @@ impl Peer {
             deferred,
             self.next_redial(),
             self.next_verify_deadline(),
+            self.next_upstream_timer(),
         ]
         .into_iter()
         .flatten()
@@ -664,6 +708,17 @@ impl Peer {
     // Connections.
 
     fn on_connected(&mut self, conn: ConnId, direction: Direction) -> Result<(), ApiMisuse> {
+        self.open_conn(conn, direction, true)
+    }
+
+    /// Opens a connection. GUN greets every inbound connection with its pid; the dialling side
+    /// only answers. A connection dialled outward is asked for everything when `link`.
+    fn open_conn(
+        &mut self,
+        conn: ConnId,
+        direction: Direction,
+        link: bool,
+    ) -> Result<(), ApiMisuse> {
         if self.conns.contains_key(&conn) {
             return Err(ApiMisuse::DuplicateConn(conn));
         }
@@ -697,15 +752,14 @@ impl Peer {
             self.next_keepalive =
                 Some(self.now.mono + Duration::from_millis(self.limits.keepalive_ms));
         }
-        // GUN greets every inbound connection with its pid; the dialling side only answers. A peer
-        // we dialled is a relay link: ask it for everything.
         match direction {
             Direction::Inbound => {
                 let id = self.new_id();
                 let hello = wire::dam_hello(&id, None, &self.pid);
                 self.send(conn, hello);
             }
-            Direction::Outbound => self.ask_for_everything(conn),
+            Direction::Outbound if link => self.ask_for_everything(conn),
+            Direction::Outbound => {}
         }
         Ok(())
     }
@@ -731,6 +785,7 @@ impl Peer {
     fn on_timeout(&mut self) {
         self.remote_timers();
         self.expire_verifications();
+        self.upstream_timers();
         let now = self.now.mono;
         if self.next_keepalive.is_some_and(|at| at <= now) {
             let conns: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -852,11 +907,17 @@ impl Peer {
         if !matches!(msg.body, Body::Dam { .. }) {
             self.route_reply(conn, &msg);
         }
+        let upstream = self.is_upstream_conn(conn);
         if let (Some(to), Some(remote)) = (
             msg.reply_to.as_deref(),
             self.conns.get(&conn).and_then(|c| c.remote),
         ) {
-            self.remote_replied(remote, to);
+            if upstream {
+                self.upstream_answered(&msg);
+                self.upstream_replied(remote, &msg);
+            } else {
+                self.remote_replied(remote, to);
+            }
         }
         match msg.body {
             Body::Dam { verb, pid } => {
@@ -868,6 +929,15 @@ impl Peer {
             }
             Body::Put(graph) => {
                 self.stats.puts_received += 1;
+                // From an upstream, only what was asked for here is kept.
+                let graph = if upstream {
+                    match self.keep_wanted(graph) {
+                        Some(graph) => graph,
+                        None => return,
+                    }
+                } else {
+                    graph
+                };
                 self.on_put(conn, msg.id, graph, msg.skip)
             }
             // Acks and errors were routed above if they answer a request that passed through
@@ -930,6 +1000,10 @@ impl Peer {
             } => self.on_read_done(conn, &msg_id, started, cache_as, forward, result),
             OpPurpose::Page(stream) => self.on_page_done(stream, result),
             OpPurpose::BlockList { put } => self.on_block_read(put, result),
+            OpPurpose::OutboxStatus => self.on_outbox_status(result),
+            OpPurpose::OutboxAppend { put, entry } => self.on_outbox_appended(put, entry, result),
+            OpPurpose::OutboxRead { remote } => self.on_outbox_read(remote, result),
+            OpPurpose::OutboxMark { remote, upto } => self.on_mark_saved(remote, upto, result),
         }
         Ok(())
     }

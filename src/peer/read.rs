@@ -51,6 +51,7 @@ impl Peer {
             );
         }
         self.subscribe_upstream(conn, &msg_id, &forward);
+        self.ask_upstreams(conn, &msg_id, &forward);
         let budget_given = *budget;
         let budget = budget.unwrap_or(self.limits.max_lex_reply_bytes);
         if let Some(cached) = self.cache.node(soul) {
@@ -358,10 +359,14 @@ impl Peer {
             .get_latency
             .observe(self.now.mono.saturating_duration_since(started));
         if replies.is_empty() {
-            let id = self.new_id();
-            self.send(conn, wire::not_found(&id, msg_id));
+            // An upstream asked too may know: its answer (or the wait's end) says "not found".
+            if !self.waits_for_upstream(msg_id) {
+                let id = self.new_id();
+                self.send(conn, wire::not_found(&id, msg_id));
+            }
             return false;
         }
+        self.answered_from_anywhere(msg_id);
         let last = replies.len() - 1;
         replies[..last].iter_mut().for_each(wire::mark_more);
         for reply in replies {

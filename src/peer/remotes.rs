@@ -48,8 +48,8 @@ struct Pending {
 
 #[derive(Debug)]
 pub(super) struct Remote {
-    url: String,
-    state: RemoteState,
+    pub(super) url: String,
+    pub(super) state: RemoteState,
     /// Failed dials (or connections lost before a handshake) in a row.
     failures: u32,
     pending: BTreeMap<u64, Pending>,
@@ -58,7 +58,9 @@ pub(super) struct Remote {
     next_seq: u64,
     pending_bytes: usize,
     /// GETs forwarded to it (as JSON text), to renew after a reconnect.
-    gets: BTreeSet<String>,
+    pub(super) gets: BTreeSet<String>,
+    /// For an upstream (synced on demand, not a relay link): its side of the outbox.
+    pub(super) upstream: Option<Box<super::upstream::Upstream>>,
 }
 
 impl Remote {
@@ -96,6 +98,7 @@ impl Peer {
             next_seq: 0,
             pending_bytes: 0,
             gets: BTreeSet::new(),
+            upstream: None,
         });
         self.dial(id);
         id
@@ -154,10 +157,12 @@ impl Peer {
         id: RemoteId,
         conn: ConnId,
     ) -> Result<(), super::ApiMisuse> {
-        if self.remote_mut(id).is_none() {
+        let Some(remote) = self.remote_mut(id) else {
             return Err(super::ApiMisuse::UnknownRemote(id));
-        }
-        self.on_connected(conn, Direction::Outbound)?;
+        };
+        let upstream = remote.upstream.is_some();
+        // A relay link is asked for everything; an upstream only for what is read here.
+        self.open_conn(conn, Direction::Outbound, !upstream)?;
         let Some(c) = self.conns.get_mut(&conn) else {
             // Refused (the connection limit): try again later.
             self.retry_later(id);
@@ -166,6 +171,10 @@ impl Peer {
         c.remote = Some(id);
         c.principal = crate::access::Principal::Peer;
         self.remotes[id.0 as usize].state = RemoteState::Open(conn);
+        if upstream {
+            self.upstream_connected(id, conn);
+            return Ok(());
+        }
         // A configured peer receives every committed change.
         self.subs.subscribe_range(conn, &Range::default());
         self.redeliver(id, conn);
@@ -224,7 +233,12 @@ impl Peer {
         for i in 0..self.remotes.len() {
             let id = RemoteId(i as u32);
             match self.remotes[i].state {
-                RemoteState::Open(c) if c == conn => self.retry_later(id),
+                RemoteState::Open(c) if c == conn => {
+                    if self.remotes[i].upstream.is_some() {
+                        self.upstream_disconnected(id);
+                    }
+                    self.retry_later(id)
+                }
                 RemoteState::Covered(c) if c == conn => self.dial(id),
                 _ => {}
             }
@@ -258,29 +272,36 @@ impl Peer {
         !self.remotes.is_empty()
     }
 
-    /// Whether a configured peer is away (and will want the changes made meanwhile).
+    /// Whether a relay link is away (and will want the changes made meanwhile). Upstreams
+    /// catch up from the outbox instead.
     pub(super) fn has_absent_remotes(&self) -> bool {
-        self.remotes
-            .iter()
-            .any(|r| matches!(r.state, RemoteState::Waiting(_) | RemoteState::Dialing))
+        self.remotes.iter().any(|r| {
+            r.upstream.is_none()
+                && matches!(r.state, RemoteState::Waiting(_) | RemoteState::Dialing)
+        })
     }
 
-    /// Keeps a change for every configured peer that is away (it gets it on return).
+    /// Keeps a change for every relay link that is away (it gets it on return).
     pub(super) fn keep_for_absent_remotes(&mut self, graph: &str) {
         for i in 0..self.remotes.len() {
-            if matches!(
-                self.remotes[i].state,
-                RemoteState::Waiting(_) | RemoteState::Dialing
-            ) {
+            if self.remotes[i].upstream.is_none()
+                && matches!(
+                    self.remotes[i].state,
+                    RemoteState::Waiting(_) | RemoteState::Dialing
+                )
+            {
                 self.keep(RemoteId(i as u32), graph, None);
             }
         }
     }
 
-    /// Keeps a change for a configured peer until it is acknowledged.
+    /// Keeps a change for a relay link until it is acknowledged (an upstream has the outbox).
     pub(super) fn keep(&mut self, id: RemoteId, graph: &str, sent_as: Option<String>) {
         let max = self.limits.max_redelivery_bytes;
         let r = &mut self.remotes[id.0 as usize];
+        if r.upstream.is_some() {
+            return;
+        }
         let seq = r.next_seq;
         r.next_seq += 1;
         if let Some(sent) = &sent_as {

@@ -73,6 +73,12 @@ impl Peer {
         let put = self.next_put;
         self.next_put += 1;
         let mut parts = 0;
+        // A local write goes to the outbox too, committed with its merges (an upstream's own
+        // writes came from there).
+        if self.has_upstreams() && !self.is_upstream_conn(conn.id) && !graph.nodes.is_empty() {
+            parts += 1;
+            self.append_to_outbox(put, &graph);
+        }
         let now_state = State::new(wall).unwrap_or(State::new(0.0).expect("0 is a finite state"));
         for node in graph.nodes {
             let mut ready = Vec::with_capacity(node.fields.len());
@@ -185,7 +191,16 @@ impl Peer {
                 }
             }
         }
+        self.put_part_done(put, None);
+    }
+
+    /// One part of a put is done (with its failure, if it failed); the put is answered when its
+    /// last part is.
+    pub(super) fn put_part_done(&mut self, put: u64, failure: Option<String>) {
         let done = self.puts.get_mut(&put).is_some_and(|p| {
+            if let Some(reason) = failure {
+                p.failure.get_or_insert(reason);
+            }
             p.parts_left -= 1;
             p.parts_left == 0
         });
