@@ -22,9 +22,14 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// Seed of the core's generator; fresh when `None`.
     pub seed: Option<u64>,
-    /// Relays to dial and stay connected to (`ws://host:port/gun` or GUN's
-    /// `http://host:port/gun`; `wss://` or `https://` for TLS, where the runtime dials it).
+    /// Relays to dial and stay connected to as relay links, exchanging whole graphs
+    /// (`ws://host:port/gun` or GUN's `http://host:port/gun`; `wss://` or `https://` for TLS,
+    /// where the runtime dials it).
     pub peers: Vec<String>,
+    /// Relays to sync with on demand, as a GUN peer does with its `peers`: what is read here is
+    /// asked of them, what is written here is sent to them (in the same forms as `peers`). The
+    /// store must keep an outbox (LMDB, memory).
+    pub upstreams: Vec<String>,
     /// Who may read and write what; everything is open when `None`.
     pub access: Option<Arc<dyn AccessPolicy>>,
     /// Threads running socket tasks. Runtimes that give each connection its own threads
@@ -63,6 +68,7 @@ impl Default for RelayConfig {
             limits: Limits::default(),
             seed: None,
             peers: Vec::new(),
+            upstreams: Vec::new(),
             access: None,
             threads: default_threads(),
             verify_threads: default_threads(),
@@ -101,7 +107,7 @@ impl RelayConfig {
     /// The core this configuration describes, with a fresh seed unless one is set. Fails, before
     /// anything is opened, on invalid limits or a peer address that cannot be dialled.
     pub fn new_peer(&self) -> Result<fibergun::Peer, StartError> {
-        let peers = self.validate()?;
+        let (peers, upstreams) = self.validate()?;
         let mut limits = self.limits.clone();
         if let Some(share) = self.memory_share(8) {
             limits.max_cache_bytes = limits.max_cache_bytes.min(share);
@@ -110,28 +116,32 @@ impl RelayConfig {
             seed: self.seed.unwrap_or_else(crate::clock::fresh_seed),
             limits,
             peers: peers.into_iter().map(|p| p.ws_url).collect(),
+            upstreams: upstreams.into_iter().map(|p| p.ws_url).collect(),
             access: self.access.clone(),
             ..fibergun::Config::default()
         };
         Ok(fibergun::Peer::new(config, crate::clock::now()))
     }
 
-    /// Checks what can be checked before anything is opened: the limits and every peer
-    /// address. The peers come back parsed.
-    pub fn validate(&self) -> Result<Vec<PeerUrl>, StartError> {
+    /// Checks what can be checked before anything is opened: the limits and every peer and
+    /// upstream address. Both come back parsed.
+    pub fn validate(&self) -> Result<(Vec<PeerUrl>, Vec<PeerUrl>), StartError> {
         self.limits
             .validate()
             .map_err(|e| StartError(format!("invalid limits: {e}")))?;
-        self.peers
-            .iter()
-            .map(|p| PeerUrl::parse(p).map_err(StartError))
-            .collect()
+        let parse = |urls: &[String]| -> Result<Vec<PeerUrl>, StartError> {
+            urls.iter()
+                .map(|p| PeerUrl::parse(p).map_err(StartError))
+                .collect()
+        };
+        Ok((parse(&self.peers)?, parse(&self.upstreams)?))
     }
 
-    /// Whether a configured peer is dialled over TLS (`wss://`, `https://`).
+    /// Whether a configured peer or upstream is dialled over TLS (`wss://`, `https://`).
     pub fn has_tls_peers(&self) -> bool {
         self.peers
             .iter()
+            .chain(&self.upstreams)
             .any(|p| PeerUrl::parse(p).is_ok_and(|u| u.tls))
     }
 

@@ -336,6 +336,7 @@ impl<C: ConnHandle> Driver<C> {
             puts_verifying: self.peer.puts_verifying(),
             held_frames: self.held_frames.len(),
             remotes: self.peer.remotes(),
+            upstreams: self.peer.upstreams(),
             shutting_down: self.shutting_down,
         }
     }

@@ -1,7 +1,7 @@
 //! What the core looks like now, for a product's metrics and health checks: the driver reads it
 //! when asked ([`crate::driver::DriverEvent::Snapshot`]), between two inputs.
 
-use fibergun::{RemoteStatus, Stats};
+use fibergun::{RemoteStatus, Stats, UpstreamStatus};
 
 /// The core's side, read by the driver when asked (see
 /// [`crate::driver::DriverEvent::Snapshot`]).
@@ -23,6 +23,8 @@ pub struct PeerSnapshot {
     pub held_frames: usize,
     /// Configured peers and where each stands.
     pub remotes: Vec<RemoteStatus>,
+    /// Upstreams: connected or not, and the local writes each has not acknowledged yet.
+    pub upstreams: Vec<UpstreamStatus>,
     /// Shutting down: not ready for more work.
     pub shutting_down: bool,
 }

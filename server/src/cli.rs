@@ -63,6 +63,12 @@ pub struct ServeArgs {
     /// are retried with backoff.
     #[arg(long = "peer", value_name = "URL")]
     pub peers: Vec<String>,
+    /// A relay to sync with on demand, fibergun or GUN JS, as a GUN peer does: what this
+    /// relay's clients read is asked of it too, what they write is sent to it (kept in the
+    /// store's outbox until it acknowledges, across restarts). Only what is read or written here
+    /// is held. Repeat for several; every write goes to each.
+    #[arg(long = "upstream", value_name = "URL")]
+    pub upstreams: Vec<String>,
     /// A PEM file of certificates to trust for TLS peers besides the web's usual roots (a relay
     /// with a private or self-signed certificate).
     #[arg(long, value_name = "FILE")]
@@ -182,6 +188,7 @@ impl ServeArgs {
             listen: self.listen,
             limits,
             peers: self.peers,
+            upstreams: self.upstreams,
             verify_threads: self
                 .verify_threads
                 .map_or_else(default_threads, usize::from),

@@ -66,6 +66,13 @@ impl ServerConfig {
     /// folder.
     pub fn relay_config(&self) -> Result<RelayConfig, StartError> {
         self.relay.validate()?;
+        if !self.relay.upstreams.is_empty() && self.store == StoreKind::S3 {
+            return Err(StartError(
+                "--upstream keeps its outbox of writes in the store, and the S3 store's replica \
+                 is not durable: use --store lmdb (or memory)"
+                    .into(),
+            ));
+        }
         self.access.validate().map_err(StartError)?;
         if let Some(dir) = &self.static_dir {
             if !dir.is_dir() {

@@ -141,7 +141,7 @@ fn tls_dial(config: &RelayConfig, front: Option<TlsDial>) -> Result<Option<TlsDi
 /// ```
 pub struct Relay {
     addr: SocketAddr,
-    connector: Connector,
+    ctx: Arc<Context>,
     stop: smol::channel::Sender<()>,
     thread: std::thread::JoinHandle<Result<(), StartError>>,
 }
@@ -162,6 +162,42 @@ impl Relay {
         store: impl Store + Send + 'static,
         front: Front,
     ) -> Result<Relay, StartError> {
+        Relay::spawn(config, store, front, true)
+    }
+
+    /// A relay that listens nowhere: its only connections are in-process ones ([`Relay::gun`])
+    /// and the upstreams and peers it dials. An application's local peer: it keeps what the
+    /// application reads and writes, works offline and syncs with its upstreams when it can.
+    /// `config.listen` is not used.
+    ///
+    /// ```no_run
+    /// use fibergun_drive::RelayConfig;
+    /// use fibergun_smol::Relay;
+    ///
+    /// let config = RelayConfig {
+    ///     upstreams: vec!["https://relay.example/gun".into()],
+    ///     ..RelayConfig::default()
+    /// };
+    /// let store = fibergun::MemStore::new(); // or fibergun_lmdb::LmdbStore::open(…)
+    /// let peer = Relay::embedded(config, store).expect("started");
+    /// let gun = peer.gun();
+    /// gun.get("todo").get("t1").put_blocking(&serde_json::json!({"text": "milk"})).expect("kept");
+    /// println!("{:?}", peer.sync_status()); // connected upstreams, writes still waiting
+    /// peer.shutdown();
+    /// ```
+    pub fn embedded(
+        config: RelayConfig,
+        store: impl Store + Send + 'static,
+    ) -> Result<Relay, StartError> {
+        Relay::spawn(config, store, Front::default(), false)
+    }
+
+    fn spawn(
+        config: RelayConfig,
+        store: impl Store + Send + 'static,
+        front: Front,
+        listen: bool,
+    ) -> Result<Relay, StartError> {
         let (stop, stopped) = smol::channel::bounded::<()>(1);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -170,15 +206,16 @@ impl Relay {
                 let shutdown = async move {
                     let _ = stopped.recv().await;
                 };
-                run(config, store, front, shutdown, move |addr, connector| {
-                    let _ = ready_tx.send((addr, connector));
-                })
+                let ready = move |addr, ctx| {
+                    let _ = ready_tx.send((addr, ctx));
+                };
+                run_on(config, store, front, listen, shutdown, ready)
             })
             .map_err(|e| StartError(format!("cannot start the relay thread: {e}")))?;
         match ready_rx.recv() {
-            Ok((addr, connector)) => Ok(Relay {
+            Ok((addr, ctx)) => Ok(Relay {
                 addr,
-                connector,
+                ctx,
                 stop,
                 thread,
             }),
@@ -190,19 +227,36 @@ impl Relay {
         }
     }
 
-    /// The address it listens on.
+    /// The address it listens on (`0.0.0.0:0` for an [embedded](Relay::embedded) one).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Opens in-process connections to this relay.
     pub fn connector(&self) -> &Connector {
-        &self.connector
+        self.ctx.connector()
     }
 
     /// The chain API on a new in-process connection.
     pub fn gun(&self) -> Gun {
-        Gun::connect(&self.connector)
+        Gun::connect(self.ctx.connector())
+    }
+
+    /// What its socket tasks share: from async code, `context().snapshot().await`.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// The core's figures now, blocking this thread (`None` if the core does not answer within
+    /// a second).
+    pub fn snapshot(&self) -> Option<PeerSnapshot> {
+        smol::block_on(self.ctx.snapshot())
+    }
+
+    /// Where each upstream stands: connected or not, and the local writes it has not
+    /// acknowledged yet (blocking this thread).
+    pub fn sync_status(&self) -> Vec<fibergun::UpstreamStatus> {
+        self.snapshot().map(|s| s.upstreams).unwrap_or_default()
     }
 
     /// Finishes the writes in flight, closes every connection and the store. Blocks until done.
@@ -217,14 +271,29 @@ impl Relay {
 }
 
 /// Runs a relay on the calling thread until `shutdown` completes, then finishes the writes in
-/// flight and closes the store. `ready` is told the address and the in-process connector once it
-/// listens.
+/// flight and closes the store. `ready` is told the address and the relay's [`Context`] (its
+/// in-process connections, its core's figures) once it listens.
 pub fn run<S>(
     config: RelayConfig,
     store: S,
     front: Front,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    ready: impl FnOnce(SocketAddr, Connector),
+    ready: impl FnOnce(SocketAddr, Arc<Context>),
+) -> Result<(), StartError>
+where
+    S: Store + Send + 'static,
+{
+    run_on(config, store, front, true, shutdown, ready)
+}
+
+/// [`run`], listening only when `listen`.
+fn run_on<S>(
+    config: RelayConfig,
+    store: S,
+    front: Front,
+    listen: bool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr, Arc<Context>),
 ) -> Result<(), StartError>
 where
     S: Store + Send + 'static,
@@ -232,11 +301,18 @@ where
     validate(&config, &front)?;
     let tls = tls_dial(&config, front.tls)?;
     let peer = config.new_peer()?;
-    let listener = smol::block_on(smol::net::TcpListener::bind(config.listen))
-        .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| StartError(e.to_string()))?;
+    let listener = if listen {
+        Some(
+            smol::block_on(smol::net::TcpListener::bind(config.listen))
+                .map_err(|e| StartError(format!("cannot listen on {}: {e}", config.listen)))?,
+        )
+    } else {
+        None
+    };
+    let local = match &listener {
+        Some(l) => l.local_addr().map_err(|e| StartError(e.to_string()))?,
+        None => SocketAddr::from(([0, 0, 0, 0], 0)),
+    };
 
     let (events_tx, events_rx) = smol::channel::bounded::<DriverEvent>(4096);
     let to_driver = events_tx.clone();
@@ -301,9 +377,13 @@ where
         ),
         events_rx,
     ));
-    ready(local, connector);
+    ready(local, ctx.clone());
     let accept_ex = executor.clone();
     let accept = async move {
+        let Some(listener) = listener else {
+            // Embedded: nothing to accept.
+            return std::future::pending().await;
+        };
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {

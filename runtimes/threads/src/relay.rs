@@ -172,6 +172,19 @@ impl Relay {
         Gun::connect(&self.connector)
     }
 
+    /// The core's figures now, blocking this thread (`None` once the relay has stopped).
+    pub fn snapshot(&self) -> Option<fibergun_drive::PeerSnapshot> {
+        let (tx, rx) = async_channel::bounded(1);
+        self.events.send(DriverEvent::Snapshot(tx)).ok()?;
+        rx.recv_blocking().ok()
+    }
+
+    /// Where each upstream stands: connected or not, and the local writes it has not
+    /// acknowledged yet (blocking this thread).
+    pub fn sync_status(&self) -> Vec<fibergun::UpstreamStatus> {
+        self.snapshot().map(|s| s.upstreams).unwrap_or_default()
+    }
+
     /// The address it listens on (`0.0.0.0:0` for an [embedded](Relay::embedded) relay).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

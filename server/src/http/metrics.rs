@@ -211,6 +211,29 @@ impl Collector for Scrape {
                 ConstGauge::new(n as i64).encode(family.encode_family(&labels)?)?;
             }
         }
+        if !p.upstreams.is_empty() {
+            let metric = ConstGauge::new(0i64);
+            let mut family = e.encode_descriptor(
+                "upstream_connected",
+                "Whether each upstream is connected (1) or not (0)",
+                None,
+                metric.metric_type(),
+            )?;
+            for up in &p.upstreams {
+                let labels = [("upstream", up.url.as_str())];
+                ConstGauge::new(i64::from(up.connected)).encode(family.encode_family(&labels)?)?;
+            }
+            let mut family = e.encode_descriptor(
+                "upstream_waiting_writes",
+                "Local writes an upstream has not acknowledged yet (kept in the outbox)",
+                None,
+                metric.metric_type(),
+            )?;
+            for up in &p.upstreams {
+                let labels = [("upstream", up.url.as_str())];
+                ConstGauge::new(up.waiting as i64).encode(family.encode_family(&labels)?)?;
+            }
+        }
         gauge(
             &mut e,
             "subscribed_souls",
