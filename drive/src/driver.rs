@@ -151,6 +151,9 @@ pub struct Driver<C: ConnHandle> {
     shutting_down: bool,
     /// Connections closed from this side, to report to the core after the current drain.
     closed_by_us: Vec<ConnId>,
+    /// Connections this relay dialled (peers, upstreams): what they send wrong is worth a
+    /// warning, where a client's is not.
+    dialled: std::collections::HashSet<ConnId>,
     /// Connections found congested, to report to the core after the current drain.
     congested: Vec<ConnId>,
     /// Frames held while storage is backlogged, in arrival order; they keep their share of the
@@ -184,6 +187,7 @@ impl<C: ConnHandle> Driver<C> {
             batch_in_flight: false,
             shutting_down: false,
             closed_by_us: Vec::new(),
+            dialled: Default::default(),
             congested: Vec::new(),
             held_frames: VecDeque::new(),
             inbound,
@@ -264,7 +268,10 @@ impl<C: ConnHandle> Driver<C> {
                 tracing::debug!(conn = conn.0, ?dialled, "connection opened");
                 self.conns.insert(conn, Writer::Socket(handle));
                 match dialled {
-                    Some(remote) => self.input(Input::Dialled { remote, conn }),
+                    Some(remote) => {
+                        self.dialled.insert(conn);
+                        self.input(Input::Dialled { remote, conn })
+                    }
                     None => self.input(Input::Connected {
                         conn,
                         direction: Direction::Inbound,
@@ -303,6 +310,7 @@ impl<C: ConnHandle> Driver<C> {
             }
             DriverEvent::Closed { conn } => {
                 tracing::debug!(conn = conn.0, "connection closed");
+                self.dialled.remove(&conn);
                 if self.conns.remove(&conn).is_some() {
                     self.input(Input::Disconnected { conn });
                 }
@@ -424,7 +432,7 @@ impl<C: ConnHandle> Driver<C> {
                     self.closed_by_us.push(conn);
                 }
                 Output::Store(op) => self.pending_ops.push(op),
-                Output::Event(event) => log_event(&event),
+                Output::Event(event) => log_event(&event, &self.dialled),
                 Output::Verify { id, checks } => {
                     let sent = self.verifier.send((id, checks));
                     if sent.is_err() {
@@ -467,8 +475,14 @@ impl<C: ConnHandle> Driver<C> {
     }
 }
 
-fn log_event(event: &Event) {
+fn log_event(event: &Event, dialled: &std::collections::HashSet<ConnId>) {
     match event {
+        Event::Refused { conn, reason } if dialled.contains(conn) => {
+            tracing::warn!(
+                conn = conn.0,
+                "a peer this relay dialled sent something refused: {reason}"
+            )
+        }
         Event::Refused { conn, reason } => tracing::debug!(conn = conn.0, "refused: {reason}"),
         Event::StoreFailed { reason } => tracing::error!("storage failed: {reason}"),
         Event::UpstreamRefused { remote, reason } => {

@@ -186,7 +186,9 @@ pub fn expect_success(run: &NodeRun, what: &str) {
 pub struct GunJsRelay {
     child: Child,
     pub port: u16,
-    tls: bool,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    peers: Vec<String>,
+    axe: bool,
     _data: tempfile::TempDir,
 }
 
@@ -207,15 +209,54 @@ impl GunJsRelay {
         axe: bool,
         tls: Option<(&std::path::Path, &std::path::Path)>,
     ) -> GunJsRelay {
-        ensure_node_deps();
         let data = tempfile::Builder::new()
             .prefix("gunjs-relay-data")
             .tempdir()
             .expect("temp dir");
+        let tls = tls.map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+        let (child, port) = Self::spawn(0, data.path(), peers, axe, tls.as_ref());
+        GunJsRelay {
+            child,
+            port,
+            tls,
+            peers: peers.to_vec(),
+            axe,
+            _data: data,
+        }
+    }
+
+    /// Kills the relay (SIGKILL) and starts it again on the same port and data.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, _) = Self::spawn(
+            self.port,
+            self._data.path(),
+            &self.peers,
+            self.axe,
+            self.tls.as_ref(),
+        );
+        self.child = child;
+    }
+
+    /// Kills the relay (SIGKILL): it is away until [`GunJsRelay::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(
+        port: u16,
+        data: &std::path::Path,
+        peers: &[String],
+        axe: bool,
+        tls: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    ) -> (Child, u16) {
+        ensure_node_deps();
         let mut cmd = Command::new(node_bin());
         cmd.arg(gunjs_dir().join("gunjs-relay.js"))
-            .arg("0")
-            .arg(data.path())
+            .arg(port.to_string())
+            .arg(data)
             .current_dir(gunjs_dir())
             .env("MULTICAST", "false")
             .env("PEERS", peers.join(","))
@@ -249,12 +290,7 @@ impl GunJsRelay {
                 panic!("the GUN JS relay did not start within 20 s");
             }
         };
-        GunJsRelay {
-            child,
-            port,
-            tls: tls.is_some(),
-            _data: data,
-        }
+        (child, port)
     }
 
     /// Stops the relay (SIGTERM, then waits) and hands over its data folder (its `radata`).
@@ -275,7 +311,7 @@ impl GunJsRelay {
 
     /// `http://127.0.0.1:PORT/gun` (`https://` with TLS), the form GUN peers are written in.
     pub fn gun_url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}/gun", self.port)
     }
 }

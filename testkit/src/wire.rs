@@ -358,12 +358,21 @@ pub fn write_numbered(peer: &mut Peer, prefix: &str, n: usize) {
 
 /// How many of the nodes [`write_numbered`] wrote `server` serves, each with its value.
 pub fn holds_numbered(server: &Server, prefix: &str, n: usize) -> usize {
-    let mut peer = Peer::connect(&server.ws_url());
+    holds_numbered_at(&server.ws_url(), prefix, n)
+}
+
+/// [`holds_numbered`] for the relay at `url` (`ws://…`, or GUN's `http://…` form). Each call
+/// asks with new message ids: a relay drops an id it saw in the last 9 s, so asking again with
+/// the same ones would go unanswered.
+pub fn holds_numbered_at(url: &str, prefix: &str, n: usize) -> usize {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut peer = Peer::connect(&url.replacen("http://", "ws://", 1));
     (0..n)
         .filter(|i| {
             let soul = format!("{prefix}/{i}");
             let reply = peer.get(
-                &format!("check-{prefix}-{i}"),
+                &format!("check-{prefix}-{i}-{call}"),
                 &soul,
                 None,
                 Duration::from_secs(15),

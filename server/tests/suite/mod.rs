@@ -18,3 +18,4 @@ mod shutdown;
 mod slow_reader;
 mod store_faults;
 mod store_full;
+mod upstream;
