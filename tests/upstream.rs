@@ -104,10 +104,10 @@ fn a_local_write_is_acknowledged_here_sent_up_and_leaves_the_outbox_when_acknowl
         &put("w1", "doc", "x", json!("hi"), START_WALL_MS),
     );
     assert_eq!(edge.replies_to(EDGE_CLIENT, "w1")[0]["ok"], true);
-    assert_eq!(status(&edge).waiting, 1, "sent, not yet acknowledged");
+    assert_eq!(status(&edge).waiting, Some(1), "sent, not yet acknowledged");
     carry(&mut edge, &mut relay);
     assert_eq!(value(&relay, "doc", "x"), Some(json!("hi")));
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
     assert!(
         edge.store.outbox.entries.is_empty(),
         "trimmed once acknowledged"
@@ -132,7 +132,7 @@ fn writes_made_offline_are_kept_through_a_restart_and_sent_in_order_when_the_ups
             "offline, acked here"
         );
     }
-    assert_eq!(status(&edge).waiting, 3);
+    assert_eq!(status(&edge).waiting, Some(3));
     assert!(!status(&edge).connected);
     // A restart on what was committed: the outbox is still there.
     let store = std::mem::take(&mut edge.store);
@@ -145,7 +145,7 @@ fn writes_made_offline_are_kept_through_a_restart_and_sent_in_order_when_the_ups
         Some(json!("c")),
         "the last write wins"
     );
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
     assert!(edge.store.outbox.entries.is_empty());
 }
 
@@ -225,7 +225,7 @@ fn an_upstream_s_puts_for_souls_nobody_here_asked_for_are_not_held() {
     );
     assert_eq!(value(&edge, "unasked", "x"), Some(json!(2)));
     // And the upstream's writes do not go back into the outbox.
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
 }
 
 #[test]
@@ -272,7 +272,7 @@ fn an_entry_never_acknowledged_is_read_back_and_counts_as_done_when_the_upstream
     // nothing there).
     carry_filtered(&mut edge, &mut relay, true);
     assert_eq!(value(&relay, "doc", "x"), Some(json!("hi")));
-    assert_eq!(status(&edge).waiting, 1);
+    assert_eq!(status(&edge).waiting, Some(1));
     // After the wait the edge reads the node back, sees the write there, and is done with it.
     edge.advance(Limits::default().upstream_ack_ms + 1);
     let asked = edge.take(EDGE_SIDE);
@@ -281,7 +281,7 @@ fn an_entry_never_acknowledged_is_read_back_and_counts_as_done_when_the_upstream
         relay.frame(RELAY_SIDE, &m.to_string());
     }
     carry_filtered(&mut edge, &mut relay, true);
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
     assert!(edge.store.outbox.entries.is_empty());
 }
 
@@ -300,7 +300,7 @@ fn an_entry_read_back_and_not_found_is_sent_again() {
     // The read-back finds nothing there: the entry is sent again, and then acknowledged.
     carry(&mut edge, &mut relay);
     assert_eq!(value(&relay, "doc", "x"), Some(json!("hi")));
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
 }
 
 #[test]
@@ -324,7 +324,7 @@ fn an_upstream_refusal_is_told_and_the_entry_is_not_sent_again() {
     assert!(edge.events.iter().any(
         |e| matches!(e, Event::UpstreamRefused { reason, .. } if reason == "Unverified data.")
     ));
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
 }
 
 #[test]
@@ -343,7 +343,10 @@ fn every_upstream_gets_every_write_and_the_outbox_keeps_it_until_the_last_has_it
     );
     carry(&mut edge, &mut relay);
     let statuses = edge.peer.upstreams();
-    assert_eq!((statuses[0].waiting, statuses[1].waiting), (0, 1));
+    assert_eq!(
+        (statuses[0].waiting, statuses[1].waiting),
+        (Some(0), Some(1))
+    );
     assert_eq!(
         edge.store.outbox.entries.len(),
         1,
@@ -363,7 +366,7 @@ fn every_upstream_gets_every_write_and_the_outbox_keeps_it_until_the_last_has_it
         }
     }
     assert_eq!(value(&second, "doc", "x"), Some(json!("hi")));
-    assert_eq!(edge.peer.upstreams()[1].waiting, 0);
+    assert_eq!(edge.peer.upstreams()[1].waiting, Some(0));
     assert!(edge.store.outbox.entries.is_empty());
 }
 
@@ -398,5 +401,41 @@ fn a_local_write_whose_outbox_append_fails_is_refused_whole() {
             .is_some_and(|e| e.contains("quota")),
         "{reply:?}"
     );
-    assert_eq!(status(&edge).waiting, 0);
+    assert_eq!(status(&edge).waiting, Some(0));
+}
+
+#[test]
+fn a_read_made_while_the_upstream_is_dialled_waits_for_the_dial() {
+    // Connected once the dial completes: the GET goes up with its own id, the answer reaches
+    // the asker.
+    let (mut edge, mut relay) = (edge(), relay());
+    relay.frame(
+        RELAY_CLIENT,
+        &put("r1", "far", "x", json!(1), START_WALL_MS - 100.0),
+    );
+    edge.connect(EDGE_CLIENT);
+    edge.take(EDGE_CLIENT);
+    edge.frame(EDGE_CLIENT, &get("g1", "far"));
+    assert!(
+        edge.replies_to(EDGE_CLIENT, "g1").is_empty(),
+        "waits for the dial"
+    );
+    connect(&mut edge, &mut relay);
+    let answer = edge.replies_to(EDGE_CLIENT, "g1");
+    assert!(
+        answer.iter().any(|m| m["put"]["far"]["x"] == 1),
+        "{answer:?}"
+    );
+    // A dial that fails answers what waits for it at once.
+    let mut edge = self::edge();
+    edge.connect(EDGE_CLIENT);
+    edge.take(EDGE_CLIENT);
+    edge.frame(EDGE_CLIENT, &get("g2", "far"));
+    assert!(edge.replies_to(EDGE_CLIENT, "g2").is_empty());
+    edge.dial_failed(R);
+    assert_eq!(
+        edge.replies_to(EDGE_CLIENT, "g2").len(),
+        1,
+        "not found, here"
+    );
 }

@@ -424,10 +424,12 @@ pub struct Peer {
     verify_deadlines: BTreeSet<(Instant, u64)>,
     /// The outbox of local writes for upstreams.
     outbox_log: upstream::OutboxLog,
-    /// Local GETs whose "not found" waits for an upstream's answer: message id → asker, until.
-    awaiting_upstream: BTreeMap<String, (ConnRef, Instant)>,
+    /// Local GETs that may wait for an upstream's answer: message id → the wait.
+    awaiting_upstream: BTreeMap<String, upstream::Awaiting>,
     /// Their deadlines, soonest first.
     upstream_deadlines: BTreeSet<(Instant, String)>,
+    /// GETs asked while an upstream was being dialled, for it once it connects.
+    asks_on_connect: Vec<String>,
     next_verify: u64,
 }
 
@@ -481,6 +483,7 @@ impl Peer {
             outbox_log: Default::default(),
             awaiting_upstream: BTreeMap::new(),
             upstream_deadlines: BTreeSet::new(),
+            asks_on_connect: Vec::new(),
             next_verify: 0,
         };
         for url in &config.peers {

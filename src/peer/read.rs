@@ -360,7 +360,7 @@ impl Peer {
             .observe(self.now.mono.saturating_duration_since(started));
         if replies.is_empty() {
             // An upstream asked too may know: its answer (or the wait's end) says "not found".
-            if !self.waits_for_upstream(msg_id) {
+            if !self.hold_not_found(msg_id) {
                 let id = self.new_id();
                 self.send(conn, wire::not_found(&id, msg_id));
             }

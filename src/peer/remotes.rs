@@ -221,6 +221,9 @@ impl Peer {
             None => Err(super::ApiMisuse::UnknownRemote(id)),
             Some(RemoteState::Dialing) => {
                 self.retry_later(id);
+                if self.remotes[id.0 as usize].upstream.is_some() {
+                    self.upstream_dial_failed();
+                }
                 Ok(())
             }
             Some(_) => Ok(()),

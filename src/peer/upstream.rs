@@ -5,6 +5,8 @@
 //!   upstream (keeping its `#`, so the answer is routed back to the asker, and stored). When
 //!   nothing is held here and an upstream is connected, the local "not found" waits for the
 //!   upstream's answer, at most [`Limits::upstream_wait_ms`](crate::Limits::upstream_wait_ms).
+//!   While an upstream is being dialled (at start, say) the GET waits for the dial: it is asked
+//!   as soon as the connection opens, or answered here at once if the dial fails.
 //! - **Live.** The upstream subscribes this peer to what it was asked; its pushes are merged and
 //!   passed on to local subscribers. Puts from an upstream for souls no local client asked for
 //!   are dropped: a peer holds only what is read or written here. On every reconnect the GETs
@@ -88,6 +90,15 @@ pub(super) struct Upstream {
     buffered: BTreeMap<u64, Arc<str>>,
 }
 
+/// A local GET that an upstream was asked too.
+#[derive(Debug)]
+pub(super) struct Awaiting {
+    asker: super::ConnRef,
+    until: Instant,
+    /// Its local answer was "not found", held back for the upstream's.
+    held: bool,
+}
+
 /// Where an upstream stands, for an application's sync status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamStatus {
@@ -95,8 +106,9 @@ pub struct UpstreamStatus {
     pub url: String,
     /// Whether it is connected now.
     pub connected: bool,
-    /// Local writes it has not acknowledged yet.
-    pub waiting: u64,
+    /// Local writes it has not acknowledged yet; `None` until the store's outbox has been read
+    /// (just after start).
+    pub waiting: Option<u64>,
 }
 
 impl Upstream {
@@ -130,7 +142,10 @@ impl Peer {
                 Some(UpstreamStatus {
                     url: r.url.clone(),
                     connected: matches!(r.state, super::RemoteState::Open(_)),
-                    waiting: up.waiting(self.outbox_log.last),
+                    waiting: self
+                        .outbox_log
+                        .loaded
+                        .then(|| up.waiting(self.outbox_log.last)),
                 })
             })
             .collect()
@@ -180,30 +195,77 @@ impl Peer {
         wire::write_get(&mut get, &forward.get);
         self.remember_get(&get);
         let open = self.open_upstreams();
-        if open.is_empty() {
+        if open.is_empty() && !self.dialing_upstreams() {
             return; // offline: the local answer is the answer
         }
         let msg = self.forwarded_get(msg_id, &forward.get, &[]);
-        for (_, conn) in open {
-            self.send(conn, msg.clone());
+        for (_, conn) in &open {
+            self.send(*conn, msg.clone());
+        }
+        if self.dialing_upstreams() && self.asks_on_connect.len() < self.limits.max_remote_gets {
+            self.asks_on_connect.push(msg);
         }
         if self.awaiting_upstream.len() < self.limits.max_remote_gets {
             let at = self.now.mono + Duration::from_millis(self.limits.upstream_wait_ms);
-            self.awaiting_upstream
-                .insert(msg_id.to_owned(), (self.conn_ref(from), at));
+            let asker = self.conn_ref(from);
+            self.awaiting_upstream.insert(
+                msg_id.to_owned(),
+                Awaiting {
+                    asker,
+                    until: at,
+                    held: false,
+                },
+            );
             self.upstream_deadlines.insert((at, msg_id.to_owned()));
         }
     }
 
-    /// Whether a local "not found" for `msg_id` waits for an upstream's answer.
-    pub(super) fn waits_for_upstream(&self, msg_id: &str) -> bool {
-        self.awaiting_upstream.contains_key(msg_id)
+    /// Whether an upstream is being dialled (its answer may come soon).
+    fn dialing_upstreams(&self) -> bool {
+        self.remotes
+            .iter()
+            .any(|r| r.upstream.is_some() && r.state == super::RemoteState::Dialing)
+    }
+
+    /// A dial of an upstream failed: if no upstream is connected or being dialled now, the GETs
+    /// waiting for one are answered here at once.
+    pub(super) fn upstream_dial_failed(&mut self) {
+        if !self.open_upstreams().is_empty() || self.dialing_upstreams() {
+            return;
+        }
+        self.asks_on_connect.clear();
+        self.upstream_deadlines.clear();
+        for (msg_id, wait) in std::mem::take(&mut self.awaiting_upstream) {
+            self.stop_waiting(&msg_id, wait);
+        }
+    }
+
+    /// Holds back the local "not found" for `msg_id` when an upstream's answer may come; false
+    /// when it should go now.
+    pub(super) fn hold_not_found(&mut self, msg_id: &str) -> bool {
+        match self.awaiting_upstream.get_mut(msg_id) {
+            Some(wait) => {
+                wait.held = true;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The asker of `msg_id` was answered (here, or by an upstream): nothing waits any more.
     pub(super) fn answered_from_anywhere(&mut self, msg_id: &str) {
-        if let Some((_, at)) = self.awaiting_upstream.remove(msg_id) {
-            self.upstream_deadlines.remove(&(at, msg_id.to_owned()));
+        if let Some(wait) = self.awaiting_upstream.remove(msg_id) {
+            self.upstream_deadlines
+                .remove(&(wait.until, msg_id.to_owned()));
+        }
+    }
+
+    /// No upstream answer will come for `msg_id`: the "not found" held back goes out. (One not
+    /// held back yet goes out when the local read ends, as no wait is left for it.)
+    fn stop_waiting(&mut self, msg_id: &str, wait: Awaiting) {
+        if wait.held {
+            let id = self.new_id();
+            self.send_to(wait.asker, wire::not_found(&id, msg_id));
         }
     }
 
@@ -214,9 +276,8 @@ impl Peer {
                 break;
             }
             self.upstream_deadlines.pop_first();
-            if let Some((conn, _)) = self.awaiting_upstream.remove(&msg_id) {
-                let id = self.new_id();
-                self.send_to(conn, wire::not_found(&id, &msg_id));
+            if let Some(wait) = self.awaiting_upstream.remove(&msg_id) {
+                self.stop_waiting(&msg_id, wait);
             }
         }
     }
@@ -529,6 +590,11 @@ impl Peer {
             msg.push('}');
             // Its answers come back here: the id is ours, so they are not routed on.
             self.dedup.check_and_track(&msg_id, conn, self.now.mono);
+            self.send(conn, msg);
+        }
+        // GETs made while it was being dialled, asked with their own ids so the answers reach
+        // their askers.
+        for msg in std::mem::take(&mut self.asks_on_connect) {
             self.send(conn, msg);
         }
         if let Some(up) = self.upstream_mut(id) {

@@ -230,8 +230,11 @@ impl Collector for Scrape {
                 metric.metric_type(),
             )?;
             for up in &p.upstreams {
+                let Some(waiting) = up.waiting else {
+                    continue; // not known yet: the outbox is being read
+                };
                 let labels = [("upstream", up.url.as_str())];
-                ConstGauge::new(up.waiting as i64).encode(family.encode_family(&labels)?)?;
+                ConstGauge::new(waiting as i64).encode(family.encode_family(&labels)?)?;
             }
         }
         gauge(
