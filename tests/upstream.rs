@@ -304,6 +304,56 @@ fn an_entry_read_back_and_not_found_is_sent_again() {
 }
 
 #[test]
+fn an_entry_read_back_with_a_losing_value_at_the_same_state_is_sent_again() {
+    let (mut edge, mut relay) = (edge(), relay());
+    connect(&mut edge, &mut relay);
+    // The relay holds "a" at the state the edge writes 2 at; 2 wins the tie (its JSON text is
+    // greater), so the relay holding "a" does not hold the edge's write.
+    relay.frame(
+        RELAY_CLIENT,
+        &put("r1", "doc", "x", json!("a"), START_WALL_MS),
+    );
+    relay.take(RELAY_CLIENT);
+    edge.connect(EDGE_CLIENT);
+    edge.frame(EDGE_CLIENT, &put("w1", "doc", "x", json!(2), START_WALL_MS));
+    // The put is lost on its way; the read-back sees "a" at the same state.
+    edge.take(EDGE_SIDE);
+    edge.advance(Limits::default().upstream_ack_ms + 1);
+    carry(&mut edge, &mut relay);
+    assert_eq!(value(&relay, "doc", "x"), Some(json!(2)));
+    assert_eq!(status(&edge).waiting, Some(0));
+}
+
+#[test]
+fn a_local_write_ahead_of_the_clock_is_queued_for_the_upstream_when_it_is_merged() {
+    let (mut edge, mut relay) = (edge(), relay());
+    connect(&mut edge, &mut relay);
+    edge.connect(EDGE_CLIENT);
+    edge.take(EDGE_CLIENT);
+    edge.frame(
+        EDGE_CLIENT,
+        &put("w1", "doc", "x", json!("later"), START_WALL_MS + 1000.0),
+    );
+    // Held in memory only: nothing is stored, queued or acknowledged yet.
+    carry(&mut edge, &mut relay);
+    assert!(edge.store.outbox.entries.is_empty());
+    assert_eq!(value(&relay, "doc", "x"), None);
+    assert!(edge.take(EDGE_CLIENT).is_empty());
+    // At its time it is merged and queued together, acknowledged, and sent up.
+    edge.advance(1001);
+    relay.advance(1001);
+    carry(&mut edge, &mut relay);
+    assert_eq!(value(&edge, "doc", "x"), Some(json!("later")));
+    assert_eq!(value(&relay, "doc", "x"), Some(json!("later")));
+    let replies = edge.take(EDGE_CLIENT);
+    assert!(
+        replies.iter().any(|m| m["@"] == "w1" && m["ok"] == true),
+        "{replies:?}"
+    );
+    assert_eq!(status(&edge).waiting, Some(0));
+}
+
+#[test]
 fn an_upstream_refusal_is_told_and_the_entry_is_not_sent_again() {
     let (mut edge, mut relay) = (edge(), relay());
     connect(&mut edge, &mut relay);
@@ -438,4 +488,23 @@ fn a_read_made_while_the_upstream_is_dialled_waits_for_the_dial() {
         1,
         "not found, here"
     );
+}
+
+#[test]
+fn a_soul_written_here_is_kept_up_to_date_by_the_upstream() {
+    let (mut edge, mut relay) = (edge(), relay());
+    connect(&mut edge, &mut relay);
+    edge.connect(EDGE_CLIENT);
+    edge.frame(
+        EDGE_CLIENT,
+        &put("w1", "mine", "x", json!(1), START_WALL_MS - 100.0),
+    );
+    carry(&mut edge, &mut relay);
+    // Another client of the relay writes to the same node: the edge hears of it.
+    relay.frame(
+        RELAY_CLIENT,
+        &put("r1", "mine", "y", json!(2), START_WALL_MS - 50.0),
+    );
+    carry(&mut edge, &mut relay);
+    assert_eq!(value(&edge, "mine", "y"), Some(json!(2)));
 }

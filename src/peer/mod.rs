@@ -377,6 +377,8 @@ struct Deferred {
     put: u64,
     soul: Soul,
     fields: Vec<(Key, Field)>,
+    /// A local write of a peer with upstreams: appended to the outbox when merged.
+    outboxed: bool,
 }
 
 /// A GUN peer. Feed it [`Input`]s with [`Peer::handle_input`], drain [`Peer::poll_output`], and
@@ -430,6 +432,9 @@ pub struct Peer {
     upstream_deadlines: BTreeSet<(Instant, String)>,
     /// GETs asked while an upstream was being dialled, for it once it connects.
     asks_on_connect: Vec<String>,
+    /// Souls read or written here, which upstreams keep this peer up to date on (at most
+    /// `Limits::max_remote_gets`).
+    interest: BTreeSet<crate::Soul>,
     next_verify: u64,
 }
 
@@ -484,6 +489,7 @@ impl Peer {
             awaiting_upstream: BTreeMap::new(),
             upstream_deadlines: BTreeSet::new(),
             asks_on_connect: Vec::new(),
+            interest: BTreeSet::new(),
             next_verify: 0,
         };
         for url in &config.peers {
@@ -818,6 +824,9 @@ impl Peer {
             if ahead > 0.0 {
                 self.defer(ahead, d);
                 continue;
+            }
+            if d.outboxed {
+                self.append_deferred_to_outbox(d.put, &d.soul, &d.fields);
             }
             let purpose = OpPurpose::PutPart {
                 put: d.put,

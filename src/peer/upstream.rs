@@ -7,18 +7,20 @@
 //!   upstream's answer, at most [`Limits::upstream_wait_ms`](crate::Limits::upstream_wait_ms).
 //!   While an upstream is being dialled (at start, say) the GET waits for the dial: it is asked
 //!   as soon as the connection opens, or answered here at once if the dial fails.
-//! - **Live.** The upstream subscribes this peer to what it was asked; its pushes are merged and
-//!   passed on to local subscribers. Puts from an upstream for souls no local client asked for
-//!   are dropped: a peer holds only what is read or written here. On every reconnect the GETs
-//!   asked are asked again, so what changed meanwhile comes back.
+//! - **Live.** The upstream subscribes this peer to what it was asked, and to the souls written
+//!   here (asked once each); its pushes are merged and passed on to local subscribers. Puts from
+//!   an upstream for souls not read or written here are dropped: a peer holds only what is used
+//!   here. On every reconnect the GETs asked are asked again, so what changed meanwhile comes
+//!   back.
 //! - **Writes.** A local write is merged, committed and acknowledged here, and appended to the
-//!   store's outbox in the same transaction (the storage contract's rule 5). Each upstream is
+//!   store's outbox in the same transaction (the storage contract's rule 5); a part whose state
+//!   is ahead of the clock is appended when it is merged, at its time. Each upstream is
 //!   sent the outbox in order from its mark, a window at a time; an entry leaves the outbox once
 //!   every upstream has acknowledged it. A GUN JS relay does not acknowledge a put that changes
 //!   nothing there, so an entry not acknowledged within
 //!   [`Limits::upstream_ack_ms`](crate::Limits::upstream_ack_ms) is checked by reading its nodes
-//!   back: if the upstream holds every field at the entry's state or a newer one, it counts as
-//!   acknowledged; if not, it is sent again.
+//!   back: if the upstream holds every field as it is, or one that beats it under HAM, it counts
+//!   as acknowledged; if not, it is sent again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use super::mesh::Forward;
 use super::{ConnId, OpPurpose, Peer, RemoteId};
-use crate::graph::Graph;
+use crate::graph::{Field, Graph, Key, Node, Soul};
+use crate::ham;
 use crate::store::{StoreOp, StoreResult};
 use crate::wire::{self, Body, Message};
 
@@ -62,8 +65,9 @@ struct InFlight {
 /// Reading an entry's nodes back from an upstream that did not acknowledge it.
 #[derive(Debug, Default)]
 struct Probe {
-    /// The fields not yet seen there at the entry's state or newer: (soul, key) → state.
-    unconfirmed: BTreeMap<(String, String), f64>,
+    /// The entry's fields not yet seen there as they are or beaten under HAM: (soul, key) →
+    /// field.
+    unconfirmed: BTreeMap<(String, String), Field>,
     /// The GETs whose answers are still to come.
     asked: BTreeSet<String>,
 }
@@ -194,6 +198,11 @@ impl Peer {
         let mut get = String::with_capacity(48);
         wire::write_get(&mut get, &forward.get);
         self.remember_get(&get);
+        if let wire::Get::Node { soul, .. } = &forward.get {
+            if self.interest.len() < self.limits.max_remote_gets {
+                self.interest.insert(soul.clone());
+            }
+        }
         let open = self.open_upstreams();
         if open.is_empty() && !self.dialing_upstreams() {
             return; // offline: the local answer is the answer
@@ -282,13 +291,46 @@ impl Peer {
         }
     }
 
-    /// Whether a put from an upstream may be merged into `soul`: some local connection asked
-    /// for it (a client reading it, or a relay link that wants everything).
+    /// Whether a put from an upstream may be merged into `soul`: it was read or written here,
+    /// or some local connection is subscribed to it (a relay link wants everything).
     pub(super) fn wanted_here(&self, soul: &crate::Soul) -> bool {
-        self.subs
-            .subscribers(soul)
-            .into_iter()
-            .any(|c| !self.is_upstream_conn(c))
+        self.interest.contains(soul)
+            || self
+                .subs
+                .subscribers(soul)
+                .into_iter()
+                .any(|c| !self.is_upstream_conn(c))
+    }
+
+    /// A soul written here: the upstreams are asked for it once (and again on every
+    /// reconnect), so that what others write to it reaches this peer too.
+    pub(super) fn written_here(&mut self, soul: &crate::Soul) {
+        if self.interest.contains(soul) || self.interest.len() >= self.limits.max_remote_gets {
+            return;
+        }
+        self.interest.insert(soul.clone());
+        let mut get = String::with_capacity(soul.as_str().len() + 8);
+        get.push_str("{\"#\":");
+        crate::json::write_string(&mut get, soul.as_str());
+        get.push('}');
+        self.remember_get(&get);
+        for (_, conn) in self.open_upstreams() {
+            self.ask_as_self(conn, &get);
+        }
+    }
+
+    /// Sends `get` (a GET's JSON body) to `conn` with a new id of this peer's own, so the
+    /// answers are merged here and not routed on.
+    fn ask_as_self(&mut self, conn: ConnId, get: &str) {
+        let msg_id = self.new_id();
+        let mut msg = String::with_capacity(get.len() + 48);
+        msg.push_str("{\"#\":");
+        crate::json::write_string(&mut msg, &msg_id);
+        msg.push_str(",\"get\":");
+        msg.push_str(get);
+        msg.push('}');
+        self.dedup.check_and_track(&msg_id, conn, self.now.mono);
+        self.send(conn, msg);
     }
 
     /// A put arrived from an upstream: keeps the nodes some local connection asked for, and
@@ -338,6 +380,26 @@ impl Peer {
             },
             |op| StoreOp::OutboxAppend { op, entry: text },
         );
+    }
+
+    /// Appends the part of a local write that waited for its state's time, as one more part of
+    /// its put (issued just before its merge, so both commit together).
+    pub(super) fn append_deferred_to_outbox(
+        &mut self,
+        put: u64,
+        soul: &Soul,
+        fields: &[(Key, Field)],
+    ) {
+        if let Some(pending) = self.puts.get_mut(&put) {
+            pending.parts_left += 1;
+        }
+        let graph = Graph {
+            nodes: vec![Node {
+                soul: soul.clone(),
+                fields: fields.iter().cloned().collect(),
+            }],
+        };
+        self.append_to_outbox(put, &graph);
     }
 
     /// An append committed (its number) or failed.
@@ -581,16 +643,7 @@ impl Peer {
             .map(|r| r.gets.iter().cloned().collect())
             .unwrap_or_default();
         for get in gets {
-            let msg_id = self.new_id();
-            let mut msg = String::with_capacity(get.len() + 48);
-            msg.push_str("{\"#\":");
-            crate::json::write_string(&mut msg, &msg_id);
-            msg.push_str(",\"get\":");
-            msg.push_str(&get);
-            msg.push('}');
-            // Its answers come back here: the id is ours, so they are not routed on.
-            self.dedup.check_and_track(&msg_id, conn, self.now.mono);
-            self.send(conn, msg);
+            self.ask_as_self(conn, &get);
         }
         // GETs made while it was being dialled, asked with their own ids so the answers reach
         // their askers.
@@ -685,7 +738,7 @@ impl Peer {
             for (key, field) in &node.fields {
                 probe.unconfirmed.insert(
                     (node.soul.as_str().to_owned(), key.as_str().to_owned()),
-                    field.state.ms(),
+                    field.clone(),
                 );
             }
             let get_id = self.new_id();
@@ -727,11 +780,11 @@ impl Peer {
             for node in &graph.nodes {
                 for (key, field) in &node.fields {
                     let at = (node.soul.as_str().to_owned(), key.as_str().to_owned());
-                    if probe
-                        .unconfirmed
-                        .get(&at)
-                        .is_some_and(|ours| field.state.ms() >= *ours)
-                    {
+                    // Held there if merging ours into theirs would change nothing (a newer
+                    // state, or the same state with a value that wins the tie or is ours).
+                    if probe.unconfirmed.get(&at).is_some_and(|ours| {
+                        !matches!(ham::merge(ours, Some(field)), ham::Decision::Accept)
+                    }) {
                         probe.unconfirmed.remove(&at);
                     }
                 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::mesh::skip_list_names;
 use super::{ConnId, ConnRef, Deferred, ErrorKind, Event, OpPurpose, Output, Peer, PendingPut};
-use crate::graph::{write_node, Field, Graph, Key, Soul, State};
+use crate::graph::{write_node, Field, Graph, Key, Node, Soul, State};
 use crate::store::{StoreOp, StoreResult};
 use crate::wire;
 
@@ -73,13 +73,18 @@ impl Peer {
         let put = self.next_put;
         self.next_put += 1;
         let mut parts = 0;
-        // A local write goes to the outbox too, committed with its merges (an upstream's own
-        // writes came from there).
-        if self.has_upstreams() && !self.is_upstream_conn(conn.id) && !graph.nodes.is_empty() {
-            parts += 1;
-            self.append_to_outbox(put, &graph);
+        // A local write goes to the outbox too, each part in the transaction of its merge (an
+        // upstream's own writes came from there). A part waiting for its state's time is
+        // appended when it is merged: until then it is held in memory only, and so may be lost.
+        let outboxed =
+            self.has_upstreams() && !self.is_upstream_conn(conn.id) && !graph.nodes.is_empty();
+        if outboxed {
+            for node in &graph.nodes {
+                self.written_here(&node.soul);
+            }
         }
         let now_state = State::new(wall).unwrap_or(State::new(0.0).expect("0 is a finite state"));
+        let mut ready_now = Graph::default();
         for node in graph.nodes {
             let mut ready = Vec::with_capacity(node.fields.len());
             let mut later: BTreeMap<State, Vec<(Key, Field)>> = BTreeMap::new();
@@ -92,6 +97,12 @@ impl Peer {
             }
             if !ready.is_empty() {
                 parts += 1;
+                if outboxed {
+                    ready_now.nodes.push(Node {
+                        soul: node.soul.clone(),
+                        fields: ready.iter().cloned().collect(),
+                    });
+                }
                 let soul = node.soul.clone();
                 let purpose = OpPurpose::PutPart {
                     put,
@@ -109,9 +120,14 @@ impl Peer {
                     put,
                     soul: node.soul.clone(),
                     fields,
+                    outboxed,
                 };
                 self.defer(state.ms() - wall, deferred);
             }
+        }
+        if !ready_now.nodes.is_empty() {
+            parts += 1;
+            self.append_to_outbox(put, &ready_now);
         }
         let pending = PendingPut {
             conn,

@@ -66,6 +66,33 @@ pub fn converged(
     Ok(())
 }
 
+/// Checks each edge: every field it holds is the reference's (what it read or wrote converged),
+/// and it holds no soul its clients did not read or write.
+pub fn edges_converged(
+    edges: &[(&MemStore, &std::collections::BTreeSet<Soul>)],
+    committed: &[(Soul, Key, Field)],
+) -> Result<(), String> {
+    let expected = reference(committed);
+    for (i, (store, used)) in edges.iter().enumerate() {
+        for (soul, node) in &store.nodes {
+            if !used.contains(soul) {
+                return Err(format!(
+                    "edge {i} holds {soul}, which none of its clients read or wrote"
+                ));
+            }
+            for (key, field) in node {
+                let want = expected.get(soul).and_then(|n| n.get(key));
+                if want != Some(field) {
+                    return Err(format!(
+                        "edge {i} holds {soul}.{key} = {field:?}, the reference {want:?}"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn first_difference(got: &Graph, want: &Graph) -> String {
     for (soul, node) in want {
         for (key, field) in node {

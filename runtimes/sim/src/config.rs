@@ -42,9 +42,12 @@ pub struct SimConfig {
     pub seed: u64,
     /// Relays.
     pub relays: usize,
+    /// Edges: peers that sync on demand with one or two relays (their upstreams) and hold only
+    /// what their clients read or write.
+    pub edges: usize,
     /// How they are linked.
     pub topology: Topology,
-    /// Clients, each attached to one relay.
+    /// Clients, each attached to one relay or edge.
     pub clients: usize,
     /// Souls the clients write to (few, so writes collide).
     pub souls: u32,
@@ -85,17 +88,26 @@ impl SimConfig {
             crash: chance(&mut rng, 200),
             max_skew_ms: rng.below(3_000),
         };
+        let clients = 1 + rng.below(6) as usize;
+        let souls = 1 + rng.below(4) as u32;
+        let keys = 1 + rng.below(4) as u32;
+        let ops_per_client = 5 + rng.below(40) as u32;
+        let chaos_ms = 2_000 + rng.below(8_000);
+        let latency_ms = (1, 1 + rng.below(30));
+        let commit_ms = (1, 1 + rng.below(20));
         SimConfig {
             seed,
             relays,
+            // Drawn last, so the rest of a seed's run is as it was before edges existed.
+            edges: rng.below(3) as usize,
             topology,
-            clients: 1 + rng.below(6) as usize,
-            souls: 1 + rng.below(4) as u32,
-            keys: 1 + rng.below(4) as u32,
-            ops_per_client: 5 + rng.below(40) as u32,
-            chaos_ms: 2_000 + rng.below(8_000),
-            latency_ms: (1, 1 + rng.below(30)),
-            commit_ms: (1, 1 + rng.below(20)),
+            clients,
+            souls,
+            keys,
+            ops_per_client,
+            chaos_ms,
+            latency_ms,
+            commit_ms,
             faults,
             max_events: 2_000_000,
         }
@@ -105,6 +117,7 @@ impl SimConfig {
     pub fn calm(seed: u64, relays: usize, clients: usize) -> SimConfig {
         SimConfig {
             relays,
+            edges: 0,
             clients,
             topology: Topology::Full,
             faults: Faults {
@@ -117,6 +130,17 @@ impl SimConfig {
                 max_skew_ms: 0,
             },
             ..SimConfig::from_seed(seed)
+        }
+    }
+
+    /// The relays edge `e` (numbered from 0) syncs with: one, or two when there are enough.
+    pub fn upstreams_of(&self, e: usize) -> Vec<usize> {
+        let n = self.relays;
+        let first = e % n;
+        if n > 2 && e % 2 == 1 {
+            vec![first, (first + 1) % n]
+        } else {
+            vec![first]
         }
     }
 

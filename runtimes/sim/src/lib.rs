@@ -68,6 +68,7 @@ pub fn run(config: SimConfig) -> Result<Report, Failure> {
     let fail = |reason: String| Failure { seed, reason };
     world.run().map_err(fail)?;
     check::converged(&world.stores(), &world.committed, &world.acked).map_err(fail)?;
+    check::edges_converged(&world.edges(), &world.committed).map_err(fail)?;
     Ok(Report {
         seed,
         counts: world.counts.clone(),

@@ -1,6 +1,7 @@
-//! The simulated world: relays running the real core, clients, a virtual network with faults, and
-//! virtual clocks, all driven by one event queue. Nothing here reads a clock or draws ambient
-//! randomness: a run is a function of its seed.
+//! The simulated world: relays running the real core, edges (peers that sync on demand with a
+//! relay or two, their upstreams), clients, a virtual network with faults, and virtual clocks,
+//! all driven by one event queue. Relays and edges are both "nodes" here, edges after relays.
+//! Nothing here reads a clock or draws ambient randomness: a run is a function of its seed.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -82,6 +83,10 @@ enum Ev {
         id: u64,
     },
     Heal,
+    /// A client of an edge reads again what it read or wrote, as a GUN client resubscribes.
+    Reread {
+        client: usize,
+    },
 }
 
 impl Ev {
@@ -126,13 +131,20 @@ struct Relay {
     skew_ms: i64,
     timer_at: Option<Time>,
     lives: u64,
-    /// The relays this one dials, in the order of its configured peers (its `RemoteId`s).
+    /// The relays this one dials, in the order of its configured peers (its `RemoteId`s): for an
+    /// edge, its upstreams.
     dials: Vec<usize>,
+    /// An edge, not a relay.
+    edge: bool,
+    /// Souls its clients read or wrote (an edge may hold no others).
+    used: BTreeSet<Soul>,
 }
 
 struct Client {
     relay: usize,
     conn: Option<u64>,
+    /// Souls it read or wrote.
+    used: BTreeSet<String>,
     ops_left: u32,
     skew_ms: i64,
     puts: BTreeMap<String, (Soul, Key, Field)>,
@@ -167,6 +179,8 @@ pub struct Counts {
     pub puts: u64,
     /// Puts acknowledged.
     pub acked: u64,
+    /// Of those, the ones acknowledged by an edge (which the relays must hold by the end too).
+    pub edge_acked: u64,
     /// GETs issued by clients.
     pub gets: u64,
     /// Store batches committed.
@@ -210,8 +224,9 @@ impl World {
                 rng.below(2 * max + 1) as i64 - max as i64
             }
         };
-        let relays = (0..config.relays)
-            .map(|_| Relay {
+        let nodes = config.relays + config.edges;
+        let relays = (0..nodes)
+            .map(|n| Relay {
                 peer: None,
                 store: MemStore::new(),
                 pending: Vec::new(),
@@ -221,12 +236,15 @@ impl World {
                 timer_at: None,
                 lives: 0,
                 dials: Vec::new(),
+                edge: n >= config.relays,
+                used: BTreeSet::new(),
             })
             .collect::<Vec<_>>();
         let clients = (0..config.clients)
             .map(|i| Client {
-                relay: i % config.relays,
+                relay: i % nodes,
                 conn: None,
+                used: BTreeSet::new(),
                 ops_left: config.ops_per_client,
                 skew_ms: skew(&mut rng, config.faults.max_skew_ms),
                 puts: BTreeMap::new(),
@@ -238,6 +256,9 @@ impl World {
         // its own backoff whenever the link is lost.
         for (a, b) in config.links() {
             relays[a].dials.push(b);
+        }
+        for e in 0..config.edges {
+            relays[config.relays + e].dials = config.upstreams_of(e);
         }
         World {
             rng,
@@ -273,9 +294,22 @@ impl World {
         self.now / MS
     }
 
-    /// The relays' committed graphs.
+    /// The relays' committed graphs (edges' not among them).
     pub fn stores(&self) -> Vec<&MemStore> {
-        self.relays.iter().map(|r| &r.store).collect()
+        self.relays
+            .iter()
+            .filter(|r| !r.edge)
+            .map(|r| &r.store)
+            .collect()
+    }
+
+    /// Each edge's committed graph, with the souls its clients read or wrote.
+    pub fn edges(&self) -> Vec<(&MemStore, &BTreeSet<Soul>)> {
+        self.relays
+            .iter()
+            .filter(|r| r.edge)
+            .map(|r| (&r.store, &r.used))
+            .collect()
     }
 
     fn record(&mut self, bytes: &[u8]) {
@@ -388,6 +422,7 @@ impl World {
                 self.cuts.remove(&id);
             }
             Ev::Heal => self.heal(),
+            Ev::Reread { client } => self.reread(client),
         }
     }
 
@@ -396,17 +431,27 @@ impl World {
     fn start_relay(&mut self, r: usize) {
         let lives = self.relays[r].lives;
         self.relays[r].lives += 1;
+        let dials: Vec<String> = self.relays[r]
+            .dials
+            .iter()
+            .map(|b| format!("sim://relay/{b}"))
+            .collect();
+        let (peers, upstreams) = if self.relays[r].edge {
+            (Vec::new(), dials)
+        } else {
+            (dials, Vec::new())
+        };
         let config = Config {
             seed: self.config.seed ^ ((r as u64 + 1) << 32) ^ (lives << 48),
-            peers: self.relays[r]
-                .dials
-                .iter()
-                .map(|b| format!("sim://relay/{b}"))
-                .collect(),
+            peers,
+            upstreams,
             limits: Limits {
                 // Short enough that links lost in the chaos are back soon after the heal.
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 2_000,
+                // Lost frames and silent upstreams are found out fast.
+                upstream_ack_ms: 500,
+                upstream_wait_ms: 500,
                 ..Limits::default()
             },
             ..Config::default()
@@ -615,7 +660,7 @@ impl World {
             eprintln!(
                 "{:>9.3} {from:?} -> {to:?} #{conn}: {}",
                 self.now as f64 / 1000.0,
-                &text[..text.len().min(300)]
+                &text[..text.floor_char_boundary(300)]
             );
         }
         self.counts.frames += 1;
@@ -806,6 +851,28 @@ impl World {
         }
         for c in 0..self.clients.len() {
             self.dial_client(c);
+            // A client of an edge reads again what it used, as a GUN client resubscribes
+            // (after the edge's links are back, a little later).
+            if self.relays[self.clients[c].relay].edge {
+                let at = self.now + self.between((2_500, 3_500)) * MS;
+                self.schedule(at, Ev::Reread { client: c });
+            }
+        }
+    }
+
+    /// A client sends a GET for every soul it read or wrote.
+    fn reread(&mut self, c: usize) {
+        let Some(conn) = self.clients[c].conn else {
+            let at = self.now + 200 * MS;
+            self.schedule(at, Ev::Reread { client: c });
+            return;
+        };
+        let souls: Vec<String> = self.clients[c].used.iter().cloned().collect();
+        for soul in souls {
+            self.clients[c].next_id += 1;
+            let id = format!("c{c}.r{}", self.clients[c].next_id);
+            let get = json!({"#": id, "get": {"#": soul}});
+            self.transmit(conn, End::Client(c), get.to_string());
         }
     }
 
@@ -825,6 +892,11 @@ impl World {
         self.clients[c].next_id += 1;
         let id = format!("c{c}.{}", self.clients[c].next_id);
         let soul = format!("s{}", self.rng.below(u64::from(self.config.souls)));
+        self.clients[c].used.insert(soul.clone());
+        let node = self.clients[c].relay;
+        self.relays[node]
+            .used
+            .insert(Soul::new(&soul).expect("non-empty"));
         if self.rng.below(10) < 3 {
             self.counts.gets += 1;
             let get = json!({"#": id, "get": {"#": soul}});
@@ -877,6 +949,9 @@ impl World {
             };
             if let Some(write) = self.clients[c].puts.remove(to) {
                 self.counts.acked += 1;
+                if self.relays[self.clients[c].relay].edge {
+                    self.counts.edge_acked += 1;
+                }
                 self.acked.push(write);
             }
         }

@@ -10,7 +10,7 @@ fn a_slice_of_seeds_converges() {
     let seeds = seeds_from_env(300);
     let mut topologies = std::collections::BTreeSet::new();
     let (mut partitions, mut crashes, mut dropped, mut acked) = (0, 0, 0, 0);
-    let mut dials_failed = 0;
+    let (mut dials_failed, mut edge_acked) = (0, 0);
     for seed in &seeds {
         let config = SimConfig::from_seed(*seed);
         if config.relays > 1 {
@@ -23,12 +23,13 @@ fn a_slice_of_seeds_converges() {
                 dropped += report.counts.dropped;
                 acked += report.counts.acked;
                 dials_failed += report.counts.dials_failed;
+                edge_acked += report.counts.edge_acked;
             }
             Err(failure) => panic!("{failure}"),
         }
     }
     eprintln!(
-        "{} seeds converged: {partitions} partitions, {crashes} crashes, {dropped} frames dropped, {dials_failed} failed link dials retried, {acked} acked writes checked",
+        "{} seeds converged: {partitions} partitions, {crashes} crashes, {dropped} frames dropped, {dials_failed} failed link dials retried, {acked} acked writes checked ({edge_acked} by edges)",
         seeds.len()
     );
     if seeds.len() >= 200 {
@@ -37,6 +38,8 @@ fn a_slice_of_seeds_converges() {
         assert!(partitions > 0 && crashes > 0 && dropped > 0 && acked > 0);
         // Links are dialled by the cores, which retry with backoff after failures.
         assert!(dials_failed > 0);
+        // Edges take writes offline and pass them up.
+        assert!(edge_acked > 0);
     }
 }
 
