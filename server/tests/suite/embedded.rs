@@ -1,6 +1,7 @@
 //! The chain API of a relay embedded through the runtime's library (`fibergun_drive::gun`, on
 //! an LMDB store the program opens): put, once, load, map, set, delete, on/off, in blocking and
-//! async form; durability across a restart; and both ways with GUN JS.
+//! async form; durability across a restart; both ways with GUN JS; and a peer embedded on a
+//! memory store that syncs with an upstream relay, offline and back.
 
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,13 @@ use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 fn start(dir: &std::path::Path) -> Relay {
+    start_on(dir, "127.0.0.1:0".parse().unwrap())
+}
+
+fn start_on(dir: &std::path::Path, listen: std::net::SocketAddr) -> Relay {
     let store = LmdbStore::open(dir, DEFAULT_MAP_SIZE).expect("the store opens");
     let config = RelayConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        listen,
         threads: 2,
         verify_threads: 1,
         ..RelayConfig::default()
@@ -265,4 +270,118 @@ fn gun_js_and_the_embedded_api_see_each_other() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].1, json!({"item": "first"}));
     server.shutdown();
+}
+
+/// A peer embedded with the runtime's library on a memory store, syncing with `upstream` (given
+/// in GUN's `http://…/gun` form).
+fn embedded_peer(upstream: std::net::SocketAddr) -> Relay {
+    let config = RelayConfig {
+        upstreams: vec![format!("http://{upstream}/gun")],
+        threads: 1,
+        verify_threads: 1,
+        limits: fibergun::Limits {
+            reconnect_min_ms: 50,
+            reconnect_max_ms: 200,
+            ..fibergun::Limits::default()
+        },
+        ..RelayConfig::default()
+    };
+    Relay::embedded(config, fibergun::MemStore::new()).expect("the peer starts")
+}
+
+/// Waits until `pred` holds for the peer's single upstream, and returns what it last saw.
+fn wait_status(
+    peer: &Relay,
+    what: &str,
+    pred: impl Fn(&fibergun::UpstreamStatus) -> bool,
+) -> fibergun::UpstreamStatus {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = peer.sync_status();
+        assert_eq!(status.len(), 1, "{status:?}");
+        if pred(&status[0]) {
+            return status[0].clone();
+        }
+        assert!(
+            Instant::now() < end,
+            "the upstream never {what}: {status:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_embedded_peer_on_a_memory_store_works_offline_and_syncs_with_its_upstream() {
+    let dir = fibergun_testkit::temp_data_dir();
+    let relay = start(dir.path());
+    let addr = relay.local_addr();
+    let peer = embedded_peer(addr);
+    let gun = peer.gun();
+    wait_status(&peer, "connected", |s| s.connected && s.waiting == Some(0));
+
+    // Both ways while connected, and live.
+    relay
+        .gun()
+        .get("notes")
+        .put_blocking(&json!({"from": "relay"}))
+        .unwrap();
+    assert_eq!(
+        gun.get("notes").get("from").once_blocking().unwrap(),
+        Some(json!("relay"))
+    );
+    let mut live = gun.get("notes").on().unwrap();
+    relay
+        .gun()
+        .get("notes")
+        .put_blocking(&json!({"live": 1}))
+        .unwrap();
+    wait_for(&mut live, "pushed by the upstream", |n| n["live"] == 1);
+    gun.get("notes")
+        .put_blocking(&json!({"from_peer": true}))
+        .unwrap();
+    wait_status(&peer, "acknowledged the write", |s| s.waiting == Some(0));
+    assert_eq!(
+        relay
+            .gun()
+            .get("notes")
+            .get("from_peer")
+            .once_blocking()
+            .unwrap(),
+        Some(json!(true))
+    );
+
+    // The upstream goes away: writes are acknowledged here and wait, reads answer from here.
+    relay.shutdown();
+    wait_status(&peer, "went", |s| !s.connected);
+    for i in 0..20 {
+        gun.get("offline")
+            .get(&format!("k{i}"))
+            .put_blocking(&i)
+            .unwrap();
+    }
+    assert_eq!(
+        gun.get("notes").get("from").once_blocking().unwrap(),
+        Some(json!("relay"))
+    );
+    let offline = wait_status(&peer, "counted the writes", |s| s.waiting == Some(20));
+    assert!(!offline.connected);
+
+    // It comes back on the same address (its store kept): every write reaches it.
+    let relay = start_on(dir.path(), addr);
+    wait_status(&peer, "caught up", |s| s.connected && s.waiting == Some(0));
+    let node = relay.gun().get("offline").once_blocking().unwrap().unwrap();
+    assert_eq!(node.as_object().unwrap().len(), 20, "{node}");
+    assert_eq!(node["k19"], json!(19));
+    // The changes it missed meanwhile reach the peer's live subscription on reconnect.
+    relay
+        .gun()
+        .get("notes")
+        .put_blocking(&json!({"after": "restart"}))
+        .unwrap();
+    wait_for(&mut live, "after the reconnect", |n| {
+        n["after"] == "restart"
+    });
+    drop(gun);
+    peer.shutdown();
+    relay.shutdown();
 }
