@@ -128,7 +128,7 @@ impl RelayConfig {
     pub fn validate(&self) -> Result<(Vec<PeerUrl>, Vec<PeerUrl>), StartError> {
         self.limits
             .validate()
-            .map_err(|e| StartError(format!("invalid limits: {e}")))?;
+            .map_err(|e| StartError(e.to_string()))?;
         let parse = |urls: &[String]| -> Result<Vec<PeerUrl>, StartError> {
             urls.iter()
                 .map(|p| PeerUrl::parse(p).map_err(StartError))

@@ -95,6 +95,15 @@ pub struct ServeArgs {
     /// Longest wait between dials of a peer, in milliseconds.
     #[arg(long, default_value_t = Limits::default().reconnect_max_ms)]
     pub reconnect_max_ms: u64,
+    /// How long a read that finds nothing here waits for an upstream's answer before it is
+    /// answered "not found", in milliseconds.
+    #[arg(long, default_value_t = Limits::default().upstream_wait_ms)]
+    pub upstream_wait_ms: u64,
+    /// How long a write sent to an upstream waits for its acknowledgement before it is read
+    /// back there (GUN JS does not acknowledge a write that changes nothing) and, if missing,
+    /// sent again, in milliseconds.
+    #[arg(long, default_value_t = Limits::default().upstream_ack_ms)]
+    pub upstream_ack_ms: u64,
     /// Most the store may grow to, in bytes.
     #[arg(long, default_value_t = fibergun_lmdb::DEFAULT_MAP_SIZE)]
     pub map_size: usize,
@@ -180,6 +189,8 @@ impl ServeArgs {
             max_pending_store_ops: self.max_pending_store_ops,
             reconnect_min_ms: self.reconnect_min_ms,
             reconnect_max_ms: self.reconnect_max_ms,
+            upstream_wait_ms: self.upstream_wait_ms,
+            upstream_ack_ms: self.upstream_ack_ms,
             max_connections: self.max_connections,
             ..Limits::default()
         };

@@ -343,6 +343,25 @@ pub fn is_greeting(m: &Value) -> bool {
     m.get("dam").and_then(Value::as_str) == Some("?")
 }
 
+/// Puts 4 KB values (`v`) under new souls `{prefix}{i}` until one is refused; returns its error
+/// text and the souls written (each acknowledged).
+pub fn fill_until_refused(peer: &mut Peer, prefix: &str, max: usize) -> (String, Vec<String>) {
+    let value = "v".repeat(4000);
+    let mut written = Vec::new();
+    for i in 0..max {
+        let soul = format!("{prefix}{i}");
+        let id = format!("{prefix}put{i}");
+        assert!(peer.send_json(&put_msg(&id, &soul, &[("v", json!(value))], now_ms())));
+        let reply = peer.expect_reply(&id, Duration::from_secs(15));
+        if let Some(err) = reply["err"].as_str() {
+            return (err.to_owned(), written);
+        }
+        assert_eq!(reply["ok"], true, "{reply}");
+        written.push(soul);
+    }
+    panic!("{max} puts of 4 KB were all taken");
+}
+
 /// Writes `n` nodes `{prefix}/{i}` with `v: i`, each acked.
 pub fn write_numbered(peer: &mut Peer, prefix: &str, n: usize) {
     for i in 0..n {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use fibergun_testkit::{now_ms, put_msg, temp_data_dir, Peer, Server};
+use fibergun_testkit::{fill_until_refused, now_ms, put_msg, temp_data_dir, Peer, Server};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -50,30 +50,12 @@ fn a_folder_that_is_not_a_store_is_refused_at_start() {
     refused_at_start(foreign.path(), "not fibergun's");
 }
 
-/// Puts 4 KB values until one is refused; returns its error text and the souls written.
-fn fill(peer: &mut Peer, prefix: &str, max: usize) -> (String, Vec<String>) {
-    let value = "v".repeat(4000);
-    let mut written = Vec::new();
-    for i in 0..max {
-        let soul = format!("{prefix}{i}");
-        let id = format!("{prefix}put{i}");
-        assert!(peer.send_json(&put_msg(&id, &soul, &[("v", json!(value))], now_ms())));
-        let reply = peer.expect_reply(&id, WAIT);
-        if let Some(err) = reply["err"].as_str() {
-            return (err.to_owned(), written);
-        }
-        assert_eq!(reply["ok"], true, "{reply}");
-        written.push(soul);
-    }
-    panic!("{max} puts of 4 KB were all taken");
-}
-
 #[test]
 fn past_the_storage_quota_writes_get_an_err_and_reads_go_on() {
     let data = temp_data_dir();
     let mut server = Server::start(BINARY, data.path(), &["--storage-quota", "256K"]);
     let mut peer = Peer::connect(&server.ws_url());
-    let (err, written) = fill(&mut peer, "q", 1000);
+    let (err, written) = fill_until_refused(&mut peer, "q", 1000);
     assert!(err.contains("quota"), "{err}");
     assert!(!written.is_empty());
     let reply = peer.get("r", &written[0], None, WAIT);
@@ -109,7 +91,7 @@ fn a_full_disk_refuses_writes_until_space_returns() {
     std::fs::create_dir(&data).unwrap();
     let mut server = Server::start(BINARY, &data, &[]);
     let mut peer = Peer::connect(&server.ws_url());
-    let (err, written) = fill(&mut peer, "d", 2000);
+    let (err, written) = fill_until_refused(&mut peer, "d", 2000);
     assert!(err.starts_with("Storage failed"), "{err}");
     let reply = peer.get("r", &written[0], None, WAIT);
     assert!(

@@ -2,7 +2,8 @@
 //! upstream that is either a relay of the binary under test or a stock GUN JS relay: GUN JS
 //! clients on each side see each other's writes, live; writes made while the upstream is down
 //! survive a `kill -9` of the edge and reach it; two edges that wrote the same fields offline
-//! converge to the HAM winner; what nobody on the edge asked for is not held there; and an
+//! converge to the HAM winner; a full outbox refuses new writes and keeps the queued ones; what
+//! nobody on the edge asked for is not held there; and an
 //! upstream sending garbage, huge frames and no acknowledgements does not stop the edge serving
 //! its own clients.
 
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use fibergun_testkit::gunjs::{expect_success, run_node, GunJsRelay};
 use fibergun_testkit::{
-    holds_numbered_at, peak_rss_mib, put_msg, reply_node, temp_data_dir, write_numbered, Peer,
-    Server,
+    fill_until_refused, holds_numbered_at, now_ms, peak_rss_mib, put_msg, reply_node,
+    temp_data_dir, write_numbered, Peer, Server,
 };
 use serde_json::{json, Value};
 
@@ -170,6 +171,42 @@ fn writes_made_while_the_upstream_is_down_survive_a_kill_of_the_edge_and_reach_i
         );
         edge.assert_alive(upstream.name());
     }
+}
+
+#[test]
+fn a_full_outbox_refuses_new_writes_and_keeps_every_queued_one() {
+    let mut upstream = Upstream::fibergun();
+    let data = temp_data_dir();
+    let mut args = REDIAL.to_vec();
+    let url = upstream.url();
+    args.extend(["--upstream", &url, "--storage-quota", "256K"]);
+    let mut edge = Server::start(BINARY, data.path(), &args);
+    upstream.kill();
+    // Written while the upstream is down, until the store (graph and outbox) is full.
+    let mut client = Peer::connect(&edge.ws_url());
+    let (err, written) = fill_until_refused(&mut client, "full", 1000);
+    assert!(err.contains("quota"), "{err}");
+    assert!(written.len() > 5, "{written:?}");
+    // Every write acknowledged before the refusal reaches the upstream when it is back.
+    upstream.restart();
+    let mut reader = Peer::connect(&upstream.ws_url());
+    for (i, soul) in written.iter().enumerate() {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = reader.get(&format!("full-check-{i}-{}", now_ms()), soul, None, WAIT);
+            if reply_node(&reply, soul).is_some_and(|n| n["v"].as_str().map(str::len) == Some(4000))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "{soul} never reached the upstream\n{}",
+                edge.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    edge.assert_alive("with a full outbox");
 }
 
 #[test]
