@@ -39,7 +39,7 @@ pub fn weed_binary() -> PathBuf {
 /// A running SeaweedFS with an S3 gateway on loopback.
 pub struct SeaweedFs {
     child: Child,
-    args: Vec<String>,
+    s3_port: u16,
     /// The S3 endpoint, `http://127.0.0.1:PORT`.
     pub endpoint: String,
     dir: tempfile::TempDir,
@@ -55,43 +55,13 @@ impl SeaweedFs {
         std::fs::write(dir.path().join("s3.json"), identities).expect("writing s3.json");
         std::fs::create_dir(dir.path().join("data")).expect("data dir");
         let s3_port = free_port();
-        let mut args = vec![
-            "mini".to_owned(),
-            format!("-dir={}", dir.path().join("data").display()),
-            "-ip=127.0.0.1".into(),
-            "-ip.bind=127.0.0.1".into(),
-            "-master.telemetry=false".into(),
-            format!("-s3.config={}", dir.path().join("s3.json").display()),
-            "-admin.ui=false".into(),
-            "-webdav=false".into(),
-            "-s3.port.iceberg=0".into(),
-            "-s3.port.lance=0".into(),
-            "-debug.port=0".into(),
-            "-metricsPort=0".into(),
-            format!("-s3.port={s3_port}"),
-        ];
-        for flag in [
-            "master.port",
-            "master.port.grpc",
-            "volume.port",
-            "volume.port.grpc",
-            "filer.port",
-            "filer.port.grpc",
-            "s3.port.grpc",
-            "admin.port",
-            "admin.port.grpc",
-        ] {
-            args.push(format!("-{flag}={}", free_port()));
-        }
-        let child = spawn(&args, dir.path());
-        let server = SeaweedFs {
+        let child = spawn_ready(dir.path(), s3_port);
+        SeaweedFs {
             child,
-            args,
+            s3_port,
             endpoint: format!("http://127.0.0.1:{s3_port}"),
             dir,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     /// Stops the server (SIGKILL), keeping its data: an outage.
@@ -100,24 +70,9 @@ impl SeaweedFs {
         let _ = self.child.wait();
     }
 
-    /// Starts the stopped server again on the same ports and data.
+    /// Starts the stopped server again on the same S3 port and data.
     pub fn start_again(&mut self) {
-        self.child = spawn(&self.args, self.dir.path());
-        self.wait_ready();
-    }
-
-    fn wait_ready(&self) {
-        let probe = ObjectStore::new(&self.config("fibergun-probe", "")).expect("client");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match probe.create_bucket() {
-                Ok(()) => return,
-                Err(e) if Instant::now() > deadline => {
-                    panic!("SeaweedFS did not start: {e}\n{}", self.log())
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
-            }
-        }
+        self.child = spawn_ready(self.dir.path(), self.s3_port);
     }
 
     /// The server's log so far.
@@ -127,15 +82,7 @@ impl SeaweedFs {
 
     /// A configuration for `bucket` and `prefix` on this server.
     pub fn config(&self, bucket: &str, prefix: &str) -> S3Config {
-        S3Config {
-            endpoint: self.endpoint.clone(),
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            region: "us-east-1".into(),
-            access_key: ACCESS_KEY.into(),
-            secret_key: SECRET_KEY.into(),
-            path_style: true,
-        }
+        s3_config(&self.endpoint, bucket, prefix)
     }
 
     /// Creates `bucket` and gives a client for it (with `prefix`).
@@ -143,6 +90,99 @@ impl SeaweedFs {
         let objects = ObjectStore::new(&self.config(bucket, prefix)).expect("client");
         objects.create_bucket().expect("creating the bucket");
         objects
+    }
+}
+
+/// Starts `weed mini` in `dir` with its S3 gateway on `s3_port` and waits until it answers.
+/// Its internal ports are picked afresh on each try: a port freed by a stopped server may have
+/// been taken meanwhile by another test's connection, and then the start is tried again.
+fn spawn_ready(dir: &Path, s3_port: u16) -> Child {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let log_start = log_len(dir);
+        let mut child = spawn(&args(dir, s3_port), dir);
+        match wait_ready(&mut child, s3_port) {
+            Ok(()) => return child,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
+                let this_try = log.get(log_start..).unwrap_or_default();
+                if tries < 3 && this_try.contains("address already in use") {
+                    continue;
+                }
+                panic!("SeaweedFS did not start: {e}\n{this_try}");
+            }
+        }
+    }
+}
+
+fn log_len(dir: &Path) -> usize {
+    std::fs::metadata(dir.join("weed.log")).map_or(0, |m| m.len() as usize)
+}
+
+fn args(dir: &Path, s3_port: u16) -> Vec<String> {
+    let mut args = vec![
+        "mini".to_owned(),
+        format!("-dir={}", dir.join("data").display()),
+        "-ip=127.0.0.1".into(),
+        "-ip.bind=127.0.0.1".into(),
+        "-master.telemetry=false".into(),
+        format!("-s3.config={}", dir.join("s3.json").display()),
+        "-admin.ui=false".into(),
+        "-webdav=false".into(),
+        "-s3.port.iceberg=0".into(),
+        "-s3.port.lance=0".into(),
+        "-debug.port=0".into(),
+        "-metricsPort=0".into(),
+        format!("-s3.port={s3_port}"),
+    ];
+    for flag in [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+    ] {
+        args.push(format!("-{flag}={}", free_port()));
+    }
+    args
+}
+
+/// Waits up to a minute for the S3 gateway on `s3_port` to create a bucket, or for `child` to
+/// end (a port taken).
+fn wait_ready(child: &mut Child, s3_port: u16) -> Result<(), String> {
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let probe = ObjectStore::new(&s3_config(&endpoint, "fibergun-probe", "")).expect("client");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match probe.create_bucket() {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(e) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(format!("weed ended ({status}): {e}"));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
+    S3Config {
+        endpoint: endpoint.into(),
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        path_style: true,
     }
 }
 
