@@ -6,6 +6,11 @@
 //!
 //! The cache is bounded in bytes (an estimate of what each node holds); a node that is known to be
 //! missing costs an entry too, so GETs for missing souls cannot grow it without bound.
+//!
+//! A store shared with other writers (relays on one database) also changes behind this peer's
+//! back; its change feed reports those changes. A read issued before such a change may answer
+//! from before it, so its answer is not cached (the read is still answered): the change marks
+//! its soul stale for every op issued until then. A gap in the feed marks every soul so.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -36,16 +41,26 @@ pub struct NodeCache {
     order: VecDeque<Soul>,
     bytes: usize,
     max_bytes: usize,
+    /// Souls changed by another writer → the first op issued after the change: reads issued
+    /// before it are not cached. `stale_order` holds the same marks in the order they were set,
+    /// to forget them once those reads are done.
+    stale: HashMap<Soul, u64>,
+    stale_order: VecDeque<(u64, Soul)>,
+    /// Reads issued before this op are not cached at all (after a gap in the change feed).
+    stale_all: u64,
 }
 
 impl NodeCache {
     /// A cache holding about `max_bytes`.
     pub fn new(max_bytes: usize, hasher: foldhash::fast::FixedState) -> NodeCache {
         NodeCache {
-            nodes: HashMap::with_hasher(hasher),
+            nodes: HashMap::with_hasher(hasher.clone()),
             order: VecDeque::new(),
             bytes: 0,
             max_bytes,
+            stale: HashMap::with_hasher(hasher),
+            stale_order: VecDeque::new(),
+            stale_all: 0,
         }
     }
 
@@ -54,9 +69,13 @@ impl NodeCache {
         self.nodes.get(soul).map(|e| &e.fields)
     }
 
-    /// Caches a whole node just read from the store. Nodes bigger than an eighth of the cache are
-    /// not kept (they would push out too much).
-    pub fn insert(&mut self, soul: Soul, fields: BTreeMap<Key, Field>) {
+    /// Caches a whole node just read from the store by op `read` (unless another writer may have
+    /// changed it since the read was issued). Nodes bigger than an eighth of the cache are not
+    /// kept (they would push out too much).
+    pub fn insert(&mut self, soul: Soul, fields: BTreeMap<Key, Field>, read: u64) {
+        if read < self.stale_all || self.stale.get(&soul).is_some_and(|mark| read < *mark) {
+            return;
+        }
         let bytes = node_bytes(&soul, &fields);
         if bytes > self.max_bytes / 8 {
             self.remove(&soul);
@@ -68,6 +87,51 @@ impl NodeCache {
         }
         self.bytes += bytes;
         self.evict();
+    }
+
+    /// Another writer changed `soul` (the first op issued after the change is `next_op`): the
+    /// fields that win over the cached ones under HAM are applied, and are returned (all of them
+    /// when the node is not cached: this peer cannot tell, so they all count as news).
+    pub fn changed_elsewhere(
+        &mut self,
+        soul: &Soul,
+        fields: Vec<(Key, Field)>,
+        next_op: u64,
+    ) -> Vec<(Key, Field)> {
+        self.stale.insert(soul.clone(), next_op);
+        self.stale_order.push_back((next_op, soul.clone()));
+        let news: Vec<(Key, Field)> = match self.nodes.get(soul) {
+            None => fields,
+            Some(entry) => fields
+                .into_iter()
+                .filter(|(k, f)| {
+                    crate::ham::merge(f, entry.fields.get(k)) == crate::ham::Decision::Accept
+                })
+                .collect(),
+        };
+        self.apply(soul, &news);
+        news
+    }
+
+    /// The store's change feed had a gap: forgets everything, and caches no read issued before
+    /// `next_op`.
+    pub fn feed_gap(&mut self, next_op: u64) {
+        self.clear();
+        self.stale_all = next_op;
+    }
+
+    /// Op `done` finished (and every op before it): marks that only reads up to it could hit
+    /// are forgotten.
+    pub fn op_done(&mut self, done: u64) {
+        while let Some((mark, _)) = self.stale_order.front() {
+            if *mark > done + 1 {
+                break;
+            }
+            let (mark, soul) = self.stale_order.pop_front().expect("front was just seen");
+            if self.stale.get(&soul) == Some(&mark) {
+                self.stale.remove(&soul);
+            }
+        }
     }
 
     /// Applies fields a merge changed, if the node is cached.
@@ -143,7 +207,11 @@ mod tests {
     fn missing_nodes_cost_room_and_the_cache_stays_bounded() {
         let mut c = NodeCache::new(10_000, foldhash::fast::FixedState::with_seed(0));
         for i in 0..10_000 {
-            c.insert(Soul::new(&format!("missing{i}")).unwrap(), BTreeMap::new());
+            c.insert(
+                Soul::new(&format!("missing{i}")).unwrap(),
+                BTreeMap::new(),
+                0,
+            );
             assert!(c.bytes() <= 10_000);
         }
         assert!(c.len() < 100, "{} entries", c.len());
@@ -156,10 +224,68 @@ mod tests {
                 (Key::new(&format!("k{i}")).unwrap(), f)
             })
             .collect();
-        c.insert(Soul::new("big").unwrap(), big);
+        c.insert(Soul::new("big").unwrap(), big, 0);
         assert!(
             c.node(&Soul::new("big").unwrap()).is_none(),
             "too big to keep"
         );
+    }
+
+    fn field(value: &str, state: f64) -> Field {
+        Field {
+            value: Value::String(value.into()),
+            state: State::new(state).unwrap(),
+        }
+    }
+
+    fn node(fields: &[(&str, Field)]) -> BTreeMap<Key, Field> {
+        fields
+            .iter()
+            .map(|(k, f)| (Key::new(k).unwrap(), f.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn a_change_elsewhere_applies_only_what_wins_and_keeps_older_reads_out() {
+        let mut c = NodeCache::new(100_000, foldhash::fast::FixedState::with_seed(0));
+        let (a, b) = (Soul::new("a").unwrap(), Soul::new("b").unwrap());
+        c.insert(a.clone(), node(&[("x", field("new", 5.0))]), 1);
+        // An older field from elsewhere loses to the cached one; a newer one wins.
+        let news = c.changed_elsewhere(
+            &a,
+            vec![
+                (Key::new("x").unwrap(), field("old", 4.0)),
+                (Key::new("y").unwrap(), field("y", 4.0)),
+            ],
+            10,
+        );
+        assert_eq!(news, vec![(Key::new("y").unwrap(), field("y", 4.0))]);
+        assert_eq!(
+            c.node(&a).unwrap()[&Key::new("x").unwrap()],
+            field("new", 5.0)
+        );
+        // Not cached: everything is news, and reads issued before op 10 are not cached.
+        let news = c.changed_elsewhere(&b, vec![(Key::new("x").unwrap(), field("1", 1.0))], 10);
+        assert_eq!(news.len(), 1);
+        c.insert(b.clone(), node(&[]), 9);
+        assert!(c.node(&b).is_none(), "a read from before the change");
+        c.insert(b.clone(), node(&[("x", field("1", 1.0))]), 10);
+        assert!(c.node(&b).is_some(), "a read issued after it");
+        // Once op 9 is done the mark is forgotten.
+        c.op_done(9);
+        assert!(c.stale.is_empty() && c.stale_order.is_empty());
+    }
+
+    #[test]
+    fn after_a_feed_gap_nothing_read_before_is_cached() {
+        let mut c = NodeCache::new(100_000, foldhash::fast::FixedState::with_seed(0));
+        let a = Soul::new("a").unwrap();
+        c.insert(a.clone(), node(&[("x", field("1", 1.0))]), 1);
+        c.feed_gap(5);
+        assert!(c.node(&a).is_none());
+        c.insert(a.clone(), node(&[]), 4);
+        assert!(c.node(&a).is_none());
+        c.insert(a.clone(), node(&[]), 5);
+        assert!(c.node(&a).is_some());
     }
 }

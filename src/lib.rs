@@ -154,7 +154,7 @@ pub use peer::{
     Now, Output, Peer, RemoteId, RemoteState, RemoteStatus, Stats, UpstreamStatus, VerifyId,
     LATENCY_BOUNDS,
 };
-pub use store::{MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
+pub use store::{FeedEvent, FeedSink, MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
 
 /// Hash maps in the core use a hasher seeded from the config, never from ambient randomness, and
 /// are only used for lookups: nothing the core sends depends on their iteration order.

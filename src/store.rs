@@ -183,7 +183,34 @@ pub trait Store {
     /// Applies `ops` in order in one transaction, commits it durably, and returns one result per
     /// op, in order. If the transaction cannot commit, every result is [`StoreResult::Failed`].
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult>;
+
+    /// A store shared with other writers (relays on one database) reports what they commit:
+    /// this starts its change feed, which hands `sink` (from a thread of its own) every change
+    /// another writer committed, and [`FeedEvent::Gap`] when it may have missed some. The
+    /// runtime passes them to the core ([`crate::Input::StoreChanged`],
+    /// [`crate::Input::StoreFeedGap`]). Called once, before the first batch. A store with one
+    /// writer has no feed: the default does nothing.
+    fn start_feed(&mut self, sink: FeedSink) {
+        drop(sink);
+    }
 }
+
+/// What a shared store's change feed reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedEvent {
+    /// Another writer committed to `soul`: these are its fields as stored now.
+    Changed {
+        /// The node.
+        soul: Soul,
+        /// The fields (those the commit touched), as stored now.
+        fields: Vec<(Key, Field)>,
+    },
+    /// The feed was interrupted and is back: changes may have been missed.
+    Gap,
+}
+
+/// Where a change feed sends what it reports.
+pub type FeedSink = Box<dyn Fn(FeedEvent) + Send>;
 
 /// Picks the fields of one node that a read wants, from fields in ascending key order.
 pub fn select_fields<'a>(

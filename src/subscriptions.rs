@@ -90,6 +90,13 @@ impl Subscriptions {
         }
     }
 
+    /// The souls with subscribers by soul, in order.
+    pub fn subscribed_souls(&self) -> Vec<Soul> {
+        let mut souls: Vec<Soul> = self.by_soul.keys().cloned().collect();
+        souls.sort();
+        souls
+    }
+
     /// How many souls have subscribers by soul.
     pub fn souls(&self) -> usize {
         self.by_soul.len()

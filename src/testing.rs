@@ -177,6 +177,18 @@ impl Harness {
         self.pump();
     }
 
+    /// Another writer committed `fields` of `soul` to the shared store (the change feed reports
+    /// them). The harness's store is not touched: write them there too to model the database.
+    pub fn store_changed(&mut self, soul: &str, fields: Vec<(crate::Key, crate::Field)>) {
+        let soul = crate::Soul::new(soul).expect("a valid soul");
+        self.input(Input::StoreChanged { soul, fields });
+    }
+
+    /// The shared store's change feed had a gap.
+    pub fn feed_gap(&mut self) {
+        self.input(Input::StoreFeedGap);
+    }
+
     /// Opens an inbound connection.
     pub fn connect(&mut self, conn: u64) {
         self.input(Input::Connected {

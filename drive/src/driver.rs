@@ -96,6 +96,8 @@ pub enum DriverEvent<C> {
     },
     /// A store batch committed (or failed).
     StoreDone(BatchResults),
+    /// A shared store's change feed reported something.
+    Feed(fibergun::FeedEvent),
     /// Something from an in-process connection ([`crate::local`]).
     Local(LocalEvent),
     /// Send a snapshot of the core back (for metrics and health checks).
@@ -321,6 +323,15 @@ impl<C: ConnHandle> Driver<C> {
                     self.input(Input::StoreDone { op, result });
                 }
                 self.release_held_frames();
+            }
+            DriverEvent::Feed(fibergun::FeedEvent::Changed { soul, fields }) => {
+                self.input(Input::StoreChanged { soul, fields });
+            }
+            DriverEvent::Feed(fibergun::FeedEvent::Gap) => {
+                tracing::warn!(
+                    "the store's change feed had a gap: subscribed nodes are read again"
+                );
+                self.input(Input::StoreFeedGap);
             }
             DriverEvent::Local(event) => self.local(event),
             DriverEvent::Snapshot(reply) => {

@@ -26,14 +26,16 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts the store thread and `verify_threads` verifier threads; their results go to the
-    /// driver through `send`.
-    pub fn start<S, C, F>(store: S, verify_threads: usize, send: F) -> Workers
+    /// Starts the store thread (and the store's change feed, if it has one) and
+    /// `verify_threads` verifier threads; their results go to the driver through `send`.
+    pub fn start<S, C, F>(mut store: S, verify_threads: usize, send: F) -> Workers
     where
         S: fibergun::Store + Send + 'static,
         C: Send + 'static,
         F: Fn(DriverEvent<C>) + Clone + Send + 'static,
     {
+        let feed = send.clone();
+        store.start_feed(Box::new(move |event| feed(DriverEvent::Feed(event))));
         let to_driver = send.clone();
         let (store, store_thread) = store_thread::spawn(store, move |results| {
             to_driver(DriverEvent::StoreDone(results));

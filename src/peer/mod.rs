@@ -17,6 +17,7 @@ use crate::wire::{self, Body, FrameError, Message, MessageError};
 use crate::{HashMap, HashSet};
 
 mod authority;
+mod feed;
 mod mesh;
 mod read;
 mod remotes;
@@ -123,6 +124,19 @@ pub enum Input<'a> {
         /// Its outcome.
         result: StoreResult,
     },
+    /// Another writer committed these fields to the store this peer shares with it (relays on
+    /// one database), as the store's change feed reports them: the fields now stored. They are
+    /// pushed to this peer's subscribers as its own changes are.
+    StoreChanged {
+        /// The node.
+        soul: Soul,
+        /// Its fields as stored now.
+        fields: Vec<(Key, Field)>,
+    },
+    /// The store's change feed had a gap (its connection was lost, and is back): changes
+    /// committed meanwhile by other writers were not reported. The cache is dropped, and every
+    /// node a connection subscribed to is read again and pushed to its subscribers.
+    StoreFeedGap,
     /// The deadline from [`Peer::poll_timeout`] passed (early or spurious calls are harmless).
     Timeout,
     /// A dial asked for by [`Output::Dial`] connected; `conn` is the new connection.
@@ -326,6 +340,10 @@ enum OpPurpose {
     },
     /// One page of a soul-range answer.
     Page(u64),
+    /// A subscribed node read again after a gap in the store's change feed.
+    Refresh {
+        soul: Soul,
+    },
     /// A certificate's write-block list, read for a parked put.
     BlockList {
         put: u64,
@@ -400,6 +418,13 @@ pub struct Peer {
     /// Issued storage ops, oldest first, with what each is for.
     ops: VecDeque<(OpId, OpPurpose)>,
     next_op: u64,
+    /// The op whose result is being handled (reads are cached only if no other writer may have
+    /// changed their node since they were issued).
+    done_op: u64,
+    /// Subscribed nodes to read again after a gap in the store's change feed, and the reads of
+    /// them under way.
+    refresh: VecDeque<Soul>,
+    refreshing: usize,
     puts: HashMap<u64, PendingPut>,
     next_put: u64,
     deferred: BTreeMap<(Instant, u64), Deferred>,
@@ -472,6 +497,9 @@ impl Peer {
             links: BTreeSet::new(),
             ops: VecDeque::new(),
             next_op: 0,
+            done_op: 0,
+            refresh: VecDeque::new(),
+            refreshing: 0,
             next_put: 0,
             deferred: BTreeMap::new(),
             deferred_seq: 0,
@@ -575,6 +603,14 @@ impl Peer {
             Input::Binary { conn, bytes } => self.on_binary(conn, bytes),
             Input::Disconnected { conn } => self.on_disconnected(conn),
             Input::StoreDone { op, result } => self.on_store_done(op, result),
+            Input::StoreChanged { soul, fields } => {
+                self.on_store_changed(soul, fields);
+                Ok(())
+            }
+            Input::StoreFeedGap => {
+                self.on_feed_gap();
+                Ok(())
+            }
             Input::Timeout => {
                 self.on_timeout();
                 Ok(())
@@ -1001,6 +1037,7 @@ impl Peer {
             _ => return Err(ApiMisuse::UnexpectedStoreResult(op)),
         }
         let (_, purpose) = self.ops.pop_front().expect("front was just checked");
+        self.done_op = op.0;
         match purpose {
             OpPurpose::PutPart { put, soul } => self.on_merge_done(put, soul, result),
             OpPurpose::Get {
@@ -1016,7 +1053,9 @@ impl Peer {
             OpPurpose::OutboxAppend { put, entry } => self.on_outbox_appended(put, entry, result),
             OpPurpose::OutboxRead { remote } => self.on_outbox_read(remote, result),
             OpPurpose::OutboxMark { remote, upto } => self.on_mark_saved(remote, upto, result),
+            OpPurpose::Refresh { soul } => self.on_refreshed(soul, result),
         }
+        self.cache.op_done(op.0);
         Ok(())
     }
 }

@@ -185,7 +185,7 @@ impl Peer {
     }
 
     /// The value bytes one page reads: half a batch frame, leaving room for keys and states.
-    fn page_bytes(&self) -> u64 {
+    pub(super) fn page_bytes(&self) -> u64 {
         (self.limits.batch_frame_bytes / 2).max(1) as u64
     }
 
@@ -235,7 +235,7 @@ impl Peer {
         });
         let Some(last) = last else {
             if let (Some(soul), true) = (s.cache_as.take(), first_page) {
-                self.cache.insert(soul, Default::default());
+                self.cache.insert(soul, Default::default(), self.done_op);
             }
             if let (true, Some(soul)) = (s.sent_any, &s.last_sent) {
                 // The previous page said more would come; it was the last.
@@ -258,7 +258,7 @@ impl Peer {
         let complete = spent < self.page_bytes().min(s.budget_left.unwrap_or(u64::MAX));
         if let (Some(soul), true, true) = (s.cache_as.take(), first_page, complete) {
             if let Some(node) = nodes.first() {
-                self.cache.insert(soul, node.fields.clone());
+                self.cache.insert(soul, node.fields.clone(), self.done_op);
             }
         }
         let budget_spent = s.budget_left.is_some_and(|left| left <= spent);
@@ -433,7 +433,7 @@ impl Peer {
         };
         if let Some(soul) = cache_as {
             let fields = nodes.first().map(|n| n.fields.clone()).unwrap_or_default();
-            self.cache.insert(soul, fields);
+            self.cache.insert(soul, fields, self.done_op);
         }
         if !self.is_current(conn) {
             return; // the asker has gone; its connection id may belong to another now

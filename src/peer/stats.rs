@@ -29,6 +29,10 @@ pub struct Stats {
     pub gets_answered: u64,
     /// Fields pushed to subscribers.
     pub fields_pushed: u64,
+    /// Changes other writers committed to a shared store that brought this peer news.
+    pub changes_from_feed: u64,
+    /// Gaps in a shared store's change feed.
+    pub feed_gaps: u64,
     /// Frames or messages refused as malformed or over a limit.
     pub refused: u64,
     /// Error replies, by kind.

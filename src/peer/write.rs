@@ -228,7 +228,7 @@ impl Peer {
 
     /// Pushes a committed change to the subscribers of its node, except the connection it came
     /// from and the peers its `><` says already have it.
-    fn publish(
+    pub(super) fn publish(
         &mut self,
         sender: Option<ConnId>,
         skip: Option<&str>,
