@@ -5,12 +5,15 @@
 //! - [`wire`]: a raw GUN-wire client ([`Peer`]) with message builders and predicates;
 //! - [`gunjs`]: GUN JS, the peer no one here wrote: its node scenario scripts, its stock relay,
 //!   and `npm ci` of the pinned packages;
-//! - [`seaweedfs`] (feature `seaweedfs`): a real S3 server.
+//! - [`seaweedfs`] (feature `seaweedfs`): a real S3 server;
+//! - [`postgres`]: a real PostgreSQL server, with a synchronous standby when asked.
 //!
 //! Every server and connection binds 127.0.0.1 only. Everything a test needs is installed by
-//! the test itself (npm, a Python virtual environment); a missing tool fails the test.
+//! the test itself (npm, a Python virtual environment) or by `.ci/run` (Debian packages); a
+//! missing tool fails the test.
 
 pub mod gunjs;
+pub mod postgres;
 pub mod process;
 #[cfg(feature = "seaweedfs")]
 pub mod seaweedfs;
