@@ -159,6 +159,11 @@ impl NodeCache {
         self.evict();
     }
 
+    /// Forgets one node (its stored state is uncertain).
+    pub fn forget(&mut self, soul: &Soul) {
+        self.remove(soul);
+    }
+
     fn remove(&mut self, soul: &Soul) {
         if let Some(old) = self.nodes.remove(soul) {
             self.bytes -= old.bytes;

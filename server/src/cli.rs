@@ -52,12 +52,24 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
     pub data: PathBuf,
     /// Where the graph is kept: `lmdb` in --data (durable), `s3` in a bucket (durable, with
-    /// --data as its local replica; see the --s3 flags), or `memory` (for tests and ephemeral
+    /// --data as its local replica; see the --s3 flags), `postgres` in a PostgreSQL database
+    /// that many relays may share (see --postgres-url), or `memory` (for tests and ephemeral
     /// relays: acks mean in memory only; a restart starts empty).
     #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
     pub store: crate::storage::StoreKind,
     #[command(flatten)]
     pub s3: crate::storage::s3_flags::S3Flags,
+    /// The database of `--store postgres`: a libpq URL such as
+    /// `postgres://user:password@host:5432/db` (or `host=… dbname=…`); several hosts
+    /// (`postgres://h1:5432,h2:5432/db?target_session_attrs=read-write`) are tried in order
+    /// for the one that takes writes, after a failover too.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FIBERGUN_POSTGRES_URL",
+        hide_env_values = true
+    )]
+    pub postgres_url: Option<String>,
     /// A relay to dial and stay connected to, fibergun or GUN JS (`ws://host:port/gun` or
     /// `http://host:port/gun`; `wss://` or `https://` for TLS). Repeat for several; connections
     /// are retried with backoff.
@@ -225,6 +237,7 @@ impl ServeArgs {
             storage_quota: self.storage_quota,
             store: self.store,
             s3,
+            postgres_url: self.postgres_url,
             address_limits: crate::gate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),
@@ -296,11 +309,24 @@ pub(crate) enum Command {
         /// The data folder (its relay may keep running).
         #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
         data: PathBuf,
+        /// `lmdb` (the folder's store), or `postgres` (a database, as of one moment, while its
+        /// relays keep running).
+        #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
+        store: StoreKind,
+        /// The database of `--store postgres`.
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "FIBERGUN_POSTGRES_URL",
+            hide_env_values = true
+        )]
+        postgres_url: Option<String>,
         /// The file to write (standard output when not given).
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Merge an export (JSON Lines) into a store, by HAM. Its relay must be stopped.
+    /// Merge an export (JSON Lines) into a store, by HAM. Its relay must be stopped (relays on
+    /// PostgreSQL may keep running).
     Import {
         #[command(flatten)]
         target: Box<ImportTarget>,
@@ -322,17 +348,35 @@ pub(crate) enum Command {
 /// The store an import merges into.
 #[derive(clap::Args)]
 pub(crate) struct ImportTarget {
-    /// The data folder (created if missing); with `--store s3`, the S3 store's replica.
+    /// The data folder (created if missing); with `--store s3`, the S3 store's replica; not
+    /// used with `--store postgres`.
     #[arg(long, default_value = "./fibergun-data", env = "FIBERGUN_DATA")]
     pub(crate) data: PathBuf,
-    /// `lmdb`, or `s3`: the nodes are written to the bucket as the relay writes them.
+    /// `lmdb`; `s3` (the nodes are written to the bucket as the relay writes them); or
+    /// `postgres` (merged into the database, whose relays may keep running and hear of them).
     #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
     store: StoreKind,
     #[command(flatten)]
     s3: crate::storage::s3_flags::S3Flags,
+    /// The database of `--store postgres`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FIBERGUN_POSTGRES_URL",
+        hide_env_values = true
+    )]
+    postgres_url: Option<String>,
 }
 
 impl ImportTarget {
+    /// Where the import goes, for its report.
+    pub(crate) fn describe(&self) -> String {
+        match self.store {
+            StoreKind::Postgres => "the PostgreSQL database".into(),
+            _ => self.data.display().to_string(),
+        }
+    }
+
     pub(crate) fn open(&self) -> Result<crate::storage::Backend, String> {
         if self.store == StoreKind::Memory {
             return Err("importing into a memory store would lose it at once".into());
@@ -341,8 +385,12 @@ impl ImportTarget {
             data_dir: self.data.clone(),
             store: self.store,
             s3: store_s3_settings(self.store, &self.s3).map_err(|e| e.0)?,
+            postgres_url: self.postgres_url.clone(),
             ..ServerConfig::default()
         };
+        if self.postgres_url.is_some() && self.store != StoreKind::Postgres {
+            return Err("--postgres-url needs --store postgres".into());
+        }
         crate::storage::Backend::open(&config)
             .map(|(backend, _)| backend)
             .map_err(|e| e.0)

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub store: StoreKind,
     /// The bucket of an S3 store.
     pub s3: Option<S3Settings>,
+    /// The database of a PostgreSQL store (a libpq URL or key-value string; several hosts may
+    /// be named, with `target_session_attrs=read-write`).
+    pub postgres_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +59,7 @@ impl Default for ServerConfig {
             storage_quota: None,
             store: Default::default(),
             s3: None,
+            postgres_url: None,
         }
     }
 }
@@ -72,6 +76,16 @@ impl ServerConfig {
                  is not durable: use --store lmdb (or memory)"
                     .into(),
             ));
+        }
+        if !self.relay.upstreams.is_empty() && self.store == StoreKind::Postgres {
+            return Err(StartError(
+                "--upstream makes a peer that holds what it uses, with an outbox of its own; \
+                 relays on PostgreSQL share one database: use --store lmdb (or memory) for an edge"
+                    .into(),
+            ));
+        }
+        if self.postgres_url.is_some() && self.store != StoreKind::Postgres {
+            return Err(StartError("--postgres-url needs --store postgres".into()));
         }
         self.access.validate().map_err(StartError)?;
         if let Some(dir) = &self.static_dir {

@@ -2,7 +2,10 @@
 //! object), `export` and `import` (JSON Lines, merged by HAM), and `import-radata` (a GUN JS
 //! relay's files).
 
+use std::io::Write;
+
 use crate::cli::Command;
+use crate::storage::StoreKind;
 
 /// A tool on a store (see `fibergun --help`).
 pub struct Tool(pub(crate) Command);
@@ -62,16 +65,47 @@ impl Tool {
                     data.display()
                 ))
             }
-            Command::Export { data, out } => {
-                let store = LmdbStore::open_beside(&data, fibergun_lmdb::DEFAULT_MAP_SIZE)
-                    .map_err(|e| e.0)?;
-                let nodes = match &out {
-                    Some(path) => {
-                        let file = std::fs::File::create(path)
-                            .map_err(|e| format!("{}: {e}", path.display()))?;
-                        store.export(&mut std::io::BufWriter::new(file))?
+            Command::Export {
+                data,
+                store,
+                postgres_url,
+                out,
+            } => {
+                let mut out: Box<dyn std::io::Write> = match &out {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+                let nodes = match (store, postgres_url) {
+                    (StoreKind::Lmdb, None) => {
+                        LmdbStore::open_beside(&data, fibergun_lmdb::DEFAULT_MAP_SIZE)
+                            .map_err(|e| e.0)?
+                            .export(&mut out)?
                     }
-                    None => store.export(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
+                    (StoreKind::Postgres, Some(url)) => {
+                        let mut store = fibergun_postgres::PgStore::open(&url)?;
+                        let mut line = String::new();
+                        let nodes = store.for_each_node(|node| {
+                            line.clear();
+                            fibergun_lmdb::write_node_line(&mut line, &node);
+                            out.write_all(line.as_bytes()).map_err(|e| e.to_string())
+                        })?;
+                        out.flush().map_err(|e| e.to_string())?;
+                        nodes
+                    }
+                    (StoreKind::Postgres, None) => {
+                        return Err("--store postgres needs --postgres-url (or FIBERGUN_POSTGRES_URL)".into())
+                    }
+                    (StoreKind::Lmdb, Some(_)) => {
+                        return Err("--postgres-url needs --store postgres".into())
+                    }
+                    (other, _) => {
+                        return Err(format!(
+                            "export reads an lmdb folder (an S3 store's replica is one) or a postgres database, not {other:?}"
+                        ))
+                    }
                 };
                 Ok(format!("exported {nodes} nodes"))
             }
@@ -84,17 +118,14 @@ impl Tool {
                         .map_err(|e| format!("{}: {e}", file.display()))?;
                     fibergun_lmdb::import(&mut store, std::io::BufReader::new(f))?
                 };
-                Ok(format!(
-                    "imported {nodes} nodes into {}",
-                    target.data.display()
-                ))
+                Ok(format!("imported {nodes} nodes into {}", target.describe()))
             }
             Command::ImportRadata { target, radata } => {
                 let mut store = target.open()?;
                 let (files, fields) = fibergun_lmdb::import_radata(&mut store, &radata)?;
                 Ok(format!(
                     "imported {fields} fields from {files} radata files into {}",
-                    target.data.display()
+                    target.describe()
                 ))
             }
         }

@@ -189,8 +189,10 @@ impl Peer {
                 }
             }
             StoreResult::Failed { reason } => {
-                // The store's state is uncertain after a failure; reads go back to it.
-                self.cache.clear();
+                // Whether this node's merge landed is uncertain (a commit whose answer was
+                // lost): its reads go back to the store. Other cached nodes stay true, so reads
+                // of them go on while the store is failing.
+                self.cache.forget(&soul);
                 self.outputs.push_back(Output::Event(Event::StoreFailed {
                     reason: reason.clone(),
                 }));

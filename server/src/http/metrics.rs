@@ -45,9 +45,19 @@ impl ProcessMemory {
 #[derive(Debug)]
 struct Scrape {
     peer: PeerSnapshot,
-    store: Option<StoreStats>,
-    s3: Option<fibergun_s3::S3Figures>,
+    store: StoreFigures,
     memory: ProcessMemory,
+}
+
+/// What the store reports, by backend.
+#[derive(Debug, Default)]
+pub struct StoreFigures {
+    /// An LMDB store's size (or the S3 store's replica's).
+    pub size: Option<StoreStats>,
+    /// The S3 store's uploads and snapshots.
+    pub s3: Option<fibergun_s3::S3Figures>,
+    /// The PostgreSQL store's batches, size and change feed.
+    pub postgres: Option<fibergun_postgres::PgFigures>,
 }
 
 /// A latency histogram as prometheus-client encodes one.
@@ -261,7 +271,7 @@ impl Collector for Scrape {
             "Frames held while storage is behind",
             p.held_frames as i64,
         )?;
-        if let Some(store) = &self.store {
+        if let Some(store) = &self.store.size {
             gauge(&mut e, "stored_nodes", "Nodes stored", store.nodes as i64)?;
             gauge(
                 &mut e,
@@ -282,8 +292,11 @@ impl Collector for Scrape {
                 store.map_bytes as i64,
             )?;
         }
-        if let Some(s3) = &self.s3 {
+        if let Some(s3) = &self.store.s3 {
             encode_s3(&mut e, s3)?;
+        }
+        if let Some(pg) = &self.store.postgres {
+            encode_postgres(&mut e, pg)?;
         }
         gauge(
             &mut e,
@@ -346,6 +359,49 @@ fn encode_s3(
     )
 }
 
+/// The PostgreSQL store's batches, table and change feed.
+fn encode_postgres(
+    e: &mut DescriptorEncoder,
+    pg: &fibergun_postgres::PgFigures,
+) -> Result<(), std::fmt::Error> {
+    counter(
+        e,
+        "postgres_batches",
+        "Write batches committed to PostgreSQL",
+        pg.batches,
+    )?;
+    counter(
+        e,
+        "postgres_batch_failures",
+        "Batches that failed (the database unreachable, a failover, the quota)",
+        pg.batches_failed,
+    )?;
+    gauge(
+        e,
+        "postgres_table_bytes",
+        "Size of fibergun_fields with its index and TOAST, as last measured (with a quota)",
+        pg.table_bytes as i64,
+    )?;
+    gauge(
+        e,
+        "postgres_feed_connected",
+        "Whether the change feed from the other relays is listening (1) or not (0)",
+        i64::from(pg.feed_connected),
+    )?;
+    counter(
+        e,
+        "postgres_feed_changes",
+        "Nodes other relays changed that the change feed passed on",
+        pg.feed_changes,
+    )?;
+    counter(
+        e,
+        "postgres_feed_gaps",
+        "Times the change feed listened again after losing its connection",
+        pg.feed_gaps,
+    )
+}
+
 /// Process metrics under Prometheus's standard names (no `fibergun_` prefix).
 #[derive(Debug)]
 struct Process(ProcessMemory);
@@ -362,11 +418,7 @@ impl Collector for Process {
 }
 
 /// The OpenMetrics text for one scrape.
-pub fn render(
-    peer: PeerSnapshot,
-    store: Option<StoreStats>,
-    s3: Option<fibergun_s3::S3Figures>,
-) -> String {
+pub fn render(peer: PeerSnapshot, store: StoreFigures) -> String {
     let memory = ProcessMemory::read();
     let mut registry = Registry::default();
     registry
@@ -374,7 +426,6 @@ pub fn render(
         .register_collector(Box::new(Scrape {
             peer,
             store,
-            s3,
             memory,
         }));
     registry.register_collector(Box::new(Process(memory)));
@@ -477,13 +528,20 @@ mod tests {
             .observe(std::time::Duration::from_millis(3));
         let text = render(
             peer,
-            Some(StoreStats {
-                nodes: 5,
-                fields: 9,
-                used_bytes: 4096,
-                map_bytes: 1 << 20,
-            }),
-            Some(s3_figures()),
+            StoreFigures {
+                size: Some(StoreStats {
+                    nodes: 5,
+                    fields: 9,
+                    used_bytes: 4096,
+                    map_bytes: 1 << 20,
+                }),
+                s3: Some(s3_figures()),
+                postgres: Some(fibergun_postgres::PgFigures {
+                    batches: 7,
+                    feed_connected: true,
+                    ..Default::default()
+                }),
+            },
         );
         assert!(text.contains("fibergun_puts_acked_total 3"), "{text}");
         assert!(

@@ -131,9 +131,12 @@ async fn metrics(relay: &Context, stats: &StoreReaders, accept: Option<String>) 
     let Some(peer) = relay.snapshot().await else {
         return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the core is not answering");
     };
-    let store = stats.size.as_ref().and_then(|s| s.read().ok());
-    let s3 = stats.s3_figures();
-    let text = m::render(peer, store, s3);
+    let store = m::StoreFigures {
+        size: stats.size.as_ref().and_then(|s| s.read().ok()),
+        s3: stats.s3_figures(),
+        postgres: stats.postgres_figures(),
+    };
+    let text = m::render(peer, store);
     let (text, content_type) = if m::wants_openmetrics(accept.as_deref()) {
         (text, m::CONTENT_TYPE)
     } else {
@@ -148,9 +151,12 @@ async fn metrics(relay: &Context, stats: &StoreReaders, accept: Option<String>) 
 /// `/health`: 200 when ready, 503 when not, with what is wrong.
 async fn health(relay: &Context, stats: &StoreReaders) -> Reply {
     let peer = relay.snapshot().await;
-    let store = match &stats.size {
-        Some(reader) => reader.read().map(Some),
-        None => Ok(None),
+    let store = match (&stats.size, stats.postgres_figures()) {
+        (Some(reader), _) => reader.read().map(Some),
+        (None, Some(pg)) if !pg.feed_connected => {
+            Err("PostgreSQL is not reachable (the change feed is not listening)".into())
+        }
+        (None, _) => Ok(None),
     };
     let (ready, body) = metrics::health_json(peer.as_ref(), &store);
     let status = if ready {

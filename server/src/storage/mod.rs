@@ -2,14 +2,18 @@
 //! backends. `lmdb` (the default) is durable: an ack follows the synchronous commit. `s3` is
 //! durable in a bucket: an ack follows the service's confirmation of the batch's upload, and
 //! `--data` holds a replica that a restart on an empty folder rebuilds from the bucket (see
-//! [`fibergun_s3::S3Store`]). `memory` is for tests and ephemeral relays: an ack means the write
-//! is in this process's memory only, and a restart starts empty.
+//! [`fibergun_s3::S3Store`]). `postgres` keeps the graph in a PostgreSQL database that any
+//! number of relays share: an ack follows the database's commit (and its synchronous standbys',
+//! when it has them), and each relay hears what the others commit through the database's change
+//! feed (see [`fibergun_postgres`]). `memory` is for tests and ephemeral relays: an ack means the
+//! write is in this process's memory only, and a restart starts empty.
 
 pub mod s3_flags;
 
-use fibergun::{MemStore, Store, StoreOp, StoreResult};
+use fibergun::{FeedSink, MemStore, Store, StoreOp, StoreResult};
 use fibergun_drive::StartError;
 use fibergun_lmdb::{LmdbStore, StatsReader};
+use fibergun_postgres::{PgStats, PgStore};
 use fibergun_s3::{S3Stats, S3Store};
 
 use crate::ServerConfig;
@@ -22,17 +26,20 @@ pub enum StoreKind {
     Lmdb,
     /// An S3 bucket, with an LMDB replica in `--data`.
     S3,
+    /// A PostgreSQL database, shared by any number of relays.
+    Postgres,
     /// Memory only: lost on restart.
     Memory,
 }
 
-/// Reads `lmdb`, `s3` or `memory`.
+/// Reads `lmdb`, `s3`, `postgres` or `memory`.
 pub fn parse_store_kind(text: &str) -> Result<StoreKind, String> {
     match text {
         "lmdb" => Ok(StoreKind::Lmdb),
         "s3" => Ok(StoreKind::S3),
+        "postgres" => Ok(StoreKind::Postgres),
         "memory" => Ok(StoreKind::Memory),
-        other => Err(format!("{other:?}: use lmdb, s3 or memory")),
+        other => Err(format!("{other:?}: use lmdb, s3, postgres or memory")),
     }
 }
 
@@ -43,12 +50,19 @@ pub struct StoreReaders {
     pub size: Option<StatsReader>,
     /// The S3 store's uploads and snapshots.
     pub s3: Option<S3Stats>,
+    /// The PostgreSQL store's batches, size and change feed.
+    pub postgres: Option<PgStats>,
 }
 
 impl StoreReaders {
     /// The S3 store's figures now, for an S3 store.
     pub fn s3_figures(&self) -> Option<fibergun_s3::S3Figures> {
         self.s3.as_ref().map(S3Stats::read)
+    }
+
+    /// The PostgreSQL store's figures now, for a PostgreSQL store.
+    pub fn postgres_figures(&self) -> Option<fibergun_postgres::PgFigures> {
+        self.postgres.as_ref().map(PgStats::read)
     }
 }
 
@@ -58,6 +72,8 @@ pub enum Backend {
     Lmdb(LmdbStore),
     /// S3.
     S3(Box<S3Store>),
+    /// PostgreSQL.
+    Postgres(Box<PgStore>),
     /// Memory.
     Memory(MemStore),
 }
@@ -67,7 +83,14 @@ impl Store for Backend {
         match self {
             Backend::Lmdb(s) => s.apply(ops),
             Backend::S3(s) => s.apply(ops),
+            Backend::Postgres(s) => s.apply(ops),
             Backend::Memory(s) => s.apply(ops),
+        }
+    }
+
+    fn start_feed(&mut self, sink: FeedSink) {
+        if let Backend::Postgres(s) = self {
+            s.start_feed(sink);
         }
     }
 }
@@ -83,7 +106,7 @@ impl Backend {
                 store.set_quota(config.storage_quota);
                 let readers = StoreReaders {
                     size: Some(store.stats_reader()),
-                    s3: None,
+                    ..StoreReaders::default()
                 };
                 Ok((Backend::Lmdb(store), readers))
             }
@@ -116,8 +139,23 @@ impl Backend {
                 let readers = StoreReaders {
                     size: Some(store.replica().stats_reader()),
                     s3: Some(store.stats()),
+                    postgres: None,
                 };
                 Ok((Backend::S3(Box::new(store)), readers))
+            }
+            StoreKind::Postgres => {
+                let url = config.postgres_url.as_deref().ok_or_else(|| {
+                    StartError(
+                        "--store postgres needs --postgres-url (or FIBERGUN_POSTGRES_URL)".into(),
+                    )
+                })?;
+                let mut store = PgStore::open(url).map_err(StartError)?;
+                store.set_quota(config.storage_quota);
+                let readers = StoreReaders {
+                    postgres: Some(store.stats()),
+                    ..StoreReaders::default()
+                };
+                Ok((Backend::Postgres(Box::new(store)), readers))
             }
             StoreKind::Memory => {
                 if config.storage_quota.is_some() {
@@ -136,7 +174,8 @@ impl Backend {
         let lmdb = match self {
             Backend::Lmdb(store) => store,
             Backend::S3(store) => store.replica(),
-            Backend::Memory(_) => return,
+            // Every commit is the database's; there is nothing held here.
+            Backend::Postgres(_) | Backend::Memory(_) => return,
         };
         if let Err(e) = lmdb.sync() {
             tracing::error!("final store sync failed: {e}");

@@ -3,6 +3,7 @@
 //! data folder is wiped; an export moves into an S3 store; S3 flags are checked at start. Each
 //! runtime's binary runs these.
 
+use super::{sample, scrape};
 use crate::{BINARY, SERVES_METRICS};
 
 use std::path::Path;
@@ -51,21 +52,6 @@ fn start(data: &Path, flags: &[String]) -> Server {
 
 fn write(url: &str, prefix: &str, n: usize) {
     write_numbered(&mut Peer::connect(url), prefix, n);
-}
-
-fn scrape(server: &Server) -> String {
-    ureq::get(&format!("http://127.0.0.1:{}/metrics", server.port))
-        .call()
-        .expect("GET /metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("the metrics text")
-}
-
-fn sample(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 fn path(p: &Path) -> &str {

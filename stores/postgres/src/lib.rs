@@ -115,6 +115,24 @@ impl PgStore {
         self.stats.clone()
     }
 
+    /// Hands every node to `each`, in soul order, as of one moment (relays keep writing
+    /// meanwhile); returns how many.
+    pub fn for_each_node(
+        &mut self,
+        each: impl FnMut(fibergun::Node) -> Result<(), String>,
+    ) -> Result<u64, String> {
+        let client = self.client()?;
+        let mut txn = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| describe(&e))?;
+        let nodes = read::for_each_node(&mut txn, each)?;
+        txn.commit().map_err(|e| describe(&e))?;
+        Ok(nodes)
+    }
+
     fn client(&mut self) -> Result<&mut Client, String> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
@@ -149,18 +167,58 @@ impl PgStore {
             .then(|| format!("the storage quota of {quota} bytes is used up")))
     }
 
-    fn try_apply(&mut self, ops: &[StoreOp]) -> Result<Vec<StoreResult>, String> {
+    /// One attempt at a batch. An error before COMMIT was sent leaves nothing committed (the
+    /// server rolls back); one at COMMIT may have committed (its answer was lost).
+    fn try_apply(&mut self, ops: &[StoreOp]) -> Result<Vec<StoreResult>, Failure> {
+        let before = |reason: String| Failure {
+            reason,
+            may_have_committed: false,
+        };
         let over_quota = if ops.iter().any(|op| matches!(op, StoreOp::Merge { .. })) {
-            self.quota_check()?
+            self.quota_check().map_err(before)?
         } else {
             None
         };
         let origin = self.origin.clone();
-        let client = self.client()?;
-        let mut txn = client.transaction().map_err(|e| describe(&e))?;
-        let results = write::apply_in(&mut txn, ops, over_quota.as_deref(), &origin)?;
-        txn.commit().map_err(|e| describe(&e))?;
+        let client = self.client().map_err(before)?;
+        let mut txn = client.transaction().map_err(|e| before(describe(&e)))?;
+        let results =
+            write::apply_in(&mut txn, ops, over_quota.as_deref(), &origin).map_err(before)?;
+        txn.commit().map_err(|e| Failure {
+            reason: describe(&e),
+            may_have_committed: true,
+        })?;
         Ok(results)
+    }
+
+    /// Whether the connection is gone (the database restarted, a failover, the network).
+    fn connection_lost(&self) -> bool {
+        self.client.as_ref().is_none_or(Client::is_closed)
+    }
+}
+
+/// Why a batch failed.
+struct Failure {
+    reason: String,
+    may_have_committed: bool,
+}
+
+impl PgStore {
+    fn apply_once_more_if_lost(&mut self, ops: &[StoreOp]) -> Result<Vec<StoreResult>, String> {
+        match self.try_apply(ops) {
+            Ok(results) => Ok(results),
+            // A connection that died while idle is found out by the batch that next uses it;
+            // nothing of the batch committed, so it is tried once more on a new connection.
+            Err(f) if !f.may_have_committed && self.connection_lost() => {
+                tracing::info!(
+                    "the PostgreSQL connection was lost ({}); connecting again",
+                    f.reason
+                );
+                self.client = None;
+                self.try_apply(ops).map_err(|f| f.reason)
+            }
+            Err(f) => Err(f.reason),
+        }
     }
 }
 
@@ -175,7 +233,7 @@ fn origin() -> String {
 
 impl Store for PgStore {
     fn apply(&mut self, ops: Vec<StoreOp>) -> Vec<StoreResult> {
-        match self.try_apply(&ops) {
+        match self.apply_once_more_if_lost(&ops) {
             Ok(results) => {
                 self.stats.batch(true);
                 results

@@ -215,3 +215,52 @@ fn read_souls(
         u64::MAX,
     ))
 }
+
+/// Hands every node to `each`, in soul order, as of the transaction's snapshot; returns how
+/// many. Rows are fetched a page at a time, so a node is held whole but the graph never is.
+pub(crate) fn for_each_node(
+    txn: &mut Transaction<'_>,
+    mut each: impl FnMut(Node) -> Result<(), String>,
+) -> Result<u64, String> {
+    let mut nodes = 0;
+    let mut current: Option<Node> = None;
+    let mut cursor: Option<(Vec<u8>, Vec<u8>)> = None;
+    loop {
+        let rows = match &cursor {
+            None => txn.query(
+                "SELECT soul, key, state, value FROM fibergun_fields ORDER BY soul, key LIMIT 1000",
+                &[],
+            ),
+            Some((s, k)) => txn.query(
+                "SELECT soul, key, state, value FROM fibergun_fields WHERE (soul, key) > ($1, $2) \
+                 ORDER BY soul, key LIMIT 1000",
+                &[s, k],
+            ),
+        }
+        .map_err(|e| crate::describe(&e))?;
+        for row in &rows {
+            let soul = decode_soul(row.get(0))?;
+            let key = decode_key(row.get(1))?;
+            let field = decode_field(row.get(2), row.get(3))?;
+            if current.as_ref().is_some_and(|n| n.soul != soul) {
+                each(current.take().expect("checked"))?;
+                nodes += 1;
+            }
+            current
+                .get_or_insert_with(|| Node::new(soul))
+                .fields
+                .insert(key, field);
+        }
+        if rows.len() < 1000 {
+            break;
+        }
+        let last = rows.last().expect("a full page");
+        let (s, k): (&[u8], &[u8]) = (last.get(0), last.get(1));
+        cursor = Some((s.to_vec(), k.to_vec()));
+    }
+    if let Some(node) = current {
+        each(node)?;
+        nodes += 1;
+    }
+    Ok(nodes)
+}
