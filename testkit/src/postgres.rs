@@ -225,6 +225,9 @@ impl PgServer {
                 "-R",
                 "-X",
                 "stream",
+                // An immediate checkpoint, not one spread over minutes.
+                "-c",
+                "fast",
                 "-h",
                 "127.0.0.1",
                 "-p",

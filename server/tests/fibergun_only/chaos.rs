@@ -1,7 +1,8 @@
 //! The chaos harness: real relay processes on loopback under a mixed load (writers pipelining
 //! puts, readers, a subscriber), killed with `kill -9` at random moments and restarted, cycle
 //! after cycle. After every restart, every write any relay ever acknowledged must be there: on
-//! the relay itself, and in a mesh on every relay once it has healed.
+//! the relay itself, in a mesh on every relay once it has healed, and on every relay of one
+//! PostgreSQL database (also across a failover to a synchronous standby).
 //!
 //! `FIBERGUN_CHAOS_CYCLES` (default 4 for one relay, 3 for the mesh, as CI runs it),
 //! `FIBERGUN_CHAOS_SEED` and `FIBERGUN_CHAOS_PACE_US` set the run;
@@ -247,5 +248,120 @@ fn a_mesh_with_relays_killed_at_random_loses_no_acknowledged_write() {
             "chaos mesh cycle {cycle}: relay {victim} killed; {} acknowledged writes on all three",
             snapshot.len()
         );
+    }
+}
+
+/// Three relays on one PostgreSQL database (the shared store), with `extra` flags.
+fn pg_relays(url: &str, dirs: &[tempfile::TempDir]) -> Vec<Server> {
+    dirs.iter()
+        .map(|d| {
+            Server::start(
+                BINARY,
+                d.path(),
+                &["--store", "postgres", "--postgres-url", url],
+            )
+        })
+        .collect()
+}
+
+/// Waits until `acked` holds `more` entries beyond `from`.
+fn wait_acked(acked: &Acked, from: usize, more: usize, what: &str) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < from + more {
+        assert!(
+            Instant::now() < end,
+            "{what}: writes were never acknowledged again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn relays_on_one_database_killed_at_random_lose_no_acknowledged_write() {
+    let cycles = env_number("FIBERGUN_CHAOS_CYCLES", 3);
+    let mut rng = Rng(env_number("FIBERGUN_CHAOS_SEED", 0xd8) | 1);
+    let pg = fibergun_testkit::postgres::PgServer::start();
+    let dirs: Vec<_> = (0..3).map(|_| temp_data_dir()).collect();
+    let mut relays = pg_relays(&pg.url(), &dirs);
+    let acked: Acked = Default::default();
+    for cycle in 0..cycles {
+        let urls: Vec<String> = relays.iter().map(Server::ws_url).collect();
+        let (stop, threads) = start_load(&urls, &acked, cycle);
+        std::thread::sleep(Duration::from_millis(200 + rng.below(1300)));
+        let victim = rng.below(3) as usize;
+        relays[victim].kill_hard();
+        std::thread::sleep(Duration::from_millis(100));
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        relays[victim].restart();
+        // The database holds it all: every relay answers every acknowledged write at once.
+        let snapshot = acked.lock().unwrap().clone();
+        for (i, relay) in relays.iter().enumerate() {
+            let missing = missing_on(relay, &snapshot);
+            assert!(
+                missing.is_empty(),
+                "cycle {cycle}: relay {i} lacks {} of {} acknowledged writes after relay {victim} was killed, e.g. {:?}",
+                missing.len(),
+                snapshot.len(),
+                &missing[..missing.len().min(5)]
+            );
+        }
+        eprintln!(
+            "chaos postgres cycle {cycle}: relay {victim} killed; {} acknowledged writes on all three",
+            snapshot.len()
+        );
+    }
+    assert!(acked.lock().unwrap().len() > 100, "the load barely ran");
+}
+
+#[test]
+fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
+    let mut primary = fibergun_testkit::postgres::PgServer::start();
+    let standby = primary.synchronous_standby();
+    // Both hosts, for the one that takes writes: the relays find the promoted standby themselves.
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
+        primary.port,
+        standby.port,
+        fibergun_testkit::postgres::DATABASE
+    );
+    let dirs: Vec<_> = (0..2).map(|_| temp_data_dir()).collect();
+    let relays = pg_relays(&url, &dirs);
+    let acked: Acked = Default::default();
+    let urls: Vec<String> = relays.iter().map(Server::ws_url).collect();
+    let (stop, threads) = start_load(&urls, &acked, 0);
+    wait_acked(&acked, 0, 200, "before the failover");
+    let killed = Instant::now();
+    primary.kill();
+    let at_kill = acked.lock().unwrap().len();
+    standby.promote();
+    let promoted = killed.elapsed();
+    wait_acked(&acked, at_kill, 1, "after the promotion");
+    let resumed = killed.elapsed();
+    wait_acked(&acked, at_kill, 200, "after the promotion");
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let snapshot = acked.lock().unwrap().clone();
+    for (i, relay) in relays.iter().enumerate() {
+        let missing = missing_on(relay, &snapshot);
+        assert!(
+            missing.is_empty(),
+            "relay {i} lacks {} of {} acknowledged writes after the failover, e.g. {:?}",
+            missing.len(),
+            snapshot.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+    eprintln!(
+        "failover: {at_kill} writes acknowledged before the primary was killed, {} in all, none lost; \
+         standby promoted {promoted:?} after the kill, writes acknowledged again {resumed:?} after it",
+        snapshot.len()
+    );
+    for mut relay in relays {
+        relay.assert_alive("after the failover");
     }
 }
