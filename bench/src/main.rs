@@ -6,6 +6,7 @@
 //! fibergun-bench micro [--seconds 2] [--only parse]
 //! fibergun-bench lmdb-limit --batch 500 --total 100000
 //! fibergun-bench s3 [--fibergun target/release/fibergun] [--nodes 100000]
+//! fibergun-bench postgres [--fibergun target/release/fibergun] [--nodes 30000]
 //! ```
 //!
 //! `bench/compare` (a script) installs GUN JS, builds both binaries and runs `compare`.
@@ -18,6 +19,7 @@ mod limit;
 mod lmdb_limit;
 mod load;
 mod micro;
+mod postgres;
 mod s3;
 mod scenarios;
 mod soak;
@@ -461,6 +463,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             let running = start(server, fibergun)?;
             let f = scenarios::fanout(
                 &running.url,
+                &running.url,
                 100,
                 rate,
                 seconds,
@@ -624,6 +627,20 @@ fn main() -> ExitCode {
             let mut launch = |dir: &Path, extra: &[String]| spawn_relay(&fibergun, dir, extra);
             report(s3::run(&mut launch, &s3, nodes), |f| s3::print(&f))
         }
+        Some("postgres") => {
+            let fibergun = flag("--fibergun").map_or_else(
+                || repo_root().join("target/release/fibergun"),
+                PathBuf::from,
+            );
+            let nodes = flag("--nodes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(30_000);
+            let pg = postgres::start_database();
+            let mut launch = |dir: &Path, extra: &[String]| spawn_relay(&fibergun, dir, extra);
+            report(postgres::run(&mut launch, &pg, nodes), |f| {
+                postgres::print(&f)
+            })
+        }
         Some("ack-server") => {
             let listen = flag("--listen").unwrap_or_else(|| "127.0.0.1:8766".into());
             report(limit::serve(&listen), |()| {})
@@ -651,7 +668,14 @@ fn main() -> ExitCode {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(100);
             report(
-                scenarios::fanout(&url, subs, rate, 5, &format!("f{}", nanos() % 1_000_000)),
+                scenarios::fanout(
+                    &url,
+                    &url,
+                    subs,
+                    rate,
+                    5,
+                    &format!("f{}", nanos() % 1_000_000),
+                ),
                 |f| println!("{f:?}"),
             )
         }

@@ -82,10 +82,12 @@ pub struct Fanout {
     pub max_ms: f64,
 }
 
-/// `subscribers` connections subscribe to one soul; one writer puts a new key to it `rate` times a
-/// second for `seconds`; every subscriber should receive every key.
+/// `subscribers` connections to `url` subscribe to one soul; one writer, connected to
+/// `writer_url` (the same relay, or another relay on the same graph), puts a new key to it
+/// `rate` times a second for `seconds`; every subscriber should receive every key.
 pub fn fanout(
     url: &str,
+    writer_url: &str,
     subscribers: usize,
     rate: u32,
     seconds: u32,
@@ -149,7 +151,7 @@ pub fn fanout(
             })
             .await?;
         }
-        let (ws, _) = async_tungstenite::smol::connect_async(url).await.map_err(|e| format!("connect: {e}"))?;
+        let (ws, _) = async_tungstenite::smol::connect_async(writer_url).await.map_err(|e| format!("connect: {e}"))?;
         let (mut tx, _rx) = ws.split();
         let started = Instant::now();
         let mut state = 1_700_000_000_000.0f64.max(crate::load::wall_ms());
