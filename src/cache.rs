@@ -134,12 +134,18 @@ impl NodeCache {
         }
     }
 
-    /// Applies fields a merge changed, if the node is cached.
+    /// Applies fields a merge changed, if the node is cached: each where it wins over the cached
+    /// one under HAM. (With one writer a merge's changes always win; with a shared store a
+    /// change from elsewhere, committed later, may have reached the cache before this merge's
+    /// own result did.)
     pub fn apply(&mut self, soul: &Soul, changed: &[(Key, Field)]) {
         let Some(entry) = self.nodes.get_mut(soul) else {
             return;
         };
         for (k, f) in changed {
+            if crate::ham::merge(f, entry.fields.get(k)) != crate::ham::Decision::Accept {
+                continue;
+            }
             let added = field_bytes(k, f);
             match entry.fields.insert(k.clone(), f.clone()) {
                 Some(old) => {

@@ -177,6 +177,12 @@ impl Harness {
         self.pump();
     }
 
+    /// Hands the peer the result of op `op` (held with `auto_store` off, and applied by the
+    /// test itself, to order results against other inputs).
+    pub fn store_done(&mut self, op: crate::OpId, result: StoreResult) {
+        self.input(Input::StoreDone { op, result });
+    }
+
     /// Another writer committed `fields` of `soul` to the shared store (the change feed reports
     /// them). The harness's store is not touched: write them there too to model the database.
     pub fn store_changed(&mut self, soul: &str, fields: Vec<(crate::Key, crate::Field)>) {

@@ -3,7 +3,7 @@
 //! than a change it was told of; after a gap in the feed, subscribed nodes are read again.
 
 use fibergun::testing::{Harness, START_WALL_MS};
-use fibergun::{Field, Key, Soul, State, Value};
+use fibergun::{Field, Key, Soul, State, Store, Value};
 use serde_json::{json, Value as Json};
 
 const CLIENT: u64 = 1;
@@ -108,4 +108,25 @@ fn after_a_gap_in_the_feed_subscribed_nodes_are_read_again_and_pushed() {
     assert_eq!(pushed_x(&mut h, CLIENT), vec![json!("two"), json!("two")]);
     assert_eq!(read_x(&mut h, "g2", "a"), json!("two"));
     assert_eq!(h.peer.stats().feed_gaps, 1);
+}
+
+#[test]
+fn this_peer_s_own_merge_answered_after_a_newer_change_elsewhere_does_not_roll_the_cache_back() {
+    let mut h = relay();
+    commit_elsewhere(&mut h, "a", "first", START_WALL_MS - 20.0);
+    assert_eq!(read_x(&mut h, "g1", "a"), json!("first"));
+    // This peer's write commits first; before its result is back, another relay commits a
+    // newer one and the feed reports it.
+    h.auto_store = false;
+    let put = json!({"#": "p1", "put": {"a": {"_": {"#": "a", ">": {"x": START_WALL_MS - 10.0}}, "x": "mine"}}});
+    h.frame(CLIENT, &put.to_string());
+    let mine = std::mem::take(&mut h.held);
+    let results = h.store.apply(mine.clone());
+    commit_elsewhere(&mut h, "a", "newer", START_WALL_MS - 5.0);
+    h.store_changed("a", vec![field("newer", START_WALL_MS - 5.0)]);
+    for (op, result) in mine.iter().zip(results) {
+        h.store_done(op.id(), result);
+    }
+    h.auto_store = true;
+    assert_eq!(read_x(&mut h, "g2", "a"), json!("newer"));
 }

@@ -93,6 +93,43 @@ pub fn edges_converged(
     Ok(())
 }
 
+/// Checks a shared-store run: every client's relay answered its final GET of each soul with the
+/// node as the store holds it (a relay answering from a cache the change feed let go stale
+/// fails this).
+pub fn answers_match_store(
+    store: &MemStore,
+    answers: &[(usize, &BTreeMap<String, serde_json::Value>)],
+    souls: u32,
+) -> Result<(), String> {
+    for (client, answered) in answers {
+        for s in 0..souls {
+            let soul = format!("s{s}");
+            let Some(answer) = answered.get(&soul) else {
+                return Err(format!("client {client} got no answer for {soul}"));
+            };
+            let stored = store.nodes.get(soul.as_str());
+            let mut got: BTreeMap<String, (serde_json::Value, Option<f64>)> = BTreeMap::new();
+            if let Some(node) = answer.as_object() {
+                let states = &node["_"][">"];
+                for (key, value) in node.iter().filter(|(k, _)| *k != "_") {
+                    got.insert(key.clone(), (value.clone(), states[key].as_f64()));
+                }
+            }
+            let want: BTreeMap<String, (serde_json::Value, Option<f64>)> = stored
+                .into_iter()
+                .flatten()
+                .map(|(k, f)| (k.to_string(), (f.value.to_json(), Some(f.state.ms()))))
+                .collect();
+            if got != want {
+                return Err(format!(
+                    "client {client}'s relay answers {soul} = {got:?}; the store holds {want:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn first_difference(got: &Graph, want: &Graph) -> String {
     for (soul, node) in want {
         for (key, field) in node {

@@ -45,6 +45,10 @@ pub struct SimConfig {
     /// Edges: peers that sync on demand with one or two relays (their upstreams) and hold only
     /// what their clients read or write.
     pub edges: usize,
+    /// The relays share one store (relays on one database) instead of linking: none dials
+    /// another; each hears what the others commit through the store's change feed, which the
+    /// chaos cuts now and then (a gap when it returns). Then there are no edges.
+    pub shared_store: bool,
     /// How they are linked.
     pub topology: Topology,
     /// Clients, each attached to one relay or edge.
@@ -95,11 +99,14 @@ impl SimConfig {
         let chaos_ms = 2_000 + rng.below(8_000);
         let latency_ms = (1, 1 + rng.below(30));
         let commit_ms = (1, 1 + rng.below(20));
+        // Drawn last, so the rest of a seed's run is as it was before edges and shared stores.
+        let edges = rng.below(3) as usize;
+        let shared_store = relays > 1 && rng.below(4) == 0;
         SimConfig {
             seed,
             relays,
-            // Drawn last, so the rest of a seed's run is as it was before edges existed.
-            edges: rng.below(3) as usize,
+            edges: if shared_store { 0 } else { edges },
+            shared_store,
             topology,
             clients,
             souls,
@@ -118,6 +125,7 @@ impl SimConfig {
         SimConfig {
             relays,
             edges: 0,
+            shared_store: false,
             clients,
             topology: Topology::Full,
             faults: Faults {
@@ -148,7 +156,7 @@ impl SimConfig {
     pub fn links(&self) -> Vec<(usize, usize)> {
         let n = self.relays;
         match self.topology {
-            _ if n < 2 => Vec::new(),
+            _ if n < 2 || self.shared_store => Vec::new(),
             Topology::Line => (0..n - 1).map(|i| (i, i + 1)).collect(),
             Topology::Ring if n > 2 => (0..n).map(|i| (i, (i + 1) % n)).collect(),
             Topology::Ring => vec![(0, 1)],

@@ -69,6 +69,11 @@ pub fn run(config: SimConfig) -> Result<Report, Failure> {
     world.run().map_err(fail)?;
     check::converged(&world.stores(), &world.committed, &world.acked).map_err(fail)?;
     check::edges_converged(&world.edges(), &world.committed).map_err(fail)?;
+    if world.config.shared_store {
+        let store = world.stores()[0];
+        check::answers_match_store(store, &world.final_answers(), world.config.souls)
+            .map_err(fail)?;
+    }
     Ok(Report {
         seed,
         counts: world.counts.clone(),

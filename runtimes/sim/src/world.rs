@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fibergun::rng::Rng;
 use fibergun::{
     Config, ConnId, Direction, Field, Input, Key, Limits, MemStore, Now, Output, Peer, RemoteId,
-    Soul, State, Store, StoreOp, Value, VerifyId,
+    Soul, State, Store, StoreOp, StoreResult, Value, VerifyId,
 };
 use serde_json::{json, Value as Json};
 
@@ -87,6 +87,23 @@ enum Ev {
     Reread {
         client: usize,
     },
+    /// The shared store's change feed tells a relay that another one committed these keys.
+    Feed {
+        relay: usize,
+        epoch: u64,
+        soul: Soul,
+        keys: Vec<Key>,
+    },
+    /// A relay's change feed is back after a cut: it reports a gap.
+    FeedBack {
+        relay: usize,
+    },
+    /// The results of a batch a relay committed to the shared store come back to it.
+    StoreResults {
+        relay: usize,
+        epoch: u64,
+        results: Vec<(fibergun::OpId, StoreResult)>,
+    },
 }
 
 impl Ev {
@@ -143,6 +160,8 @@ struct Relay {
 struct Client {
     relay: usize,
     conn: Option<u64>,
+    /// In a shared-store run, what its relay answered the final GET of each soul.
+    final_answers: BTreeMap<String, Json>,
     /// Souls it read or wrote.
     used: BTreeSet<String>,
     ops_left: u32,
@@ -181,6 +200,10 @@ pub struct Counts {
     pub acked: u64,
     /// Of those, the ones acknowledged by an edge (which the relays must hold by the end too).
     pub edge_acked: u64,
+    /// Changes a shared store's feed handed to relays, and cuts of the feed.
+    pub feed_changes: u64,
+    /// Cuts of a relay's change feed (each ends with a gap).
+    pub feed_cuts: u64,
     /// GETs issued by clients.
     pub gets: u64,
     /// Store batches committed.
@@ -198,6 +221,12 @@ pub struct World {
     /// Queued events that are work (see [`Ev::is_work`]).
     queued_work: usize,
     relays: Vec<Relay>,
+    /// The store every relay writes to, in a shared-store run (each relay's own is unused).
+    shared: Option<MemStore>,
+    /// Relays whose change feed is cut: what others commit meanwhile is not reported to them.
+    feed_cut: Vec<bool>,
+    /// The final GETs of a shared-store run have been sent.
+    final_reads: bool,
     clients: Vec<Client>,
     conns: BTreeMap<u64, Conn>,
     next_conn: u64,
@@ -244,6 +273,7 @@ impl World {
             .map(|i| Client {
                 relay: i % nodes,
                 conn: None,
+                final_answers: BTreeMap::new(),
                 used: BTreeSet::new(),
                 ops_left: config.ops_per_client,
                 skew_ms: skew(&mut rng, config.faults.max_skew_ms),
@@ -269,6 +299,9 @@ impl World {
             seq: 0,
             queue: BinaryHeap::new(),
             queued_work: 0,
+            shared: config.shared_store.then(MemStore::new),
+            feed_cut: vec![false; relays.len()],
+            final_reads: false,
             relays,
             clients,
             conns: BTreeMap::new(),
@@ -294,8 +327,12 @@ impl World {
         self.now / MS
     }
 
-    /// The relays' committed graphs (edges' not among them).
+    /// The relays' committed graphs (edges' not among them); the one store of a shared-store
+    /// run.
     pub fn stores(&self) -> Vec<&MemStore> {
+        if let Some(shared) = &self.shared {
+            return vec![shared];
+        }
         self.relays
             .iter()
             .filter(|r| !r.edge)
@@ -309,6 +346,17 @@ impl World {
             .iter()
             .filter(|r| r.edge)
             .map(|r| (&r.store, &r.used))
+            .collect()
+    }
+
+    /// In a shared-store run, what each client's relay answered its final GETs: (client, soul →
+    /// the `put` of the answer).
+    pub fn final_answers(&self) -> Vec<(usize, &BTreeMap<String, Json>)> {
+        self.clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.conn.is_some())
+            .map(|(i, c)| (i, &c.final_answers))
             .collect()
     }
 
@@ -373,6 +421,13 @@ impl World {
             self.handle(next.ev);
             let busy = self.queued_work > 0 || self.relays.iter().any(|r| !r.pending.is_empty());
             if self.now >= settle_until && !busy {
+                if self.shared.is_some() && !self.final_reads {
+                    // Quiet: every client reads every soul through its relay, whose cache must
+                    // agree with the store.
+                    self.final_reads = true;
+                    self.final_read();
+                    continue;
+                }
                 return Ok(());
             }
         }
@@ -423,6 +478,18 @@ impl World {
             }
             Ev::Heal => self.heal(),
             Ev::Reread { client } => self.reread(client),
+            Ev::Feed {
+                relay,
+                epoch,
+                soul,
+                keys,
+            } => self.feed(relay, epoch, soul, &keys),
+            Ev::FeedBack { relay } => self.feed_back(relay),
+            Ev::StoreResults {
+                relay,
+                epoch,
+                results,
+            } => self.store_results(relay, epoch, results),
         }
     }
 
@@ -565,10 +632,126 @@ impl World {
             }
         }
         let ids: Vec<_> = ops.iter().map(StoreOp::id).collect();
-        let results = self.relays[r].store.apply(ops);
+        let souls: Vec<Option<Soul>> = ops
+            .iter()
+            .map(|op| match op {
+                StoreOp::Merge { soul, .. } => Some(soul.clone()),
+                _ => None,
+            })
+            .collect();
+        let results = match self.shared.as_mut() {
+            Some(shared) => shared.apply(ops),
+            None => self.relays[r].store.apply(ops),
+        };
         self.record(format!("commit {r} {}", ids.len()).as_bytes());
-        for (op, result) in ids.into_iter().zip(results) {
+        let results: Vec<_> = ids.into_iter().zip(results).collect();
+        if self.shared.is_some() {
+            self.announce(r, &souls, &results);
+            // The answers travel back from the database, so the feed's reports of later commits
+            // by others may overtake them. One batch is in flight at a time.
+            self.relays[r].commit_scheduled = true;
+            let at = self.now + self.between(self.config.commit_ms) * MS;
+            self.schedule(
+                at,
+                Ev::StoreResults {
+                    relay: r,
+                    epoch,
+                    results,
+                },
+            );
+            return;
+        }
+        self.store_results(r, epoch, results);
+    }
+
+    fn store_results(&mut self, r: usize, epoch: u64, results: Vec<(fibergun::OpId, StoreResult)>) {
+        if self.relays[r].epoch != epoch {
+            return; // committed, but the relay crashed before it heard
+        }
+        self.relays[r].commit_scheduled = false;
+        for (op, result) in results {
             self.relay_input(r, Input::StoreDone { op, result });
+        }
+        if !self.relays[r].pending.is_empty() && !self.relays[r].commit_scheduled {
+            self.relays[r].commit_scheduled = true;
+            let at = self.now + self.between(self.config.commit_ms) * MS;
+            self.schedule(at, Ev::Commit { relay: r, epoch });
+        }
+    }
+
+    /// The shared store's change feed: the other relays hear of what relay `r` just committed,
+    /// each after a network delay (unless its feed is cut).
+    fn announce(
+        &mut self,
+        r: usize,
+        souls: &[Option<Soul>],
+        results: &[(fibergun::OpId, StoreResult)],
+    ) {
+        let mut changed: BTreeMap<Soul, BTreeSet<Key>> = BTreeMap::new();
+        for (soul, (_, result)) in souls.iter().zip(results) {
+            if let (Some(soul), StoreResult::Merged { changed: fields }) = (soul, result) {
+                changed
+                    .entry(soul.clone())
+                    .or_default()
+                    .extend(fields.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        for j in 0..self.relays.len() {
+            if j == r || self.feed_cut[j] || self.relays[j].peer.is_none() {
+                continue;
+            }
+            for (soul, keys) in &changed {
+                if keys.is_empty() {
+                    continue;
+                }
+                let at = self.now + self.between(self.config.latency_ms) * MS;
+                let ev = Ev::Feed {
+                    relay: j,
+                    epoch: self.relays[j].epoch,
+                    soul: soul.clone(),
+                    keys: keys.iter().cloned().collect(),
+                };
+                self.schedule(at, ev);
+            }
+        }
+    }
+
+    /// A change reaches relay `j`: the keys as the store holds them now.
+    fn feed(&mut self, j: usize, epoch: u64, soul: Soul, keys: &[Key]) {
+        if self.relays[j].epoch != epoch || self.feed_cut[j] {
+            return;
+        }
+        let Some(node) = self.shared.as_ref().and_then(|s| s.nodes.get(&soul)) else {
+            return;
+        };
+        let fields: Vec<(Key, Field)> = keys
+            .iter()
+            .filter_map(|k| node.get(k).map(|f| (k.clone(), f.clone())))
+            .collect();
+        self.counts.feed_changes += 1;
+        self.relay_input(j, Input::StoreChanged { soul, fields });
+    }
+
+    /// Relay `j`'s feed listens again: it reports the gap.
+    fn feed_back(&mut self, j: usize) {
+        if !self.feed_cut[j] {
+            return;
+        }
+        self.feed_cut[j] = false;
+        self.record(format!("feed back {j}").as_bytes());
+        self.relay_input(j, Input::StoreFeedGap);
+    }
+
+    /// Every client GETs every soul through its relay.
+    fn final_read(&mut self) {
+        for c in 0..self.clients.len() {
+            let Some(conn) = self.clients[c].conn else {
+                continue;
+            };
+            for s in 0..self.config.souls {
+                let get = json!({"#": format!("c{c}.final.s{s}"), "get": {"#": format!("s{s}")}});
+                self.transmit(conn, End::Client(c), get.to_string());
+            }
         }
     }
 
@@ -820,6 +1003,15 @@ impl World {
                 self.schedule(until, Ev::EndPartition { id });
             }
         }
+        if self.shared.is_some() && self.chance(self.config.faults.partition) {
+            let j = self.rng.below(n as u64) as usize;
+            if !self.feed_cut[j] {
+                self.counts.feed_cuts += 1;
+                self.feed_cut[j] = true;
+                let back = self.now + self.between((200, 3_000)) * MS;
+                self.schedule(back, Ev::FeedBack { relay: j });
+            }
+        }
         if self.chance(self.config.faults.crash) {
             let r = self.rng.below(n as u64) as usize;
             self.crash(r);
@@ -838,6 +1030,7 @@ impl World {
             if self.relays[r].peer.is_none() {
                 self.start_relay(r);
             }
+            self.feed_back(r);
         }
         // Every relay link is lost and dialled anew by the cores, after their backoff.
         let links: Vec<u64> = self
@@ -941,6 +1134,17 @@ impl World {
             Err(e) => panic!("a relay sent a frame that is not JSON ({e}): {text}"),
         };
         for msg in msgs {
+            if let Some(soul) = msg
+                .get("@")
+                .and_then(Json::as_str)
+                .and_then(|to| to.strip_prefix(&format!("c{c}.final.")))
+            {
+                let answer = msg["put"].get(soul).cloned().unwrap_or(Json::Null);
+                self.clients[c]
+                    .final_answers
+                    .insert(soul.to_owned(), answer);
+                continue;
+            }
             if msg.get("ok") != Some(&Json::Bool(true)) {
                 continue;
             }

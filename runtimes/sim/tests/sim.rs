@@ -10,7 +10,7 @@ fn a_slice_of_seeds_converges() {
     let seeds = seeds_from_env(300);
     let mut topologies = std::collections::BTreeSet::new();
     let (mut partitions, mut crashes, mut dropped, mut acked) = (0, 0, 0, 0);
-    let (mut dials_failed, mut edge_acked) = (0, 0);
+    let (mut dials_failed, mut edge_acked, mut feed_changes, mut feed_cuts) = (0, 0, 0, 0);
     for seed in &seeds {
         let config = SimConfig::from_seed(*seed);
         if config.relays > 1 {
@@ -24,12 +24,14 @@ fn a_slice_of_seeds_converges() {
                 acked += report.counts.acked;
                 dials_failed += report.counts.dials_failed;
                 edge_acked += report.counts.edge_acked;
+                feed_changes += report.counts.feed_changes;
+                feed_cuts += report.counts.feed_cuts;
             }
             Err(failure) => panic!("{failure}"),
         }
     }
     eprintln!(
-        "{} seeds converged: {partitions} partitions, {crashes} crashes, {dropped} frames dropped, {dials_failed} failed link dials retried, {acked} acked writes checked ({edge_acked} by edges)",
+        "{} seeds converged: {partitions} partitions, {crashes} crashes, {dropped} frames dropped, {dials_failed} failed link dials retried, {acked} acked writes checked ({edge_acked} by edges), {feed_changes} changes from shared stores' feeds ({feed_cuts} cuts)",
         seeds.len()
     );
     if seeds.len() >= 200 {
@@ -40,6 +42,8 @@ fn a_slice_of_seeds_converges() {
         assert!(dials_failed > 0);
         // Edges take writes offline and pass them up.
         assert!(edge_acked > 0);
+        // Relays on one store hear of each other's commits, through feeds that get cut.
+        assert!(feed_changes > 0 && feed_cuts > 0);
     }
 }
 
