@@ -15,6 +15,8 @@
 //! `taskset` exists, the load on CPU 1), runs the row, reads the server's peak RSS, and prints a
 //! table with the ratio fibergun / GUN JS and the targets it checks.
 
+#[cfg(test)]
+mod in_process;
 mod limit;
 mod lmdb_limit;
 mod load;

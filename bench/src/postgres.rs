@@ -181,36 +181,11 @@ pub fn start_database() -> PgServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-    use std::path::Path;
-
-    /// `serve`'s flags, parsed as the binary parses them.
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        serve: fibergun_server::ServeArgs,
-    }
 
     #[test]
     fn the_postgres_benchmark_runs_a_small_load() {
         let pg = PgServer::start();
-        let mut launch = |dir: &Path, extra: &[String]| -> Result<Relay, String> {
-            let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data"];
-            args.push(dir.to_str().unwrap());
-            args.extend(extra.iter().map(String::as_str));
-            let mut config = Flags::try_parse_from(args)
-                .map_err(|e| e.to_string())?
-                .serve
-                .into_config()
-                .map_err(|e| e.0)?;
-            config.relay.threads = 2;
-            config.relay.verify_threads = 1;
-            let server = fibergun_server::Server::start(config).map_err(|e| e.0)?;
-            Ok(Relay {
-                url: format!("ws://{}/gun", server.local_addr()),
-                stop: Box::new(move || server.shutdown()),
-            })
-        };
+        let mut launch = crate::in_process::launch;
         let figures = run(&mut launch, &pg, 1_500).unwrap();
         assert_eq!(figures.pg_puts.completed, 1_500);
         assert_eq!(figures.cross_push.delivered, figures.cross_push.expected);

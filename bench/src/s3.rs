@@ -219,36 +219,11 @@ pub fn print(f: &S3Figures) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    /// `serve`'s flags, parsed as the binary parses them.
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        serve: fibergun_server::ServeArgs,
-    }
 
     #[test]
     fn the_s3_benchmark_runs_a_small_graph_through_restarts() {
         let s3 = SeaweedFs::start();
-        let mut launch = |dir: &Path, extra: &[String]| -> Result<Relay, String> {
-            let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--data"];
-            args.push(dir.to_str().unwrap());
-            args.extend(extra.iter().map(String::as_str));
-            let config = Flags::try_parse_from(args)
-                .map_err(|e| e.to_string())?
-                .serve
-                .into_config()
-                .map_err(|e| e.0)?;
-            let mut config = config;
-            config.relay.threads = 2;
-            config.relay.verify_threads = 1;
-            let server = fibergun_server::Server::start(config).map_err(|e| e.0)?;
-            Ok(Relay {
-                url: format!("ws://{}/gun", server.local_addr()),
-                stop: Box::new(move || server.shutdown()),
-            })
-        };
+        let mut launch = crate::in_process::launch;
         let figures = run(&mut launch, &s3, 3_000).unwrap();
         assert_eq!(figures.s3_puts.completed, 3_000);
         assert_eq!(figures.gets_after_restart.missing, 0);

@@ -59,17 +59,8 @@ pub struct ServeArgs {
     pub store: crate::storage::StoreKind,
     #[command(flatten)]
     pub s3: crate::storage::s3_flags::S3Flags,
-    /// The database of `--store postgres`: a libpq URL such as
-    /// `postgres://user:password@host:5432/db` (or `host=… dbname=…`); several hosts
-    /// (`postgres://h1:5432,h2:5432/db?target_session_attrs=read-write`) are tried in order
-    /// for the one that takes writes, after a failover too.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "FIBERGUN_POSTGRES_URL",
-        hide_env_values = true
-    )]
-    pub postgres_url: Option<String>,
+    #[command(flatten)]
+    pub postgres: crate::storage::PostgresFlags,
     /// A relay to dial and stay connected to, fibergun or GUN JS (`ws://host:port/gun` or
     /// `http://host:port/gun`; `wss://` or `https://` for TLS). Repeat for several; connections
     /// are retried with backoff.
@@ -237,7 +228,7 @@ impl ServeArgs {
             storage_quota: self.storage_quota,
             store: self.store,
             s3,
-            postgres_url: self.postgres_url,
+            postgres_url: self.postgres.postgres_url,
             address_limits: crate::gate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),
@@ -313,14 +304,8 @@ pub(crate) enum Command {
         /// relays keep running).
         #[arg(long, default_value = "lmdb", value_parser = crate::storage::parse_store_kind)]
         store: StoreKind,
-        /// The database of `--store postgres`.
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "FIBERGUN_POSTGRES_URL",
-            hide_env_values = true
-        )]
-        postgres_url: Option<String>,
+        #[command(flatten)]
+        postgres: crate::storage::PostgresFlags,
         /// The file to write (standard output when not given).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -358,14 +343,8 @@ pub(crate) struct ImportTarget {
     store: StoreKind,
     #[command(flatten)]
     s3: crate::storage::s3_flags::S3Flags,
-    /// The database of `--store postgres`.
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "FIBERGUN_POSTGRES_URL",
-        hide_env_values = true
-    )]
-    postgres_url: Option<String>,
+    #[command(flatten)]
+    postgres: crate::storage::PostgresFlags,
 }
 
 impl ImportTarget {
@@ -385,10 +364,10 @@ impl ImportTarget {
             data_dir: self.data.clone(),
             store: self.store,
             s3: store_s3_settings(self.store, &self.s3).map_err(|e| e.0)?,
-            postgres_url: self.postgres_url.clone(),
+            postgres_url: self.postgres.postgres_url.clone(),
             ..ServerConfig::default()
         };
-        if self.postgres_url.is_some() && self.store != StoreKind::Postgres {
+        if self.postgres.postgres_url.is_some() && self.store != StoreKind::Postgres {
             return Err("--postgres-url needs --store postgres".into());
         }
         crate::storage::Backend::open(&config)

@@ -68,7 +68,7 @@ impl Tool {
             Command::Export {
                 data,
                 store,
-                postgres_url,
+                postgres,
                 out,
             } => {
                 let mut out: Box<dyn std::io::Write> = match &out {
@@ -78,7 +78,7 @@ impl Tool {
                     )),
                     None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 };
-                let nodes = match (store, postgres_url) {
+                let nodes = match (store, postgres.postgres_url) {
                     (StoreKind::Lmdb, None) => {
                         LmdbStore::open_beside(&data, fibergun_lmdb::DEFAULT_MAP_SIZE)
                             .map_err(|e| e.0)?

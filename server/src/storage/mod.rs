@@ -43,6 +43,22 @@ pub fn parse_store_kind(text: &str) -> Result<StoreKind, String> {
     }
 }
 
+/// Where a PostgreSQL store is (`serve`, `export`, `import`, `import-radata`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct PostgresFlags {
+    /// The database of `--store postgres`: a libpq URL such as
+    /// `postgres://user:password@host:5432/db` (or `host=… dbname=…`); several hosts
+    /// (`postgres://h1:5432,h2:5432/db?target_session_attrs=read-write`) are tried in order
+    /// for the one that takes writes, after a failover too.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FIBERGUN_POSTGRES_URL",
+        hide_env_values = true
+    )]
+    pub postgres_url: Option<String>,
+}
+
 /// Readers of a backend's figures (for `/metrics` and `/health`), where it has them.
 #[derive(Clone, Debug, Default)]
 pub struct StoreReaders {
