@@ -152,7 +152,14 @@ impl Listener {
     }
 
     fn listen(&self) -> Result<Client, String> {
-        let mut client = crate::connect(&self.config)?;
+        // Named apart from the store's own connection, for operators reading pg_stat_activity.
+        let mut config = self.config.clone();
+        let name = format!(
+            "{} feed",
+            config.get_application_name().unwrap_or("fibergun")
+        );
+        config.application_name(&name);
+        let mut client = crate::connect(&config)?;
         client
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .map_err(|e| crate::describe(&e))?;
