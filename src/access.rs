@@ -14,8 +14,12 @@ pub enum Principal {
     Anonymous,
     /// A client that presented the token of this name.
     Token(String),
-    /// A relay this peer dialled (a configured peer): trusted as this peer itself.
+    /// A relay this peer dialled (a configured peer): trusted as this peer itself, though still
+    /// bound by the operator's rules ([`crate::WritePolicy`], bans and takedowns).
     Peer,
+    /// The relay's operator (its admin API): bound by no rule, and the only one that may read
+    /// and write the reserved souls of [`crate::moderation`].
+    Admin,
 }
 
 /// Decides reads and writes per soul. Must be pure: the same answer for the same question, so
@@ -52,7 +56,9 @@ pub struct TokenAccess {
 fn allowed(open: Open, who: &Principal) -> bool {
     matches!(
         (open, who),
-        (_, Principal::Peer) | (Open::Everyone, _) | (Open::TokenHolders, Principal::Token(_))
+        (_, Principal::Peer | Principal::Admin)
+            | (Open::Everyone, _)
+            | (Open::TokenHolders, Principal::Token(_))
     )
 }
 

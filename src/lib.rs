@@ -137,14 +137,17 @@ pub mod json;
 pub mod lex;
 mod limits;
 mod machine;
+pub mod moderation;
 mod outbox;
 mod peer;
+mod rate;
 pub mod rng;
 pub mod sea;
 pub mod store;
 mod subscriptions;
 pub mod testing;
 pub mod wire;
+pub mod write_policy;
 
 pub use graph::{Field, Graph, GraphError, Key, Node, Soul, State, Value};
 pub use limits::{InvalidLimits, Limits};
@@ -155,6 +158,7 @@ pub use peer::{
     LATENCY_BOUNDS,
 };
 pub use store::{FeedEvent, FeedSink, MemStore, OpId, ReadQuery, Store, StoreOp, StoreResult};
+pub use write_policy::{RefusalCounts, Rule, WritePolicy};
 
 /// Hash maps in the core use a hasher seeded from the config, never from ambient randomness, and
 /// are only used for lookups: nothing the core sends depends on their iteration order.

@@ -18,6 +18,11 @@
 //!    last number survives trimming), with each upstream's acknowledged mark. An append is in
 //!    the same transaction as the merges of its write, so a write is acknowledged locally only
 //!    when it is both stored and queued for its upstreams.
+//! 6. **Space usage.** The store counts the bytes each space holds ([`space_of`]: a user's
+//!    `~PUB…` space, or the shared space of everything else; [`stored_bytes`] per field), in
+//!    the transactions that change them, and reports a merge's space's total after it
+//!    ([`StoreResult::Merged::space_bytes`]). The core refuses writes into a space past its
+//!    quota from these figures.
 //!
 //! [`MemStore`] is the reference implementation, used by tests and the simulator; runtimes' stores
 //! must behave the same.
@@ -146,6 +151,9 @@ pub enum StoreResult {
     Merged {
         /// The fields now stored that differ from before.
         changed: Vec<(Key, Field)>,
+        /// The bytes the node's space holds after the merge (rule 6; `None` for a soul no space
+        /// counts, or a store that does not count).
+        space_bytes: Option<u64>,
     },
     /// A read's answer: nodes with at least one field (none when nothing matched).
     Read {
@@ -264,6 +272,8 @@ pub struct MemStore {
     pub nodes: BTreeMap<Soul, BTreeMap<Key, Field>>,
     /// The outbox.
     pub outbox: MemOutbox,
+    /// Bytes per space (rule 6).
+    pub spaces: BTreeMap<String, u64>,
 }
 
 /// The outbox as the reference store keeps it (see the module's rule 5).
@@ -328,11 +338,19 @@ impl MemStore {
         match op {
             StoreOp::Merge { soul, fields, .. } => {
                 let node = self.nodes.entry(soul.clone()).or_default();
-                let changed = merge_into(node, fields);
+                let (changed, grew) = merge_into(node, fields);
                 if node.is_empty() {
                     self.nodes.remove(soul);
                 }
-                StoreResult::Merged { changed }
+                let space_bytes = space_of(soul.as_str()).map(|space| {
+                    let bytes = self.spaces.entry(space).or_default();
+                    *bytes = bytes.saturating_add_signed(grew);
+                    *bytes
+                });
+                StoreResult::Merged {
+                    changed,
+                    space_bytes,
+                }
             }
             StoreOp::Read { query, .. } => StoreResult::Read {
                 nodes: self.read(query),
@@ -425,16 +443,44 @@ pub fn page_of_nodes<'a>(
     out
 }
 
-/// HAM-merges `incoming` into a stored node; returns the fields that changed.
-pub fn merge_into(node: &mut BTreeMap<Key, Field>, incoming: &[(Key, Field)]) -> Vec<(Key, Field)> {
+/// HAM-merges `incoming` into a stored node; returns the fields that changed, and by how many
+/// bytes ([`stored_bytes`]) the node grew (or shrank).
+pub fn merge_into(
+    node: &mut BTreeMap<Key, Field>,
+    incoming: &[(Key, Field)],
+) -> (Vec<(Key, Field)>, i64) {
     let mut changed = Vec::new();
+    let mut grew = 0i64;
     for (key, field) in incoming {
         if ham::merge(field, node.get(key)) == Decision::Accept {
+            let before = node.get(key).map_or(0, |old| stored_bytes(key, &old.value));
+            grew += stored_bytes(key, &field.value) as i64 - before as i64;
             node.insert(key.clone(), field.clone());
             changed.push((key.clone(), field.clone()));
         }
     }
-    changed
+    (changed, grew)
+}
+
+/// The space a soul's bytes count against (rule 6): its owner's public key for a user space
+/// (`~PUB…`, as SEA names owners), `""` for the shared space of everything else, and `None` for
+/// the operator's reserved souls ([`crate::moderation`]), which no space counts.
+pub fn space_of(soul: &str) -> Option<String> {
+    if crate::moderation::is_reserved(soul) {
+        return None;
+    }
+    Some(crate::sea::owner_of(soul).unwrap_or_default())
+}
+
+/// What a field counts for in its space: its key's bytes and its value's (a string's or a
+/// link's text; 8 for any other value).
+pub fn stored_bytes(key: &Key, value: &crate::Value) -> u64 {
+    let value = match value {
+        crate::Value::String(s) => s.len(),
+        crate::Value::Link(soul) => soul.as_str().len(),
+        _ => 8,
+    };
+    (key.as_str().len() + value) as u64
 }
 
 impl Store for MemStore {
@@ -471,7 +517,7 @@ mod tests {
                 fields,
             },
         ) {
-            StoreResult::Merged { changed } => changed.len(),
+            StoreResult::Merged { changed, .. } => changed.len(),
             other => panic!("{other:?}"),
         };
         assert_eq!(

@@ -260,7 +260,10 @@ fn core_put() -> impl FnMut() {
                     now,
                     Input::StoreDone {
                         op,
-                        result: StoreResult::Merged { changed: fields },
+                        result: StoreResult::Merged {
+                            changed: fields,
+                            space_bytes: None,
+                        },
                     },
                 )
                 .expect("a result for an op in flight");

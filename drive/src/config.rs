@@ -32,6 +32,8 @@ pub struct RelayConfig {
     pub upstreams: Vec<String>,
     /// Who may read and write what; everything is open when `None`.
     pub access: Option<Arc<dyn AccessPolicy>>,
+    /// The operator's write rules for a relay open to the public ([`fibergun::WritePolicy`]).
+    pub writes: fibergun::WritePolicy,
     /// Threads running socket tasks. Runtimes that give each connection its own threads
     /// ignore it.
     pub threads: usize,
@@ -70,6 +72,7 @@ impl Default for RelayConfig {
             peers: Vec::new(),
             upstreams: Vec::new(),
             access: None,
+            writes: fibergun::WritePolicy::default(),
             threads: default_threads(),
             verify_threads: default_threads(),
             keepalive: Keepalive::default(),
@@ -104,9 +107,10 @@ impl Default for Keepalive {
 }
 
 impl RelayConfig {
-    /// The core this configuration describes, with a fresh seed unless one is set. Fails, before
-    /// anything is opened, on invalid limits or a peer address that cannot be dialled.
-    pub fn new_peer(&self) -> Result<fibergun::Peer, StartError> {
+    /// The core this configuration describes, with a fresh seed unless one is set, and the
+    /// operator's bans and takedowns read from `store` ([`fibergun::moderation`]). Fails on
+    /// invalid limits, a peer address that cannot be dialled, or a store that cannot be read.
+    pub fn new_peer(&self, store: &mut impl fibergun::Store) -> Result<fibergun::Peer, StartError> {
         let (peers, upstreams) = self.validate()?;
         let mut limits = self.limits.clone();
         if let Some(share) = self.memory_share(8) {
@@ -118,9 +122,16 @@ impl RelayConfig {
             peers: peers.into_iter().map(|p| p.ws_url).collect(),
             upstreams: upstreams.into_iter().map(|p| p.ws_url).collect(),
             access: self.access.clone(),
+            writes: self.writes.clone(),
             ..fibergun::Config::default()
         };
-        Ok(fibergun::Peer::new(config, crate::clock::now()))
+        let lists = fibergun::moderation::Moderation::from_results(
+            store.apply(fibergun::moderation::Moderation::load_ops()),
+        )
+        .map_err(StartError)?;
+        let mut peer = fibergun::Peer::new(config, crate::clock::now());
+        peer.restore_moderation(lists);
+        Ok(peer)
     }
 
     /// Checks what can be checked before anything is opened: the limits and every peer and

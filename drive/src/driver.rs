@@ -46,6 +46,8 @@ pub enum DriverEvent<C> {
         conn: ConnId,
         /// The configured peer it reaches, if we dialled it.
         dialled: Option<RemoteId>,
+        /// The address at the other end (for logs), if it is a network connection.
+        addr: Option<std::net::SocketAddr>,
         /// Its writer.
         handle: C,
     },
@@ -156,6 +158,8 @@ pub struct Driver<C: ConnHandle> {
     /// Connections this relay dialled (peers, upstreams): what they send wrong is worth a
     /// warning, where a client's is not.
     dialled: std::collections::HashSet<ConnId>,
+    /// Network connections' addresses, for logs.
+    addrs: std::collections::HashMap<ConnId, std::net::SocketAddr>,
     /// Connections found congested, to report to the core after the current drain.
     congested: Vec<ConnId>,
     /// Frames held while storage is backlogged, in arrival order; they keep their share of the
@@ -190,6 +194,7 @@ impl<C: ConnHandle> Driver<C> {
             shutting_down: false,
             closed_by_us: Vec::new(),
             dialled: Default::default(),
+            addrs: Default::default(),
             congested: Vec::new(),
             held_frames: VecDeque::new(),
             inbound,
@@ -261,13 +266,17 @@ impl<C: ConnHandle> Driver<C> {
             DriverEvent::Opened {
                 conn,
                 dialled,
+                addr,
                 handle,
             } => {
                 if self.shutting_down {
                     handle.close("server shutting down".into());
                     return;
                 }
-                tracing::debug!(conn = conn.0, ?dialled, "connection opened");
+                tracing::debug!(conn = conn.0, ?dialled, ?addr, "connection opened");
+                if let Some(addr) = addr {
+                    self.addrs.insert(conn, addr);
+                }
                 self.conns.insert(conn, Writer::Socket(handle));
                 match dialled {
                     Some(remote) => {
@@ -313,6 +322,7 @@ impl<C: ConnHandle> Driver<C> {
             DriverEvent::Closed { conn } => {
                 tracing::debug!(conn = conn.0, "connection closed");
                 self.dialled.remove(&conn);
+                self.addrs.remove(&conn);
                 if self.conns.remove(&conn).is_some() {
                     self.input(Input::Disconnected { conn });
                 }
@@ -443,7 +453,7 @@ impl<C: ConnHandle> Driver<C> {
                     self.closed_by_us.push(conn);
                 }
                 Output::Store(op) => self.pending_ops.push(op),
-                Output::Event(event) => log_event(&event, &self.dialled),
+                Output::Event(event) => log_event(&event, &self.dialled, &self.addrs),
                 Output::Verify { id, checks } => {
                     let sent = self.verifier.send((id, checks));
                     if sent.is_err() {
@@ -486,8 +496,31 @@ impl<C: ConnHandle> Driver<C> {
     }
 }
 
-fn log_event(event: &Event, dialled: &std::collections::HashSet<ConnId>) {
+fn log_event(
+    event: &Event,
+    dialled: &std::collections::HashSet<ConnId>,
+    addrs: &std::collections::HashMap<ConnId, std::net::SocketAddr>,
+) {
     match event {
+        Event::RuleRefused {
+            conn,
+            rule,
+            subject,
+        } => match addrs.get(conn) {
+            Some(addr) => tracing::info!(
+                conn = conn.0,
+                %addr,
+                rule = rule.name(),
+                "refused by rule {}: {subject}",
+                rule.name()
+            ),
+            None => tracing::info!(
+                conn = conn.0,
+                rule = rule.name(),
+                "refused by rule {}: {subject}",
+                rule.name()
+            ),
+        },
         Event::Refused { conn, reason } if dialled.contains(conn) => {
             tracing::warn!(
                 conn = conn.0,

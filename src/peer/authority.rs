@@ -217,6 +217,7 @@ impl Peer {
                 } else if reason.starts_with("Server busy") {
                     ErrorKind::Busy
                 } else {
+                    self.stats.refusals.count(crate::Rule::Sea);
                     ErrorKind::Unauthorized
                 };
                 self.stats.errors.count(kind);

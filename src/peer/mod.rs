@@ -19,6 +19,7 @@ use crate::{HashMap, HashSet};
 mod authority;
 mod feed;
 mod mesh;
+mod policy;
 mod read;
 mod remotes;
 mod stats;
@@ -77,6 +78,8 @@ pub struct Config {
     pub trust_all_writes: bool,
     /// Who may read and write what ([`crate::access`]); everything is open when `None`.
     pub access: Option<std::sync::Arc<dyn crate::access::AccessPolicy>>,
+    /// The operator's write rules for a relay open to the public (all off by default).
+    pub writes: crate::WritePolicy,
 }
 
 /// Something that happened outside the core.
@@ -236,6 +239,16 @@ pub enum Event {
     StoreFailed {
         /// The store's reason.
         reason: String,
+    },
+    /// A request refused by a rule of the relay's ([`crate::Rule`]): for logs, with what it
+    /// concerned (a key, a soul, a space), never the data.
+    RuleRefused {
+        /// Which connection.
+        conn: ConnId,
+        /// The rule.
+        rule: crate::Rule,
+        /// The key, soul or space.
+        subject: String,
     },
     /// An upstream refused a local write for good (its rules differ from this peer's): it is
     /// not sent again.
@@ -445,6 +458,13 @@ pub struct Peer {
     frame_refused_as_busy: bool,
     trust_all_writes: bool,
     access: Option<std::sync::Arc<dyn crate::access::AccessPolicy>>,
+    writes: crate::WritePolicy,
+    /// Banned keys and taken-down souls.
+    moderation: crate::moderation::Moderation,
+    /// Spaces' sizes in bytes, as merges into them reported (for the quotas).
+    spaces: HashMap<String, u64>,
+    /// Writes per key (for the rate).
+    rates: crate::rate::KeyRates,
     /// Puts waiting for their signature checks, by check id.
     parked: HashMap<u64, authority::Parked>,
     /// When each parked put runs out of time, soonest first.
@@ -508,10 +528,14 @@ impl Peer {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             remotes: Vec::new(),
-            hasher,
+            hasher: hasher.clone(),
             frame_refused_as_busy: false,
             trust_all_writes: config.trust_all_writes,
             access: config.access.clone(),
+            rates: crate::rate::KeyRates::new(config.writes.writes_per_key_per_sec, hasher.clone()),
+            writes: config.writes.clone(),
+            moderation: Default::default(),
+            spaces: HashMap::with_hasher(hasher),
             verify_deadlines: BTreeSet::new(),
             outbox_log: Default::default(),
             awaiting_upstream: BTreeMap::new(),
@@ -695,22 +719,20 @@ impl Peer {
         }
     }
 
-    /// Whether `conn` may read `soul` under the access policy.
+    /// Whether `conn` may read `soul`: the access policy, bans and takedowns.
     fn may_read(&self, conn: ConnId, soul: &str) -> bool {
-        match (&self.access, self.conns.get(&conn)) {
-            (None, _) => true,
-            (Some(policy), Some(c)) => policy.may_read(&c.principal, soul),
-            (Some(_), None) => false,
-        }
+        self.read_refusal(conn, soul).is_none()
     }
 
-    /// Whether `conn` may write `soul` under the access policy.
-    fn may_write(&self, conn: ConnId, soul: &str) -> bool {
-        match (&self.access, self.conns.get(&conn)) {
-            (None, _) => true,
-            (Some(policy), Some(c)) => policy.may_write(&c.principal, soul),
-            (Some(_), None) => false,
-        }
+    /// Restores the operator's lists, as [`crate::moderation::Moderation::from_results`] read
+    /// them from the store, before the first input.
+    pub fn restore_moderation(&mut self, lists: crate::moderation::Moderation) {
+        self.moderation = lists;
+    }
+
+    /// The operator's lists now.
+    pub fn moderation(&self) -> &crate::moderation::Moderation {
+        &self.moderation
     }
 
     fn send(&mut self, conn: ConnId, message: String) {

@@ -37,12 +37,8 @@ impl Peer {
         else {
             unreachable!("soul-range GETs are handled by on_souls_get");
         };
-        if !self.may_read(conn, soul.as_str()) {
-            let id = self.new_id();
-            let text = format!("Access denied: this connection may not read '{soul}'.");
-            self.stats.errors.count(ErrorKind::Unauthorized);
-            self.send(conn, wire::error_reply(&id, &msg_id, &text));
-            return;
+        if let Some(refusal) = self.read_refusal(conn, soul.as_str()) {
+            return self.refused_by(conn, &msg_id, refusal);
         }
         if !self.subs.subscribe(conn, soul) {
             self.refuse(
@@ -265,10 +261,8 @@ impl Peer {
         let more_pages = !complete && !budget_spent;
         // Souls the asker may not read are left out of a range answer.
         let mut visible = nodes;
-        if self.access.is_some() {
-            let conn = s.conn;
-            visible.retain(|n| self.may_read(conn, n.soul.as_str()));
-        }
+        let conn = s.conn;
+        visible.retain(|n| self.may_read(conn, n.soul.as_str()));
         if let Some(shown) = visible.last() {
             s.last_sent = Some(shown.soul.clone());
             for reply in self.replies_for(&s.msg_id, &visible, more_pages) {
@@ -439,9 +433,7 @@ impl Peer {
             return; // the asker has gone; its connection id may belong to another now
         }
         let mut nodes = nodes;
-        if self.access.is_some() {
-            nodes.retain(|n| self.may_read(conn.id, n.soul.as_str()));
-        }
+        nodes.retain(|n| self.may_read(conn.id, n.soul.as_str()));
         if !self.answer_get(conn.id, msg_id, &nodes, started) {
             if let Some(forward) = forward {
                 self.forward_get(conn.id, msg_id, &forward);

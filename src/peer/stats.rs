@@ -37,6 +37,8 @@ pub struct Stats {
     pub refused: u64,
     /// Error replies, by kind.
     pub errors: ErrorCounts,
+    /// Requests refused, by the rule that refused them.
+    pub refusals: crate::write_policy::RefusalCounts,
     /// From a put's arrival to its ack.
     pub put_latency: LatencyHistogram,
     /// From a GET's arrival to its first answer.
@@ -56,6 +58,8 @@ pub enum ErrorKind {
     Busy,
     /// The store failed.
     Storage,
+    /// A space past its quota.
+    Quota,
 }
 
 /// Error replies by [`ErrorKind`].
@@ -71,6 +75,8 @@ pub struct ErrorCounts {
     pub busy: u64,
     /// [`ErrorKind::Storage`].
     pub storage: u64,
+    /// [`ErrorKind::Quota`].
+    pub quota: u64,
 }
 
 impl ErrorCounts {
@@ -82,17 +88,19 @@ impl ErrorCounts {
             ErrorKind::Unauthorized => &mut self.unauthorized,
             ErrorKind::Busy => &mut self.busy,
             ErrorKind::Storage => &mut self.storage,
+            ErrorKind::Quota => &mut self.quota,
         } += 1;
     }
 
     /// Each kind's name and count, in a fixed order.
-    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+    pub fn by_kind(&self) -> [(&'static str, u64); 6] {
         [
             ("malformed", self.malformed),
             ("invalid", self.invalid),
             ("unauthorized", self.unauthorized),
             ("busy", self.busy),
             ("storage", self.storage),
+            ("quota", self.quota),
         ]
     }
 }

@@ -19,16 +19,13 @@ impl Peer {
         graph: Graph,
         skip: Option<String>,
     ) {
-        if let Some(node) = graph
+        let refusal = graph
             .nodes
             .iter()
-            .find(|n| !self.may_write(conn, n.soul.as_str()))
-        {
-            let text = format!(
-                "Access denied: this connection may not write '{}'.",
-                node.soul
-            );
-            return self.put_refused(conn, &msg_id, text, ErrorKind::Unauthorized);
+            .find_map(|n| self.write_refusal(conn, n.soul.as_str()))
+            .or_else(|| self.quota_refusal(conn, &graph));
+        if let Some(refusal) = refusal {
+            return self.put_refused_by(conn, &msg_id, refusal);
         }
         let wall = self.now.wall_ms;
         let max_ahead = self.limits.max_future_state_ms;
@@ -55,6 +52,10 @@ impl Peer {
         if self.storage_busy() {
             let text = "Server busy: storage is behind, retry later.".to_string();
             return self.put_refused(conn, &msg_id, text, ErrorKind::Busy);
+        }
+        // Last, so a put refused for another reason costs its writers no share of their rate.
+        if let Some(refusal) = self.writer_refusal(conn, &graph) {
+            return self.put_refused_by(conn, &msg_id, refusal);
         }
         self.authorise_put(conn, msg_id, graph, skip);
     }
@@ -145,6 +146,19 @@ impl Peer {
         }
     }
 
+    /// A put refused by one of the operator's rules (see `policy`).
+    pub(super) fn put_refused_by(
+        &mut self,
+        conn: ConnId,
+        msg_id: &str,
+        refusal: super::policy::Refusal,
+    ) {
+        self.stats.puts_refused += 1;
+        let text = refusal.text.clone();
+        self.refused_by(conn, msg_id, refusal);
+        self.refuse(conn, text);
+    }
+
     pub(super) fn put_refused(
         &mut self,
         conn: ConnId,
@@ -154,6 +168,9 @@ impl Peer {
     ) {
         self.stats.puts_refused += 1;
         self.stats.errors.count(kind);
+        if kind == ErrorKind::Unauthorized {
+            self.stats.refusals.count(crate::Rule::Sea);
+        }
         let id = self.new_id();
         self.send(conn, wire::error_reply(&id, msg_id, &text));
         self.refuse(conn, text);
@@ -179,7 +196,13 @@ impl Peer {
 
     pub(super) fn on_merge_done(&mut self, put: u64, soul: Soul, result: StoreResult) {
         match result {
-            StoreResult::Merged { changed } => {
+            StoreResult::Merged {
+                changed,
+                space_bytes,
+            } => {
+                if let Some(bytes) = space_bytes {
+                    self.learn_space(soul.as_str(), bytes);
+                }
                 if !changed.is_empty() {
                     let (sender, skip) = match self.puts.get_mut(&put) {
                         Some(p) => (Some(p.conn.id), p.skip.clone()),
@@ -238,6 +261,10 @@ impl Peer {
         changed: Vec<(Key, Field)>,
     ) {
         self.cache.apply(&soul, &changed);
+        // The operator's lists follow their reserved souls, whoever committed the change.
+        self.moderation.apply(soul.as_str(), &changed);
+        // Nothing hidden is kept for relays that are away (those connected are filtered below).
+        let hidden = self.moderation.hidden(soul.as_str()).is_some();
         let conns = &self.conns;
         let subscribers: Vec<ConnId> = self
             .subs
@@ -250,7 +277,7 @@ impl Peer {
                     || !skip_list_names(skip, conns.get(c).and_then(|s| s.pid.as_deref()))
             })
             .collect();
-        let absent_remotes = self.has_absent_remotes();
+        let absent_remotes = !hidden && self.has_absent_remotes();
         if !subscribers.is_empty() || absent_remotes {
             let mut graph = String::with_capacity(64 + changed.len() * 32);
             graph.push('{');

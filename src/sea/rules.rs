@@ -22,6 +22,39 @@ use super::{field_text, owner_of, PublicKey, SignedValue};
 use crate::graph::Value;
 use crate::lex::string_match;
 
+/// Which of SEA's spaces a soul is in: the rule [`plan`] applies to its fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Space {
+    /// `~@` or `~@alias`: alias lists, holding links.
+    AliasList,
+    /// A user's space, named by its owner's public key.
+    User(String),
+    /// A soul with `#`: content addressed.
+    Hashed,
+    /// Everything else: anyone may write it.
+    Public,
+}
+
+/// The space `soul` is in.
+pub fn space(soul: &str) -> Space {
+    if soul.starts_with("~@") {
+        return Space::AliasList;
+    }
+    if let Some(owner) = owner_of(soul) {
+        return Space::User(owner);
+    }
+    if soul.contains('#') {
+        return Space::Hashed;
+    }
+    Space::Public
+}
+
+/// The key a value is stored under in a content-addressed (`#`) soul: the SHA-256 of its text,
+/// in standard base64 (GUN's `SEA.work(text, null, null, {name: "SHA-256"})`).
+pub fn content_hash(text: &str) -> String {
+    STANDARD.encode(Sha256::digest(text.as_bytes()))
+}
+
 /// What [`plan`] decided for one field.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Plan {
@@ -132,8 +165,7 @@ fn content_addressed(key: &str, value: &Value) -> Result<Plan, Refusal> {
         Value::String(s) => s.to_string(),
         other => other.json_text(),
     };
-    let digest = Sha256::digest(text.as_bytes());
-    let base64 = STANDARD.encode(digest);
+    let base64 = content_hash(&text);
     let hex_matches = decode_hex(claimed).is_some_and(|bytes| STANDARD.encode(bytes) == base64);
     if claimed == base64 || hex_matches {
         Ok(Plan::Accept)

@@ -689,7 +689,13 @@ impl World {
     ) {
         let mut changed: BTreeMap<Soul, BTreeSet<Key>> = BTreeMap::new();
         for (soul, (_, result)) in souls.iter().zip(results) {
-            if let (Some(soul), StoreResult::Merged { changed: fields }) = (soul, result) {
+            if let (
+                Some(soul),
+                StoreResult::Merged {
+                    changed: fields, ..
+                },
+            ) = (soul, result)
+            {
                 changed
                     .entry(soul.clone())
                     .or_default()

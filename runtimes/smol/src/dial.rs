@@ -88,7 +88,7 @@ where
 {
     let ws = connected?;
     tracing::info!(remote = remote.0, "connected to peer {url}");
-    run_socket(ws, ctx.clone(), Some(remote), Principal::Peer, None).await;
+    run_socket(ws, ctx.clone(), None, Some(remote), Principal::Peer, None).await;
     tracing::info!(remote = remote.0, "connection to peer {url} closed");
     Ok(())
 }

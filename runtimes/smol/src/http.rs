@@ -102,7 +102,7 @@ pub async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
         let admitted = admitted.clone();
-        async move { Ok::<_, std::convert::Infallible>(route(req, ctx, admitted).await) }
+        async move { Ok::<_, std::convert::Infallible>(route(req, ctx, peer, admitted).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(smol_hyper::rt::SmolTimer::new())
@@ -114,7 +114,12 @@ pub async fn serve_connection(
     }
 }
 
-async fn route(req: Request<Incoming>, ctx: Arc<Context>, admitted: Arc<dyn Admission>) -> Reply {
+async fn route(
+    req: Request<Incoming>,
+    ctx: Arc<Context>,
+    peer: std::net::SocketAddr,
+    admitted: Arc<dyn Admission>,
+) -> Reply {
     match req.uri().path() {
         // GUN JS accepts only `/gun`; a trailing slash costs nothing to allow.
         "/gun" | "/gun/" => {
@@ -124,7 +129,7 @@ async fn route(req: Request<Incoming>, ctx: Arc<Context>, admitted: Arc<dyn Admi
             };
             let task_ctx = ctx.clone();
             ctx.upgrade(req, "/gun is a WebSocket endpoint", move |ws| {
-                run_socket(ws, task_ctx, None, principal, Some(admitted))
+                run_socket(ws, task_ctx, Some(peer), None, principal, Some(admitted))
             })
         }
         _ => {

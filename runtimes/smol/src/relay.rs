@@ -300,7 +300,8 @@ where
 {
     validate(&config, &front)?;
     let tls = tls_dial(&config, front.tls)?;
-    let peer = config.new_peer()?;
+    let mut store = store;
+    let peer = config.new_peer(&mut store)?;
     let listener = if listen {
         Some(
             smol::block_on(smol::net::TcpListener::bind(config.listen))

@@ -73,6 +73,7 @@ pub fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
 pub async fn run_socket<S>(
     ws: WebSocketStream<S>,
     ctx: Arc<Context>,
+    addr: Option<std::net::SocketAddr>,
     dialled: Option<RemoteId>,
     principal: Principal,
     admitted: Option<Arc<dyn Admission>>,
@@ -94,6 +95,7 @@ pub async fn run_socket<S>(
     let opened = DriverEvent::Opened {
         conn,
         dialled,
+        addr,
         handle: sender,
     };
     if ctx.events.send(opened).await.is_err() {

@@ -82,7 +82,8 @@ impl Relay {
         listen: bool,
     ) -> Result<Relay, StartError> {
         validate(&config)?;
-        let peer = config.new_peer()?;
+        let mut store = store;
+        let peer = config.new_peer(&mut store)?;
         let listener = if listen {
             Some(
                 TcpListener::bind(config.listen)

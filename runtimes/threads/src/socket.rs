@@ -132,6 +132,7 @@ pub fn run_socket(
         return;
     };
     let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
+    let addr = stream.peer_addr().ok();
     let config = websocket_config(ctx.max_frame_bytes);
     let (tx, rx) = mpsc::channel::<Outgoing>();
     let queued = Arc::new(QueueGauge::new(
@@ -148,6 +149,7 @@ pub fn run_socket(
         .send(DriverEvent::Opened {
             conn,
             dialled,
+            addr,
             handle,
         })
         .is_err()

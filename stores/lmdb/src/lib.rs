@@ -42,6 +42,8 @@ pub struct LmdbStore {
     meta: Database<'static, Bytes, Bytes>,
     /// Local writes waiting for their upstreams, by number.
     outbox: Database<'static, Bytes, Bytes>,
+    /// Bytes per space (the storage contract's rule 6), by space name.
+    spaces: Database<'static, Bytes, Bytes>,
     nodes: u64,
     /// Writes are refused once the map uses this many bytes.
     quota: Option<u64>,

@@ -89,7 +89,7 @@ impl LmdbStore {
                     .iter()
                     .zip(&results)
                     .filter_map(|(op, result)| match (op, result) {
-                        (StoreOp::Merge { soul, .. }, StoreResult::Merged { changed })
+                        (StoreOp::Merge { soul, .. }, StoreResult::Merged { changed, .. })
                             if !changed.is_empty() =>
                         {
                             Some((soul, changed.as_slice()))
@@ -146,6 +146,7 @@ impl LmdbStore {
         let mut was_empty = None;
         let mut key = prefix.clone();
         let mut changed = Vec::new();
+        let mut grew = 0i64;
         for (k, incoming) in fields {
             key.truncate(prefix.len());
             key.extend_from_slice(k.as_str().as_bytes());
@@ -157,20 +158,39 @@ impl LmdbStore {
             }
             let mut node: BTreeMap<Key, Field> =
                 current.map(|f| (k.clone(), f)).into_iter().collect();
-            if let Some((_, f)) = merge_into(
+            let (mut one, by) = merge_into(
                 &mut node,
                 std::slice::from_ref(&(k.clone(), incoming.clone())),
-            )
-            .pop()
-            {
+            );
+            if let Some((_, f)) = one.pop() {
                 self.fields.put(wtxn, &key, &encode_field(&f))?;
                 changed.push((k.clone(), f));
+                grew += by;
             }
         }
         if was_empty == Some(true) && !changed.is_empty() {
             *new_nodes += 1;
         }
-        Ok(StoreResult::Merged { changed })
+        let space_bytes = match fibergun::store::space_of(soul.as_str()) {
+            Some(space) => {
+                let db_key = crate::meta::space_db_key(&space);
+                let held = self
+                    .spaces
+                    .get(wtxn, &db_key)?
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_le_bytes);
+                let now = held.saturating_add_signed(grew);
+                if grew != 0 {
+                    self.spaces.put(wtxn, &db_key, &now.to_le_bytes())?;
+                }
+                Some(now)
+            }
+            None => None,
+        };
+        Ok(StoreResult::Merged {
+            changed,
+            space_bytes,
+        })
     }
 }
 

@@ -15,6 +15,15 @@ pub(crate) const FORMAT_KEY: &[u8] = b"format";
 pub(crate) const LOG_POSITION_KEY: &[u8] = b"log-position";
 /// Where that log lives.
 const LOG_ORIGIN_KEY: &[u8] = b"log-origin";
+/// A space's key in the `spaces` database: `~` and its name (LMDB takes no empty key, and the
+/// shared space's name is empty).
+pub(crate) fn space_db_key(name: &str) -> Vec<u8> {
+    [b"~", name.as_bytes()].concat()
+}
+
+/// Set once the `spaces` database counts every field (a store written before it was kept is
+/// counted once, at its first open by this version).
+const SPACES_COUNTED_KEY: &[u8] = b"spaces-counted";
 /// What this version writes, recorded in `meta` so a future one can tell.
 pub(crate) const FORMAT: &str = "fibergun-lmdb-1";
 
@@ -91,6 +100,47 @@ impl LmdbStore {
         self.meta.put(&mut wtxn, NODES_KEY, &count.to_le_bytes())?;
         wtxn.commit()?;
         Ok(count)
+    }
+
+    /// Counts every field into its space, once per store (see [`SPACES_COUNTED_KEY`]).
+    pub(crate) fn count_spaces_once(&self) -> heed::Result<()> {
+        let mut wtxn = self.env.write_txn()?;
+        if self.meta.get(&wtxn, SPACES_COUNTED_KEY)?.is_some() {
+            return Ok(());
+        }
+        let mut totals: std::collections::BTreeMap<String, u64> = Default::default();
+        for entry in self.fields.iter(&wtxn)? {
+            let (key, value) = entry?;
+            let Some((soul, field_key)) = split_key(key) else {
+                continue;
+            };
+            let (Some(space), Some(k), Some(field)) = (
+                fibergun::store::space_of(&soul),
+                crate::codec::decode_key(field_key),
+                crate::codec::decode_field(value),
+            ) else {
+                continue;
+            };
+            *totals.entry(space).or_default() += fibergun::store::stored_bytes(&k, &field.value);
+        }
+        self.spaces.clear(&mut wtxn)?;
+        for (space, bytes) in totals {
+            self.spaces
+                .put(&mut wtxn, &space_db_key(&space), &bytes.to_le_bytes())?;
+        }
+        self.meta.put(&mut wtxn, SPACES_COUNTED_KEY, b"1")?;
+        wtxn.commit()
+    }
+
+    /// Bytes the space `name` holds.
+    pub fn space_bytes(&self, name: &str) -> Result<u64, String> {
+        let rtxn = self.env.read_txn().map_err(|e| e.to_string())?;
+        Ok(self
+            .spaces
+            .get(&rtxn, &space_db_key(name))
+            .map_err(|e| e.to_string())?
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes))
     }
 
     /// A handle for reading the store's size from any thread.
@@ -205,5 +255,39 @@ mod tests {
         drop(store);
         let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
         assert_eq!(store.stats_reader().read().unwrap().nodes, 2);
+    }
+
+    #[test]
+    fn each_space_s_bytes_follow_its_merges_and_are_counted_once_for_an_older_store() {
+        const OWNER: &str = "AAAA.BBBB";
+        let user = format!("~{OWNER}/posts");
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        let results = store.apply(vec![
+            merge_op(1, &user, "title", Value::String("hello".into()), 1.0),
+            merge_op(2, "public", "k", Value::Number(1.0), 1.0),
+            // A longer value replaces the title: the space grows by the difference.
+            merge_op(3, &user, "title", Value::String("hello again".into()), 2.0),
+        ]);
+        let totals: Vec<Option<u64>> = results
+            .iter()
+            .map(|r| match r {
+                fibergun::StoreResult::Merged { space_bytes, .. } => *space_bytes,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // "title" + "hello" = 10, then "title" + "hello again" = 16; "k" + a number = 9.
+        assert_eq!(totals, vec![Some(10), Some(9), Some(16)]);
+        assert_eq!(store.space_bytes(OWNER).unwrap(), 16);
+        assert_eq!(store.space_bytes("").unwrap(), 9);
+        // As a store written before the counts existed: counted at the next open.
+        let mut wtxn = store.env.write_txn().unwrap();
+        store.meta.delete(&mut wtxn, SPACES_COUNTED_KEY).unwrap();
+        store.spaces.clear(&mut wtxn).unwrap();
+        wtxn.commit().unwrap();
+        drop(store);
+        let store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        assert_eq!(store.space_bytes(OWNER).unwrap(), 16);
+        assert_eq!(store.space_bytes("").unwrap(), 9);
     }
 }

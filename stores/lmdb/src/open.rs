@@ -126,13 +126,13 @@ impl LmdbStore {
     pub fn open_beside(dir: &Path, map_size: usize) -> Result<LmdbStore, OpenError> {
         let existed = check_folder(dir)?;
         let mut options = EnvOpenOptions::new();
-        options.map_size(map_size).max_dbs(4);
+        options.map_size(map_size).max_dbs(8);
         let env = open_once(&options, dir)?;
         if existed {
             check_format(env, dir)?;
         }
         let wtxn = env.write_txn().map_err(lmdb("begin"))?;
-        let (fields, meta, outbox) = env
+        let (fields, meta, outbox, spaces) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
                 let create = |name: &str, wtxn: &mut heed::RwTxn<'_>| {
                     opener
@@ -144,7 +144,10 @@ impl LmdbStore {
                 let fields = create("fields", wtxn)?;
                 let meta = create("meta", wtxn)?;
                 let outbox = create("outbox", wtxn)?;
-                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((fields, meta, outbox)))
+                let spaces = create("spaces", wtxn)?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit((
+                    fields, meta, outbox, spaces,
+                )))
             })
             .map_err(lmdb("create database"))?
             .unwrap_commit();
@@ -153,11 +156,15 @@ impl LmdbStore {
             fields,
             meta,
             outbox,
+            spaces,
             nodes: 0,
             quota: None,
             _lock: None,
         };
         store.nodes = store.load_node_count().map_err(lmdb("count nodes"))?;
+        store
+            .count_spaces_once()
+            .map_err(lmdb("count the spaces' bytes"))?;
         store.mark_format().map_err(lmdb("write the format"))?;
         Ok(store)
     }
@@ -170,6 +177,7 @@ impl LmdbStore {
             fields: self.fields,
             meta: self.meta,
             outbox: self.outbox,
+            spaces: self.spaces,
             nodes: self.nodes,
             quota: None,
             _lock: None,

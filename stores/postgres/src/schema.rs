@@ -7,6 +7,8 @@
 //! - `fibergun_graph (soul text, key text, value json, state double precision)`: the same rows
 //!   for people and SQL tools (a soul or key holding U+0000 shows as NULL here; its exact bytes
 //!   are in `fibergun_fields`).
+//! - `fibergun_spaces (space text, bytes bigint)`: the bytes each space holds (the storage
+//!   contract's rule 6): a user's, by its public key, and the shared space, `''`.
 //! - `fibergun_schema (version integer)`: one row, the schema's version.
 
 use postgres::Client;
@@ -31,6 +33,10 @@ CREATE VIEW fibergun_graph AS
            value::json AS value,
            state
     FROM fibergun_fields;
+CREATE TABLE fibergun_spaces (
+    space text PRIMARY KEY,
+    bytes bigint NOT NULL
+);
 CREATE TABLE fibergun_schema (version integer NOT NULL);
 "#;
 
@@ -73,7 +79,7 @@ pub(crate) fn prepare(client: &mut Client) -> Result<(), String> {
             )),
         };
     }
-    for table in ["fibergun_fields", "fibergun_graph"] {
+    for table in ["fibergun_fields", "fibergun_graph", "fibergun_spaces"] {
         if exists(&mut txn, table)? {
             return Err(format!(
                 "the database holds a {table} table or view without fibergun_schema: it was not made by fibergun"

@@ -34,6 +34,9 @@ pub(crate) fn apply_in(
     };
     let mut dirty = Dirty::new();
     let mut changed_keys: BTreeMap<Soul, BTreeSet<Key>> = BTreeMap::new();
+    // Each merge's space and growth, and how much each space grew in all.
+    let mut merged_into: Vec<(usize, String, i64)> = Vec::new();
+    let mut grew: BTreeMap<String, i64> = BTreeMap::new();
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
         results.push(match op {
@@ -43,7 +46,11 @@ pub(crate) fn apply_in(
                 },
                 None => {
                     let node = known.entry(soul.clone()).or_default();
-                    let changed = merge_into(node, fields);
+                    let (changed, by) = merge_into(node, fields);
+                    if let Some(space) = fibergun::store::space_of(soul.as_str()) {
+                        *grew.entry(space.clone()).or_default() += by;
+                        merged_into.push((results.len(), space, by));
+                    }
                     for (key, field) in &changed {
                         dirty.insert((soul.clone(), key.clone()), field.clone());
                         changed_keys
@@ -51,7 +58,10 @@ pub(crate) fn apply_in(
                             .or_default()
                             .insert(key.clone());
                     }
-                    StoreResult::Merged { changed }
+                    StoreResult::Merged {
+                        changed,
+                        space_bytes: None,
+                    }
                 }
             },
             StoreOp::Read { query, .. } => {
@@ -69,8 +79,55 @@ pub(crate) fn apply_in(
         });
     }
     flush(txn, &mut dirty)?;
+    // Each merge reports its space's total just after it: the batch's total, less what the
+    // merges after it in the batch added.
+    let mut totals: BTreeMap<String, i64> = count_spaces(txn, &grew)?
+        .into_iter()
+        .map(|(space, bytes)| (space, bytes as i64))
+        .collect();
+    for (i, space, by) in merged_into.into_iter().rev() {
+        let Some(total) = totals.get_mut(&space) else {
+            continue;
+        };
+        if let StoreResult::Merged { space_bytes, .. } = &mut results[i] {
+            *space_bytes = Some((*total).max(0) as u64);
+        }
+        *total -= by;
+    }
     announce(txn, origin, &changed_keys)?;
     Ok(results)
+}
+
+/// Adds what each space grew by to its count, in space order (so relays lock the counts in one
+/// order); returns each one's total after the batch.
+fn count_spaces(
+    txn: &mut Transaction<'_>,
+    grew: &BTreeMap<String, i64>,
+) -> Result<BTreeMap<String, u64>, String> {
+    if grew.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let spaces: Vec<&str> = grew.keys().map(String::as_str).collect();
+    let deltas: Vec<i64> = grew.values().copied().collect();
+    let rows = txn
+        .query(
+            // A space's first row starts at its growth, which cannot be negative: nothing of
+            // it was stored before.
+            "INSERT INTO fibergun_spaces (space, bytes) \
+             SELECT s, d FROM unnest($1::text[], $2::int8[]) AS u(s, d) ORDER BY s \
+             ON CONFLICT (space) DO UPDATE \
+             SET bytes = greatest(fibergun_spaces.bytes + excluded.bytes, 0) \
+             RETURNING space, bytes",
+            &[&spaces, &deltas],
+        )
+        .map_err(|e| crate::describe(&e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let bytes: i64 = r.get(1);
+            (r.get::<_, String>(0), bytes.max(0) as u64)
+        })
+        .collect())
 }
 
 /// Locks every soul the batch merges into and reads the stored fields its merges touch.

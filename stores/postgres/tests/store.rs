@@ -226,7 +226,7 @@ fn hostile_souls_keys_and_values_round_trip_exactly() {
         let value = Value::String(format!("{name} as a value").into());
         let batch = vec![merge(op, name, &[(name, field(value.clone(), 5.0))])];
         assert!(
-            matches!(&store.apply(batch)[0], StoreResult::Merged { changed } if changed.len() == 1)
+            matches!(&store.apply(batch)[0], StoreResult::Merged { changed, .. } if changed.len() == 1)
         );
         let results = store.apply(vec![read_node(op, name)]);
         let StoreResult::Read { nodes } = &results[0] else {
