@@ -126,10 +126,29 @@ pub struct ServeArgs {
     /// Who may read: `everyone` or `token` (clients presenting a token).
     #[arg(long, default_value = "everyone", value_parser = fibergun_rest::tokens::parse_open)]
     pub read: fibergun::access::Open,
-    /// Who may write: `everyone`, `token`, or `nobody` (a read-only relay; peers it dials
-    /// still write).
-    #[arg(long, default_value = "everyone", value_parser = fibergun_rest::tokens::parse_open)]
-    pub write: fibergun::access::Open,
+    /// Who may write: `everyone`; `signed` (everyone, but only what SEA vouches for: writes in
+    /// a user space signed by its owner or a certificate holder, content-addressed `#` souls,
+    /// alias lists; the public space refuses); `token`; or `nobody` (a read-only relay; peers it
+    /// dials still write).
+    #[arg(long, default_value = "everyone", value_parser = fibergun_rest::tokens::parse_write)]
+    pub write: fibergun_rest::tokens::WriteOpen,
+    /// Bytes one user space (`~PUB…`) may hold, e.g. `10M`; past it that user's writes are
+    /// refused, others go on. No limit by default.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub user_quota: Option<u64>,
+    /// Bytes the public space (everything outside user spaces) may hold altogether, e.g. `1G`;
+    /// past it, writes there are refused. No limit by default.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub public_quota: Option<u64>,
+    /// Writes one key may make per second (over every connection and relay link, in bursts of
+    /// a second's worth); past it that key's writes are refused with an `err`. No limit by
+    /// default.
+    #[arg(long, value_name = "N")]
+    pub user_writes_per_sec: Option<f64>,
+    /// The bearer token of the admin API (`/api/v1/admin/…`: bans and takedowns), at least 16
+    /// characters, distinct from every client token. The admin API is off without it.
+    #[arg(long, value_name = "SECRET", env = "FIBERGUN_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// A token, `NAME=SECRET` (a secret of at least 16 characters). Repeat for several. Clients
     /// present the secret as `Authorization: Bearer SECRET`, a `fibergun_token` cookie, or
     /// `?token=SECRET` on the URL.
@@ -181,8 +200,22 @@ impl ServeArgs {
         }
         let access = fibergun_rest::tokens::AccessConfig {
             read: self.read,
-            write: self.write,
+            write: self.write.open,
             tokens,
+        };
+        if self
+            .user_writes_per_sec
+            .is_some_and(|n| !(n.is_finite() && n > 0.0))
+        {
+            return Err(StartError(
+                "--user-writes-per-sec must be a number above 0".into(),
+            ));
+        }
+        let writes = fibergun::WritePolicy {
+            signed_only: self.write.signed_only,
+            user_space_bytes: self.user_quota.unwrap_or(0),
+            shared_space_bytes: self.public_quota.unwrap_or(0),
+            writes_per_key_per_sec: self.user_writes_per_sec.unwrap_or(0.0),
         };
         let limits = Limits {
             max_frame_bytes: self.max_frame_bytes,
@@ -212,6 +245,7 @@ impl ServeArgs {
             },
             handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_secs),
             memory_limit: self.memory_limit,
+            writes,
             ..RelayConfig::default()
         };
         Ok(ServerConfig {
@@ -229,6 +263,7 @@ impl ServeArgs {
             store: self.store,
             s3,
             postgres_url: self.postgres.postgres_url,
+            admin_token: self.admin_token,
             address_limits: crate::gate::address_limits::AddressLimitConfig {
                 max_connections: self.max_connections_per_address,
                 connects_per_sec: self.max_connects_per_sec_per_address.max(0.0),

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     /// The database of a PostgreSQL store (a libpq URL or key-value string; several hosts may
     /// be named, with `target_session_attrs=read-write`).
     pub postgres_url: Option<String>,
+    /// The admin API's bearer token; the API is off without one.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +62,7 @@ impl Default for ServerConfig {
             store: Default::default(),
             s3: None,
             postgres_url: None,
+            admin_token: None,
         }
     }
 }
@@ -88,6 +91,18 @@ impl ServerConfig {
             return Err(StartError("--postgres-url needs --store postgres".into()));
         }
         self.access.validate().map_err(StartError)?;
+        if let Some(admin) = &self.admin_token {
+            if admin.len() < 16 {
+                return Err(StartError(
+                    "--admin-token needs a secret of at least 16 characters".into(),
+                ));
+            }
+            if self.access.tokens.has_secret(admin) {
+                return Err(StartError(
+                    "--admin-token must differ from every client token".into(),
+                ));
+            }
+        }
         if let Some(dir) = &self.static_dir {
             if !dir.is_dir() {
                 return Err(StartError(format!(

@@ -34,8 +34,15 @@ fn parts(config: &ServerConfig) -> Result<(RelayConfig, Backend, Front), StartEr
     fibergun_smol::validate(&relay, &front)?;
     let (store, store_stats) = Backend::open(config)?;
     let (rest, static_dir) = (config.rest.clone(), config.static_dir.clone());
+    let admin_token = config.admin_token.clone();
     front.routes = Some(Box::new(move |connector: &Connector| {
-        Arc::new(HttpRoutes::new(rest, static_dir, store_stats, connector)) as _
+        Arc::new(HttpRoutes::new(
+            rest,
+            static_dir,
+            store_stats,
+            connector,
+            admin_token,
+        )) as _
     }));
     Ok((relay, store, front))
 }
@@ -119,6 +126,13 @@ pub fn check_for_threads(config: &ServerConfig) -> Result<(), StartError> {
         return Err(StartError(
             "--peer-ca is for wss:// peers, which the `fibergun` binary dials; this one dials \
              plain ws:// peers only"
+                .into(),
+        ));
+    }
+    if config.admin_token.is_some() {
+        return Err(StartError(
+            "--admin-token opens the admin API, an HTTP route of the `fibergun` binary; this \
+             one serves /gun only"
                 .into(),
         ));
     }

@@ -19,6 +19,7 @@ use serde_json::Value as Json;
 
 use fibergun::access::Principal;
 
+pub mod admin;
 pub mod tokens;
 
 use fibergun_drive::error_json;
@@ -238,6 +239,9 @@ pub fn gun_error(e: &GunError) -> Response<String> {
     let status = match e {
         GunError::Invalid(_) | GunError::Serialize(_) => StatusCode::BAD_REQUEST,
         GunError::Refused(reason) if reason.contains("busy") => StatusCode::SERVICE_UNAVAILABLE,
+        GunError::Refused(reason) if reason.starts_with("Too many writes") => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         GunError::Refused(reason) if is_permission(reason) => StatusCode::FORBIDDEN,
         GunError::Refused(_) => StatusCode::BAD_REQUEST,
         GunError::Closed => StatusCode::SERVICE_UNAVAILABLE,
@@ -245,10 +249,15 @@ pub fn gun_error(e: &GunError) -> Response<String> {
     error_response(status, &e.to_string())
 }
 
-/// SEA's refusals: the writer may not write there.
+/// SEA's refusals and the operator's rules: the writer may not write there.
 fn is_permission(reason: &str) -> bool {
     [
         "Access denied",
+        "signed writes only",
+        "is banned",
+        "is not served here",
+        "taken down",
+        "quota",
         "Unverified",
         "Certificate",
         "Certificant",
@@ -372,6 +381,14 @@ mod tests {
         assert_eq!(
             status(GunError::Refused("Server busy, retry".into())),
             StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            status(GunError::Refused("Too many writes by key K".into())),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            status(GunError::Refused("This relay takes signed writes only: …".into())),
+            StatusCode::FORBIDDEN
         );
     }
 }

@@ -45,6 +45,11 @@ impl Tokens {
         Ok(tokens)
     }
 
+    /// Whether `secret` is one of these tokens' secrets.
+    pub fn has_secret(&self, secret: &str) -> bool {
+        self.by_secret.contains_key(secret)
+    }
+
     /// Reads a tokens file: one `NAME=SECRET` per line; `#` starts a comment line.
     pub fn read_file(path: &Path) -> Result<Tokens, String> {
         let text = std::fs::read_to_string(path)
@@ -159,6 +164,32 @@ impl Unauthorized {
     pub fn body() -> String {
         fibergun_drive::error_json("unknown token")
     }
+}
+
+/// Who may write, as `--write` says it: one of [`parse_open`]'s, or `signed` (everyone, but only
+/// what SEA vouches for: the public space refuses writes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOpen {
+    /// Who may write.
+    pub open: Open,
+    /// Only signed writes.
+    pub signed_only: bool,
+}
+
+/// Reads `everyone`, `token`, `nobody` or `signed`.
+pub fn parse_write(text: &str) -> Result<WriteOpen, String> {
+    if text == "signed" {
+        return Ok(WriteOpen {
+            open: Open::Everyone,
+            signed_only: true,
+        });
+    }
+    parse_open(text)
+        .map(|open| WriteOpen {
+            open,
+            signed_only: false,
+        })
+        .map_err(|_| format!("{text:?}: use everyone, signed, token or nobody"))
 }
 
 /// Reads `everyone`, `token` or `nobody`.

@@ -155,6 +155,19 @@ impl Collector for Scrape {
                 ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
             }
         }
+        {
+            let metric = ConstCounter::new(0u64);
+            let mut family = e.encode_descriptor(
+                "refusals",
+                "Requests refused, by the rule that refused them",
+                None,
+                metric.metric_type(),
+            )?;
+            for (rule, count) in s.refusals.by_rule() {
+                let labels = [("rule", rule.name())];
+                ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let put_latency = Latency(&s.put_latency);
         put_latency.encode(e.encode_descriptor(
             "put_ack_seconds",
@@ -523,6 +536,7 @@ mod tests {
         let mut peer = PeerSnapshot::default();
         peer.stats.puts_acked = 3;
         peer.stats.errors.unauthorized = 2;
+        peer.stats.refusals.count(fibergun::Rule::Rate);
         peer.stats
             .put_latency
             .observe(std::time::Duration::from_millis(3));
@@ -544,6 +558,14 @@ mod tests {
             },
         );
         assert!(text.contains("fibergun_puts_acked_total 3"), "{text}");
+        assert!(
+            text.contains("fibergun_refusals_total{rule=\"rate\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fibergun_refusals_total{rule=\"signed_only\"} 0"),
+            "{text}"
+        );
         assert!(
             text.contains("fibergun_errors_total{kind=\"unauthorized\"} 2"),
             "{text}"

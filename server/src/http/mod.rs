@@ -28,7 +28,9 @@ pub struct HttpRoutes {
     /// Reads the store's size and figures, for metrics.
     store_stats: StoreReaders,
     /// The chain API for the REST routes, one in-process connection per principal.
-    guns: rest::Guns,
+    guns: Arc<rest::Guns>,
+    /// The admin API's token; the API is off without one.
+    admin_token: Option<String>,
 }
 
 impl HttpRoutes {
@@ -38,12 +40,14 @@ impl HttpRoutes {
         static_dir: Option<PathBuf>,
         store_stats: StoreReaders,
         connector: &Connector,
+        admin_token: Option<String>,
     ) -> HttpRoutes {
         HttpRoutes {
             rest,
             static_dir,
             store_stats,
-            guns: rest::Guns::new(connector.clone()),
+            guns: Arc::new(rest::Guns::new(connector.clone())),
+            admin_token,
         }
     }
 }
@@ -57,6 +61,31 @@ impl Routes for HttpRoutes {
         let path = req.uri().path();
         if path.starts_with(rest::SUBSCRIBE_PREFIX) {
             let reply = rest_hyper::subscribe(req, &relay, &self.guns, &self.rest);
+            return Ok(Box::pin(async move { reply }));
+        }
+        if path.starts_with(rest::admin::ADMIN_PREFIX) {
+            let reply = match &self.admin_token {
+                None => error_reply(
+                    StatusCode::NOT_FOUND,
+                    "the admin API is off: start the relay with --admin-token",
+                ),
+                Some(token) => {
+                    let presented = req
+                        .headers()
+                        .get(hyper::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok());
+                    if !rest::admin::authorized(token, presented) {
+                        rest_hyper::into_reply(rest::admin::unauthorized())
+                    } else {
+                        let guns = self.guns.clone();
+                        let (method, path) = (req.method().clone(), path.to_owned());
+                        return Ok(Box::pin(async move {
+                            let response = rest::admin::handle(&guns, &method, &path).await;
+                            rest_hyper::into_reply(response)
+                        }));
+                    }
+                }
+            };
             return Ok(Box::pin(async move { reply }));
         }
         if path.starts_with(rest::DATA_PREFIX) {

@@ -152,6 +152,6 @@ async fn changes_over_websocket(ws: WebSocketStream<TcpStream>, mut sub: Subscri
     let _ = sink.close(None).await;
 }
 
-fn into_reply(response: Response<String>) -> Reply {
+pub(super) fn into_reply(response: Response<String>) -> Reply {
     response.map(full)
 }
