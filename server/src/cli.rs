@@ -147,7 +147,12 @@ pub struct ServeArgs {
     pub user_writes_per_sec: Option<f64>,
     /// The bearer token of the admin API (`/api/v1/admin/…`: bans and takedowns), at least 16
     /// characters, distinct from every client token. The admin API is off without it.
-    #[arg(long, value_name = "SECRET", env = "FIBERGUN_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "FIBERGUN_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// A token, `NAME=SECRET` (a secret of at least 16 characters). Repeat for several. Clients
     /// present the secret as `Authorization: Bearer SECRET`, a `fibergun_token` cookie, or

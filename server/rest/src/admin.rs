@@ -128,7 +128,10 @@ async fn list(gun: &Gun, soul: &str, name: &str) -> Response<String> {
 async fn set(gun: &Gun, soul: &str, name: &str, on: bool, done: &str) -> Response<String> {
     let value = if on { Json::Bool(true) } else { Json::Null };
     match gun.get(soul).get(name).put(&value).await {
-        Ok(_) => json_response(StatusCode::OK, json!({ "ok": true, done: name }).to_string()),
+        Ok(_) => json_response(
+            StatusCode::OK,
+            json!({ "ok": true, done: name }).to_string(),
+        ),
         Err(e) => gun_error(&e),
     }
 }

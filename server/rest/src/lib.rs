@@ -387,7 +387,9 @@ mod tests {
             StatusCode::TOO_MANY_REQUESTS
         );
         assert_eq!(
-            status(GunError::Refused("This relay takes signed writes only: …".into())),
+            status(GunError::Refused(
+                "This relay takes signed writes only: …".into()
+            )),
             StatusCode::FORBIDDEN
         );
     }
