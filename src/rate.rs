@@ -47,6 +47,22 @@ impl KeyRates {
         })
     }
 
+    /// Whether every one of `keys` has a write left; otherwise names the first that has none.
+    /// Takes nothing.
+    pub fn has_room<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a str>,
+        now: Instant,
+    ) -> Result<(), &'a str> {
+        if self.per_sec <= 0.0 {
+            return Ok(());
+        }
+        match keys.into_iter().find(|k| self.level(k, now) < 1.0) {
+            Some(empty) => Err(empty),
+            None => Ok(()),
+        }
+    }
+
     /// Takes one write from each of `keys`, if every one has one left; otherwise takes nothing
     /// and names the first that has none.
     pub fn admit<'a>(
@@ -54,11 +70,9 @@ impl KeyRates {
         keys: impl IntoIterator<Item = &'a str> + Clone,
         now: Instant,
     ) -> Result<(), &'a str> {
+        self.has_room(keys.clone(), now)?;
         if self.per_sec <= 0.0 {
             return Ok(());
-        }
-        if let Some(empty) = keys.clone().into_iter().find(|k| self.level(k, now) < 1.0) {
-            return Err(empty);
         }
         for key in keys {
             let tokens = self.level(key, now) - 1.0;
@@ -117,6 +131,8 @@ mod tests {
             assert_eq!(rates.admit(["a"], start), Ok(()));
         }
         assert_eq!(rates.admit(["a"], start), Err("a"));
+        assert_eq!(rates.has_room(["b", "a"], start), Err("a"));
+        assert_eq!(rates.has_room(["b"], start), Ok(()));
         // Refusing one key of two takes nothing from the other.
         assert_eq!(rates.admit(["b", "a"], start), Err("a"));
         assert_eq!(rates.level("b", start), 10.0);

@@ -132,9 +132,18 @@ fn a_key_past_its_rate_is_refused_while_another_key_writes_on() {
     // Over a relay link too: the bucket is the key's, whatever the connection.
     h.frame(LINK, &own_put("f6", &flood, "k6", json!(6)));
     assert!(reply(&mut h, LINK, "f6")["err"].is_string());
+    // Forgeries naming the quiet key are refused by SEA and spend none of its rate.
+    let quiet_soul = format!("~{}", quiet.public().as_str());
+    for i in 0..10 {
+        let id = format!("x{i}");
+        let forged = signed(&flood, &quiet_soul, "k", json!(i));
+        h.frame(CLIENT, &put(&id, &quiet_soul, &[("k", forged)]));
+        assert_eq!(reply(&mut h, CLIENT, &id)["err"], "Unverified data.");
+    }
     h.frame(WATCHER, &own_put("q1", &quiet, "k", json!(1)));
     assert_eq!(reply(&mut h, WATCHER, "q1")["ok"], true);
     assert_eq!(refused_by(&h, Rule::Rate), 2);
+    assert_eq!(refused_by(&h, Rule::Sea), 10);
     // A second later the flooding key may write again.
     h.advance(1_000);
     h.frame(CLIENT, &own_put("f7", &flood, "k7", json!(7)));

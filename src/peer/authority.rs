@@ -50,7 +50,7 @@ impl Peer {
     ) {
         if self.trust_all_writes {
             let conn = self.conn_ref(conn);
-            return self.take_put(conn, msg_id, graph, skip, self.now.mono);
+            return self.take_verified(conn, msg_id, graph, skip, self.now.mono);
         }
         let wall = self.now.wall_ms;
         let mut checks = Vec::new();
@@ -80,7 +80,7 @@ impl Peer {
         }
         if checks.is_empty() && blocks.is_empty() {
             let conn = self.conn_ref(conn);
-            return self.take_put(conn, msg_id, graph, skip, self.now.mono);
+            return self.take_verified(conn, msg_id, graph, skip, self.now.mono);
         }
         if self.parked.len() >= self.limits.max_puts_verifying {
             let text = "Server busy: signatures are being checked, retry later.".to_string();
@@ -207,6 +207,28 @@ impl Peer {
         }
     }
 
+    /// Takes a put whose signatures hold, once its writers' rates are charged for it.
+    fn take_verified(
+        &mut self,
+        conn: ConnRef,
+        msg_id: String,
+        graph: Graph,
+        skip: Option<String>,
+        received: Instant,
+    ) {
+        match self.charge_writers(conn.id, &graph) {
+            None => self.take_put(conn, msg_id, graph, skip, received),
+            Some(refusal) if self.is_current(conn) => {
+                self.put_refused_by(conn.id, &msg_id, refusal)
+            }
+            // Its connection closed while its signatures were checked: no one to answer.
+            Some(refusal) => {
+                self.stats.puts_refused += 1;
+                self.stats.refusals.count(refusal.rule);
+            }
+        }
+    }
+
     /// Answers a put whose checks are over: refused with its failure, or taken.
     fn settle(&mut self, parked: Parked) {
         match parked.failure {
@@ -228,7 +250,7 @@ impl Peer {
                 );
                 self.refuse(parked.conn.id, reason);
             }
-            None => self.take_put(
+            None => self.take_verified(
                 parked.conn,
                 parked.msg_id,
                 parked.graph,

@@ -159,28 +159,14 @@ impl Peer {
         None
     }
 
-    /// The keys writing into user spaces in `graph` (each field's owner, or the holder of the
-    /// owner's certificate who signed it): refused if one is banned or has written too fast.
-    /// Otherwise a write is counted against each.
-    pub(super) fn writer_refusal(&mut self, conn: ConnId, graph: &Graph) -> Option<Refusal> {
+    /// Why a put is refused by its writers (the keys writing into user spaces in `graph`: each
+    /// field's owner, or the holder of the owner's certificate who signed it): one is banned, or
+    /// has no write left at its rate. Charges nothing: see [`Peer::charge_writers`].
+    pub(super) fn writer_refusal(&self, conn: ConnId, graph: &Graph) -> Option<Refusal> {
         if self.is_admin(conn) {
             return None;
         }
-        let mut writers: BTreeSet<String> = BTreeSet::new();
-        for node in &graph.nodes {
-            let Space::User(owner) = space(node.soul.as_str()) else {
-                continue;
-            };
-            for field in node.fields.values() {
-                let writer = match &field.value {
-                    Value::String(text) => SignedValue::parse(text)
-                        .ok()
-                        .and_then(|signed| signed.writer),
-                    _ => None,
-                };
-                writers.insert(writer.unwrap_or_else(|| owner.clone()));
-            }
-        }
+        let writers = writers(graph);
         if let Some(banned) = writers.iter().find(|w| self.moderation.is_banned(w)) {
             return Some(Refusal::new(
                 Rule::Banned,
@@ -188,18 +174,31 @@ impl Peer {
                 format!("Key {banned} is banned on this relay."),
             ));
         }
-        let now = self.now.mono;
-        let per_sec = self.writes.writes_per_key_per_sec;
-        match self.rates.admit(writers.iter().map(String::as_str), now) {
-            Ok(()) => None,
-            Err(key) => Some(Refusal::new(
-                Rule::Rate,
-                key,
-                format!(
-                    "Too many writes by key {key}: at most {per_sec} a second on this relay; retry later."
-                ),
-            )),
+        let room = self
+            .rates
+            .has_room(writers.iter().map(String::as_str), self.now.mono);
+        room.err().map(|key| self.rate_refusal(key))
+    }
+
+    /// Counts a put against its writers' rates, or refuses it if one has no write left. Called
+    /// once its signatures hold, so a forger naming another key spends none of that key's rate.
+    pub(super) fn charge_writers(&mut self, conn: ConnId, graph: &Graph) -> Option<Refusal> {
+        if self.is_admin(conn) {
+            return None;
         }
+        let writers = writers(graph);
+        let now = self.now.mono;
+        let admitted = self.rates.admit(writers.iter().map(String::as_str), now);
+        admitted.err().map(|key| self.rate_refusal(key))
+    }
+
+    fn rate_refusal(&self, key: &str) -> Refusal {
+        let per_sec = self.writes.writes_per_key_per_sec;
+        Refusal::new(
+            Rule::Rate,
+            key,
+            format!("Too many writes by key {key}: at most {per_sec} a second on this relay; retry later."),
+        )
     }
 
     /// Remembers a space's size, as a merge into it reported.
@@ -230,4 +229,25 @@ impl Peer {
             subject: refusal.subject,
         }));
     }
+}
+
+/// The keys writing into user spaces in `graph`: each field's owner, or the holder of the
+/// owner's certificate who signed it.
+fn writers(graph: &Graph) -> BTreeSet<String> {
+    let mut writers = BTreeSet::new();
+    for node in &graph.nodes {
+        let Space::User(owner) = space(node.soul.as_str()) else {
+            continue;
+        };
+        for field in node.fields.values() {
+            let writer = match &field.value {
+                Value::String(text) => SignedValue::parse(text)
+                    .ok()
+                    .and_then(|signed| signed.writer),
+                _ => None,
+            };
+            writers.insert(writer.unwrap_or_else(|| owner.clone()));
+        }
+    }
+    writers
 }

@@ -53,7 +53,8 @@ impl Peer {
             let text = "Server busy: storage is behind, retry later.".to_string();
             return self.put_refused(conn, &msg_id, text, ErrorKind::Busy);
         }
-        // Last, so a put refused for another reason costs its writers no share of their rate.
+        // A banned writer, or one already past its rate, is refused before its signatures are
+        // checked; the rate is charged once they hold.
         if let Some(refusal) = self.writer_refusal(conn, &graph) {
             return self.put_refused_by(conn, &msg_id, refusal);
         }
