@@ -4,6 +4,7 @@
 //! fibergun-bench compare [--fibergun target/release/fibergun] [--quick]
 //! fibergun-bench load --url ws://127.0.0.1:8765/gun --op put|signed-put|get --conns 10 --inflight 10 --total 10000
 //! fibergun-bench micro [--seconds 2] [--only parse]
+//! fibergun-bench key-flood --url ws://127.0.0.1:8765/gun --conns 4 --quiet 1000 --gap-ms 20
 //! fibergun-bench lmdb-limit --batch 500 --total 100000
 //! fibergun-bench s3 [--fibergun target/release/fibergun] [--nodes 100000]
 //! fibergun-bench postgres [--fibergun target/release/fibergun] [--nodes 30000]
@@ -763,6 +764,33 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Some("key-flood") => {
+            let url = flag("--url").unwrap_or_else(|| "ws://127.0.0.1:8765/gun".into());
+            let num = |name: &str, default: u64| {
+                flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+            };
+            let conns = num("--conns", 4) as usize;
+            let quiet = num("--quiet", 1_000) as usize;
+            let gap = Duration::from_millis(num("--gap-ms", 20));
+            let f = stress::key_flood(&url, conns, quiet, gap);
+            println!(
+                "flooding key: {} puts over {conns} connections in {:.1} s ({:.0}/s), {} taken ({:.1}/s), {} refused by its rate",
+                f.sent,
+                f.secs,
+                f.sent as f64 / f.secs,
+                f.taken,
+                f.taken as f64 / f.secs,
+                f.refused
+            );
+            println!(
+                "quiet key: {} puts, ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                f.quiet_ms.len(),
+                f.quiet_quantile(0.5),
+                f.quiet_quantile(0.99),
+                f.quiet_quantile(1.0)
+            );
+            ExitCode::SUCCESS
+        }
         Some("load") => {
             let num = |name: &str, default: usize| {
                 flag(name).and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -798,6 +826,7 @@ fn main() -> ExitCode {
                  \x20      fibergun-bench fanout --url URL [--rate N] [--subscribers N]\n\
                  \x20      fibergun-bench confirm --url URL [--pid PID] [--conns N] [--inflight N] [--total N]\n\
                  \x20      fibergun-bench flood --url URL [--pid PID] [--conns N] [--megabytes N]\n\
+                 \x20      fibergun-bench key-flood --url URL [--conns N] [--quiet N] [--gap-ms MS]\n\
                  \x20      fibergun-bench soak --url URL --pid PID [--seconds 600] [--rate 2000] [--out soak]\n\
                  \x20      fibergun-bench idle --url URL --pid PID [--conns N]\n\
                  \x20      fibergun-bench micro [--seconds S] [--only NAME]\n\

@@ -361,6 +361,43 @@ async fn honest_client(url: &str, stop: Arc<AtomicBool>) -> Result<(Vec<u64>, us
     Ok((latencies, failed))
 }
 
+/// One key flooding signed puts into its own space over `conns` connections while a quiet key
+/// writes `quiet` puts, one every `gap` (on a relay started with `--user-writes-per-sec`).
+pub fn key_flood(
+    url: &str,
+    conns: usize,
+    quiet: usize,
+    gap: Duration,
+) -> fibergun_testkit::key_flood::KeyFlood {
+    use fibergun::sea::{KeyPair, SignedValue};
+    use serde_json::json;
+    let pair = |seed: u8| {
+        use base64::Engine;
+        let private = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([seed; 32]);
+        KeyPair::from_private(&private).expect("a valid P-256 scalar")
+    };
+    let (flood, honest) = (pair(51), pair(52));
+    let state = wall_ms() - 60_000.0;
+    let run = format!("{:x}", crate::nanos() % (1 << 40));
+    let flood_soul = format!("~{}", flood.public().as_str());
+    let flood_value = SignedValue::sign(&flood, &flood_soul, "spam", &json!("x"), state);
+    let flood_run = run.clone();
+    let flood_put = move |i: usize| {
+        let id = format!("{flood_run}f{i}");
+        fibergun_testkit::put_msg(&id, &flood_soul, &[("spam", json!(flood_value))], state)
+    };
+    let honest_soul = format!("~{}", honest.public().as_str());
+    let quiet_puts: Vec<_> = (0..quiet)
+        .map(|i| {
+            let (key, at) = (format!("{run}k{i}"), state + i as f64);
+            let value = SignedValue::sign(&honest, &honest_soul, &key, &json!(i), at);
+            let id = format!("{run}q{i}");
+            fibergun_testkit::put_msg(&id, &honest_soul, &[(&key, json!(value))], at)
+        })
+        .collect();
+    fibergun_testkit::key_flood::key_flood(url, conns, flood_put, &quiet_puts, gap)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -61,7 +61,8 @@ impl Peer {
             for (key, field) in &node.fields {
                 match plan(&soul, key.as_str(), &field.value, field.state.ms(), wall) {
                     Err(reason) => {
-                        return self.put_refused(conn, &msg_id, reason, ErrorKind::Unauthorized)
+                        self.tell_refusal(conn, crate::Rule::Sea, soul);
+                        return self.put_refused(conn, &msg_id, reason, ErrorKind::Unauthorized);
                     }
                     Ok(Plan::Accept) => {}
                     Ok(Plan::Drop) => dropped.push(key.clone()),
@@ -224,7 +225,7 @@ impl Peer {
             // Its connection closed while its signatures were checked: no one to answer.
             Some(refusal) => {
                 self.stats.puts_refused += 1;
-                self.stats.refusals.count(refusal.rule);
+                self.tell_refusal(conn.id, refusal.rule, refusal.subject);
             }
         }
     }
@@ -239,7 +240,9 @@ impl Peer {
                 } else if reason.starts_with("Server busy") {
                     ErrorKind::Busy
                 } else {
-                    self.stats.refusals.count(crate::Rule::Sea);
+                    let soul = parked.graph.nodes.first();
+                    let subject = soul.map_or(String::new(), |n| n.soul.as_str().to_owned());
+                    self.tell_refusal(parked.conn.id, crate::Rule::Sea, subject);
                     ErrorKind::Unauthorized
                 };
                 self.stats.errors.count(kind);

@@ -220,13 +220,18 @@ impl Peer {
             _ => ErrorKind::Unauthorized,
         };
         self.stats.errors.count(kind);
-        self.stats.refusals.count(refusal.rule);
         let id = self.new_id();
         self.send(conn, crate::wire::error_reply(&id, msg_id, &refusal.text));
+        self.tell_refusal(conn, refusal.rule, refusal.subject);
+    }
+
+    /// Counts a refusal by `rule` and tells it, with what it concerned.
+    pub(super) fn tell_refusal(&mut self, conn: ConnId, rule: Rule, subject: String) {
+        self.stats.refusals.count(rule);
         self.outputs.push_back(Output::Event(Event::RuleRefused {
             conn,
-            rule: refusal.rule,
-            subject: refusal.subject,
+            rule,
+            subject,
         }));
     }
 }

@@ -5,6 +5,7 @@
 //! - [`wire`]: a raw GUN-wire client ([`Peer`]) with message builders and predicates;
 //! - [`gunjs`]: GUN JS, the peer no one here wrote: its node scenario scripts, its stock relay,
 //!   and `npm ci` of the pinned packages;
+//! - [`key_flood`]: one key flooding a relay while another writes at an honest pace;
 //! - [`seaweedfs`] (feature `seaweedfs`): a real S3 server;
 //! - [`postgres`]: a real PostgreSQL server, with a synchronous standby when asked.
 //!
@@ -13,6 +14,7 @@
 //! missing tool fails the test.
 
 pub mod gunjs;
+pub mod key_flood;
 pub mod postgres;
 pub mod process;
 #[cfg(feature = "seaweedfs")]

@@ -10,6 +10,7 @@ mod interop;
 mod keepalive;
 mod memory_limit;
 mod memory_store;
+mod open_relay;
 mod postgres_relays;
 mod relay_mesh;
 mod remote_cli;
