@@ -1,6 +1,7 @@
 //! What only the `fibergun` binary is tested for: its HTTP routes (REST, metrics, static files in
 //! a browser), TLS peers, the store tools, and the slow process tests that run once.
 
+mod admin;
 mod backup;
 mod browser;
 mod chaos;
