@@ -25,6 +25,9 @@ pub const BANS: &str = "\u{0}fibergun/bans";
 /// The taken-down souls.
 pub const TAKEDOWNS: &str = "\u{0}fibergun/takedowns";
 
+/// Both lists' souls.
+pub const LISTS: [&str; 2] = [BANS, TAKEDOWNS];
+
 /// Whether `soul` is one of the operator's.
 pub fn is_reserved(soul: &str) -> bool {
     soul.starts_with(RESERVED_PREFIX)
@@ -52,7 +55,7 @@ impl Moderation {
     /// The reads that load the lists (op ids 0 and 1), for a runtime to apply before it starts
     /// the peer.
     pub fn load_ops() -> Vec<StoreOp> {
-        [BANS, TAKEDOWNS]
+        LISTS
             .into_iter()
             .enumerate()
             .map(|(i, soul)| StoreOp::Read {

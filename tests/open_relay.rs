@@ -291,3 +291,45 @@ fn the_lists_are_restored_from_the_store_at_start() {
     .unwrap();
     assert_eq!(lists.taken_down().collect::<Vec<_>>(), vec!["gone"]);
 }
+
+#[test]
+fn a_ban_made_through_another_relay_on_a_shared_store_holds_here_after_a_feed_gap_too() {
+    use fibergun::{Field, Key, Soul, State, Value};
+    let mut h = relay(WritePolicy::default());
+    let alice = pair(1);
+    let key = alice.public().as_str().to_owned();
+    let ban = |value: Value, state: f64| {
+        let field = Field {
+            value,
+            state: State::new(state).unwrap(),
+        };
+        (Key::new(&key).unwrap(), field)
+    };
+    // Another relay commits the ban; the feed tells of it.
+    let banned = ban(Value::Bool(true), START_WALL_MS - 10.0);
+    let list = Soul::new(BANS).unwrap();
+    h.store
+        .nodes
+        .entry(list.clone())
+        .or_default()
+        .insert(banned.0.clone(), banned.1.clone());
+    h.store_changed(BANS, vec![banned]);
+    assert!(h.peer.moderation().is_banned(&key));
+    h.frame(CLIENT, &own_put("a1", &alice, "name", json!("Alice")));
+    assert!(reply(&mut h, CLIENT, "a1")["err"]
+        .as_str()
+        .unwrap()
+        .contains("banned"));
+    // It lifts the ban while this relay's feed is away: the gap's re-read finds the lift.
+    let lifted = ban(Value::Null, START_WALL_MS - 5.0);
+    h.store
+        .nodes
+        .entry(list)
+        .or_default()
+        .insert(lifted.0, lifted.1);
+    assert!(h.peer.moderation().is_banned(&key));
+    h.feed_gap();
+    assert!(!h.peer.moderation().is_banned(&key));
+    h.frame(CLIENT, &own_put("a2", &alice, "name", json!("Alice")));
+    assert_eq!(reply(&mut h, CLIENT, "a2")["ok"], true);
+}

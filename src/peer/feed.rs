@@ -24,6 +24,11 @@ impl Peer {
         self.stats.feed_gaps += 1;
         self.cache.feed_gap(self.next_op);
         self.refresh = self.subs.subscribed_souls().into();
+        // The operator's lists too: a ban made through another relay during the gap holds here.
+        for list in crate::moderation::LISTS {
+            self.refresh
+                .push_back(Soul::new(list).expect("a reserved soul is not empty"));
+        }
         self.refresh_more();
     }
 

@@ -285,3 +285,45 @@ fn the_admin_api_answers_401_without_its_token_and_404_when_off() {
     let message = serve_must_fail(BINARY, off_data.path(), &["--admin-token", "short"]);
     assert!(message.contains("admin"), "{message}");
 }
+
+/// Relays on one PostgreSQL database share the lists: a ban through one holds on the other, at
+/// once (the change feed) and after a restart; a takedown through the other holds on the first.
+#[test]
+fn relays_on_one_database_share_their_bans_and_takedowns() {
+    let pg = fibergun_testkit::postgres::PgServer::start();
+    let url = pg.url();
+    let flags = ["--store", "postgres", "--postgres-url", url.as_str()];
+    let (a_data, b_data) = (temp_data_dir(), temp_data_dir());
+    let a = start(a_data.path(), &flags);
+    let mut b = start(b_data.path(), &flags);
+    let alice = pair(63);
+    let key = alice.public().as_str().to_owned();
+    let mut client = Peer::connect(&b.ws_url());
+    client.put_ok(&own_put("a1", &alice, "name", json!("Alice")), WAIT);
+    client.put_ok(
+        &put_msg("n1", "note-1", &[("text", json!("hi"))], now_ms()),
+        WAIT,
+    );
+
+    Http::new(&a).admin("PUT", &format!("bans/{key}"));
+    Http::new(&b).admin("PUT", "takedowns/note-1");
+    let end = Instant::now() + WAIT;
+    loop {
+        let space_hidden = fresh_get(&b, &space(&alice))["err"].is_string();
+        let note_hidden = fresh_get(&a, "note-1")["err"].is_string();
+        if space_hidden && note_hidden {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the lists never reached the other relay"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(Http::new(&b).admin("GET", "bans"), json!({ "bans": [key] }));
+    b.restart();
+    refused_with(&fresh_get(&b, &space(&alice)), "banned");
+    let mut client = Peer::connect(&b.ws_url());
+    assert!(client.send_json(&own_put("a2", &alice, "city", json!("Lisbon"))));
+    refused_with(&client.expect_reply("a2", WAIT), "banned");
+}
