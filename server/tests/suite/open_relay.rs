@@ -13,7 +13,9 @@ use base64::Engine;
 use fibergun::sea::{KeyPair, SignedValue};
 use fibergun_testkit::gunjs::{ensure_node_deps, expect_success, run_node};
 use fibergun_testkit::key_flood::key_flood;
-use fibergun_testkit::{is_not_found, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server};
+use fibergun_testkit::{
+    fill_until_refused, is_not_found, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -65,11 +67,16 @@ fn gun_js_users_write_their_spaces_on_a_signed_only_relay_and_public_writes_are_
 }
 
 /// Past `--user-quota`, a user's writes are refused with an `err` naming the quota; another
-/// user's and the public space's writes go on, and everything acknowledged is still there.
+/// user's and the public space's writes go on, and everything acknowledged is still there. The
+/// public space fills up to `--public-quota`, and user spaces go on.
 #[test]
 fn a_user_past_its_quota_is_refused_while_another_user_writes_on() {
     let data = temp_data_dir();
-    let server = Server::start(BINARY, data.path(), &["--user-quota", "4K"]);
+    let server = Server::start(
+        BINARY,
+        data.path(),
+        &["--user-quota", "4K", "--public-quota", "64K"],
+    );
     let mut client = Peer::connect(&server.ws_url());
     let (alice, bob) = (pair(21), pair(22));
     let state = now_ms() - 60_000.0;
@@ -113,6 +120,15 @@ fn a_user_past_its_quota_is_refused_while_another_user_writes_on() {
         &put_msg("public", "notes", &[("text", json!("hello"))], now_ms()),
         WAIT,
     );
+    // The public space has its own quota, for all of it together.
+    let (refusal, written) = fill_until_refused(&mut client, "public-", 100);
+    assert!(refusal.contains("public space"), "{refusal}");
+    assert!(
+        (15..=17).contains(&written.len()),
+        "{} public nodes of 4 KB",
+        written.len()
+    );
+    client.put_ok(&own_put("bob-after", &bob, "more", json!(1), state), WAIT);
     let reply = client.get("read-alice", &space(&alice), None, WAIT);
     let node = reply_node(&reply, &space(&alice)).expect("alice's space");
     for key in &taken {
