@@ -293,3 +293,16 @@ impl Harness {
             .collect()
     }
 }
+
+/// A put frame of one node: `fields` (key, value as stored) of `soul`, all at `state`.
+pub fn put_frame(id: &str, soul: &str, fields: &[(&str, Json)], state: f64) -> String {
+    let mut node = serde_json::Map::new();
+    let mut states = serde_json::Map::new();
+    for (key, value) in fields {
+        states.insert((*key).into(), Json::from(state));
+        node.insert((*key).into(), value.clone());
+    }
+    let meta = serde_json::json!({"#": soul, ">": states});
+    node.insert("_".into(), meta);
+    serde_json::json!({"#": id, "put": {soul: node}}).to_string()
+}

@@ -7,7 +7,7 @@ use base64::Engine;
 use fibergun::access::Principal;
 use fibergun::moderation::{BANS, TAKEDOWNS};
 use fibergun::sea::{KeyPair, SignedValue};
-use fibergun::testing::{Harness, START_WALL_MS};
+use fibergun::testing::{put_frame, Harness, START_WALL_MS};
 use fibergun::{Config, Event, Rule, WritePolicy};
 use serde_json::{json, Value as Json};
 
@@ -26,14 +26,7 @@ fn put(id: &str, soul: &str, fields: &[(&str, Json)]) -> String {
 
 /// A put at `state` (the operator's lists change by HAM: a later state wins).
 fn put_at(id: &str, soul: &str, fields: &[(&str, Json)], state: f64) -> String {
-    let mut node = serde_json::Map::new();
-    let mut states = serde_json::Map::new();
-    for (k, v) in fields {
-        states.insert((*k).into(), json!(state));
-        node.insert((*k).into(), v.clone());
-    }
-    node.insert("_".into(), json!({"#": soul, ">": states}));
-    json!({"#": id, "put": {soul: node}}).to_string()
+    put_frame(id, soul, fields, state)
 }
 
 fn get(id: &str, soul: &str) -> String {

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use fibergun::sea::{KeyPair, SignedValue};
-use fibergun::testing::{Harness, START_WALL_MS};
+use fibergun::testing::{put_frame, Harness, START_WALL_MS};
 use fibergun::Config;
 use serde_json::{json, Value as Json};
 
@@ -15,14 +15,7 @@ fn pair(seed: u8) -> KeyPair {
 
 /// A put of `fields` (key, stored value) into `soul`, all at `state`.
 fn put(id: &str, soul: &str, fields: &[(&str, Json)], state: f64) -> String {
-    let mut node = serde_json::Map::new();
-    let mut states = serde_json::Map::new();
-    for (k, v) in fields {
-        states.insert((*k).into(), json!(state));
-        node.insert((*k).into(), v.clone());
-    }
-    node.insert("_".into(), json!({"#": soul, ">": states}));
-    json!({"#": id, "put": {soul: node}}).to_string()
+    put_frame(id, soul, fields, state)
 }
 
 fn relay() -> Harness {

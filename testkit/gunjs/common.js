@@ -196,7 +196,53 @@ function putMsg(id, soul, obj, state) {
 // A random suffix so repeated runs against one long-lived relay do not collide.
 const RUN = Date.now().toString(36) + Math.random().toString(36).slice(2, 7);
 
+// The first ack of fn(cb) (a put or a user call through GUN JS's API), err or not; fails after ms.
+function firstAck(fn, ms, what) {
+  return new Promise((res) => {
+    const to = setTimeout(() => fail(`${what}: no ack within ${ms} ms`), ms);
+    fn((ack) => { clearTimeout(to); res(ack); });
+  });
+}
+
+// A user call (create, auth) that must succeed.
+async function userCall(fn, ms, what) {
+  const ack = await firstAck(fn, ms, what);
+  if (ack && ack.err) fail(`${what}: ${JSON.stringify(ack.err)}`);
+  return ack;
+}
+
+// The wire form of a value signed the way GUN JS signs a put into a user's space (`extra`
+// adds fields such as a certificate `+` and its writer `*`).
+async function seaSigned(pair, soul, key, value, state, extra) {
+  const SEA = require('gun/sea');
+  const sig = await SEA.sign({ '#': soul, '.': key, ':': value, '>': state }, pair, null, { raw: 1 });
+  if (!sig || !sig.s) fail('SEA.sign failed: ' + SEA.err);
+  return JSON.stringify(Object.assign({ ':': value, '~': sig.s }, extra || {}));
+}
+
+// GETs and PUTs over one raw socket, each with an id of its own: get(soul) resolves with the
+// node the relay answers (or undefined), put(what, soul, fields, state) with its reply.
+async function rawGraph(url) {
+  const r = rawClient(url);
+  await r.opened;
+  let n = 0;
+  return {
+    get: async (soul) => {
+      const id = 'g' + (n++) + '-' + RUN;
+      r.send({ '#': id, get: { '#': soul } });
+      const rep = await r.waitReply(id, 5000, 'raw GET ' + soul);
+      return rep.put && rep.put[soul];
+    },
+    put: async (what, soul, fields, state) => {
+      const id = 'p' + (n++) + '-' + RUN;
+      r.send(putMsg(id, soul, fields, state));
+      return r.waitReply(id, 5000, what);
+    },
+  };
+}
+
 module.exports = {
   Gun, WS, sleep, note, fail, pass, peerUrl, wsUrl, deadline, client, connected, waitConnected, until, once,
   put, set, acked, GUNJS, plain, canon, assertEq, rawClient, putMsg, RUN,
+  firstAck, userCall, seaSigned, rawGraph,
 };

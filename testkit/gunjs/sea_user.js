@@ -19,31 +19,13 @@
 // Not in validate-gunjs.js's list: the stock GUN JS relay never answers a put carrying someone else's
 // certificate, and stores a value carrying `*` without a certificate.
 'use strict';
-const { note, fail, pass, peerUrl, deadline, client, once, acked, rawClient, putMsg, RUN } = require('./common');
+const { note, fail, pass, peerUrl, deadline, client, once, acked, RUN, userCall, seaSigned, rawGraph } = require('./common');
 const SEA = require('gun/sea');
 
 const url = peerUrl();
 deadline(60000);
 
 const seaClient = () => client(url);
-
-function userCall(fn, ms, what) {
-  return new Promise((res) => {
-    const to = setTimeout(() => fail(`${what}: no callback within ${ms} ms`), ms);
-    fn((ack) => {
-      clearTimeout(to);
-      if (ack && ack.err) fail(`${what}: ${JSON.stringify(ack.err)}`);
-      res(ack);
-    });
-  });
-}
-
-// The wire form of a value signed the way GUN JS signs a put into a user's space.
-async function signed(pair, soul, key, value, state, extra) {
-  const sig = await SEA.sign({ '#': soul, '.': key, ':': value, '>': state }, pair, null, { raw: 1 });
-  if (!sig || !sig.s) fail('SEA.sign failed: ' + SEA.err);
-  return JSON.stringify(Object.assign({ ':': value, '~': sig.s }, extra || {}));
-}
 
 (async () => {
   const alias = 'alice-' + RUN;
@@ -75,20 +57,9 @@ async function signed(pair, soul, key, value, state, extra) {
   note('fresh C read the profile through ~pub');
 
   // What the relay holds: alice's node and her profile node.
-  const r = rawClient(url);
-  await r.opened;
-  let n = 0;
-  const rawGet = async (soul) => {
-    const id = 'g' + (n++) + '-' + RUN;
-    r.send({ '#': id, get: { '#': soul } });
-    const rep = await r.waitReply(id, 5000, 'raw GET ' + soul);
-    return rep.put && rep.put[soul];
-  };
-  const rawPut = async (what, soul, fields, state) => {
-    const id = 'p' + (n++) + '-' + RUN;
-    r.send(putMsg(id, soul, fields, state));
-    return r.waitReply(id, 5000, what);
-  };
+  const raw = await rawGraph(url);
+  const rawGet = raw.get;
+  const rawPut = raw.put;
   const aliceSoul = '~' + alicePub;
   const aliceNode = await rawGet(aliceSoul);
   if (!aliceNode || !aliceNode.profile) fail('relay has no profile link on alice: ' + JSON.stringify(aliceNode));
@@ -121,21 +92,21 @@ async function signed(pair, soul, key, value, state, extra) {
   const goodParsed = JSON.parse(goodName);
   const forgeries = [
     ['unsigned value', profileSoul, { name: 'Mallory' }, later],
-    ['signed by another key', profileSoul, { name: await signed(mallory, profileSoul, 'name', 'Mallory', later) }, later],
+    ['signed by another key', profileSoul, { name: await seaSigned(mallory, profileSoul, 'name', 'Mallory', later) }, later],
     ['tampered value', profileSoul, { name: JSON.stringify({ ':': 'Mallory', '~': goodParsed['~'] }) }, goodState],
     ['replayed at another state', profileSoul, { name: goodName }, goodState + 1000],
     ['replayed under another key', profileSoul, { nick: goodName }, goodState],
     ['replayed in another user\'s space', '~' + mallory.pub, { name: goodName }, goodState],
     ['a certificate for someone else (signed by mallory, * = mallory)', inboxSoul,
-      { [mallory.pub]: await signed(mallory, inboxSoul, mallory.pub, 'spam', later, { '+': JSON.parse(cert.slice(3)), '*': mallory.pub }) }, later],
+      { [mallory.pub]: await seaSigned(mallory, inboxSoul, mallory.pub, 'spam', later, { '+': JSON.parse(cert.slice(3)), '*': mallory.pub }) }, later],
     ['a certificate for someone else (signed by mallory, * = bob)', inboxSoul,
-      { [bob.pub]: await signed(mallory, inboxSoul, bob.pub, 'spam', later, { '+': JSON.parse(cert.slice(3)), '*': bob.pub }) }, later],
+      { [bob.pub]: await seaSigned(mallory, inboxSoul, bob.pub, 'spam', later, { '+': JSON.parse(cert.slice(3)), '*': bob.pub }) }, later],
     ['a writer (*) without a certificate', inboxSoul,
-      { [mallory.pub]: await signed(mallory, inboxSoul, mallory.pub, 'spam', later, { '*': mallory.pub }) }, later],
+      { [mallory.pub]: await seaSigned(mallory, inboxSoul, mallory.pub, 'spam', later, { '*': mallory.pub }) }, later],
     ['an alias entry pointing elsewhere', '~@' + alias, { ['~' + mallory.pub]: { '#': aliceSoul } }, later],
     ['one good field and one forged', profileSoul, {
-      city: await signed(user._.sea, profileSoul, 'city', 'Porto', later),
-      name: await signed(mallory, profileSoul, 'name', 'Mallory', later),
+      city: await seaSigned(user._.sea, profileSoul, 'city', 'Porto', later),
+      name: await seaSigned(mallory, profileSoul, 'name', 'Mallory', later),
     }, later],
   ];
   for (const [what, soul, fields, state] of forgeries) {

@@ -12,33 +12,11 @@
 // itself is what refuses them, not GUN JS's client-side checks: a certified write outside the
 // certificate's terms, an expired certificate ("Certificate expired."), and an unsigned public put.
 'use strict';
-const { note, fail, pass, peerUrl, deadline, client, once, acked, rawClient, putMsg, RUN } = require('./common');
+const { note, fail, pass, peerUrl, deadline, client, once, acked, RUN, firstAck, userCall, seaSigned, rawGraph } = require('./common');
 const SEA = require('gun/sea');
 
 const url = peerUrl();
 deadline(60000);
-
-// The first ack of a put made through GUN JS's API (err or not); fails after ms without one.
-function firstAck(fn, ms, what) {
-  return new Promise((res) => {
-    const to = setTimeout(() => fail(`${what}: no ack within ${ms} ms`), ms);
-    fn((ack) => { clearTimeout(to); res(ack); });
-  });
-}
-
-function userCall(fn, ms, what) {
-  return firstAck(fn, ms, what).then((ack) => {
-    if (ack && ack.err) fail(`${what}: ${JSON.stringify(ack.err)}`);
-    return ack;
-  });
-}
-
-// The wire form of a value signed the way GUN JS signs a put into a user's space.
-async function signed(pair, soul, key, value, state, extra) {
-  const sig = await SEA.sign({ '#': soul, '.': key, ':': value, '>': state }, pair, null, { raw: 1 });
-  if (!sig || !sig.s) fail('SEA.sign failed: ' + SEA.err);
-  return JSON.stringify(Object.assign({ ':': value, '~': sig.s }, extra || {}));
-}
 
 (async () => {
   // The public space: refused with the rule's error, nothing stored.
@@ -88,20 +66,9 @@ async function signed(pair, soul, key, value, state, extra) {
   note('carol with an expired certificate:', JSON.stringify(late.err));
 
   // The same refusals over raw frames: the relay itself refuses them.
-  const r = rawClient(url);
-  await r.opened;
-  let n = 0;
-  const rawGet = async (soul) => {
-    const id = 'g' + (n++) + '-' + RUN;
-    r.send({ '#': id, get: { '#': soul } });
-    const rep = await r.waitReply(id, 5000, 'raw GET ' + soul);
-    return rep.put && rep.put[soul];
-  };
-  const rawPut = async (what, soul, fields, state) => {
-    const id = 'p' + (n++) + '-' + RUN;
-    r.send(putMsg(id, soul, fields, state));
-    return r.waitReply(id, 5000, what);
-  };
+  const raw = await rawGraph(url);
+  const rawGet = raw.get;
+  const rawPut = raw.put;
   const aliceNode = await rawGet(aliceSoul);
   if (!aliceNode || !aliceNode.inbox || !aliceNode.profile) fail('alice\'s node lacks inbox or profile: ' + JSON.stringify(aliceNode));
   const inboxSoul = JSON.parse(aliceNode.inbox)[':']['#'];
@@ -111,9 +78,9 @@ async function signed(pair, soul, key, value, state, extra) {
   const attempts = [
     ['a public put', publicSoul, { hello: 'raw' }, later, 'signed writes only'],
     ['a certified write outside the certificate', profileSoul,
-      { name: await signed(bob, profileSoul, 'name', 'Bob', later, { '+': terms(cert), '*': bob.pub }) }, later, null],
+      { name: await seaSigned(bob, profileSoul, 'name', 'Bob', later, { '+': terms(cert), '*': bob.pub }) }, later, null],
     ['an expired certificate', inboxSoul,
-      { [carol.pub]: await signed(carol, inboxSoul, carol.pub, 'late', later, { '+': terms(expired), '*': carol.pub }) }, later, 'Certificate expired.'],
+      { [carol.pub]: await seaSigned(carol, inboxSoul, carol.pub, 'late', later, { '+': terms(expired), '*': carol.pub }) }, later, 'Certificate expired.'],
   ];
   for (const [what, soul, fields, state, expect] of attempts) {
     const rep = await rawPut(what, soul, fields, state);
