@@ -104,6 +104,8 @@ pub enum DriverEvent<C> {
     Local(LocalEvent),
     /// Send a snapshot of the core back (for metrics and health checks).
     Snapshot(async_channel::Sender<PeerSnapshot>),
+    /// Asks for the open connections, at most this many (in id order).
+    Connections(usize, async_channel::Sender<Vec<crate::snapshot::ConnInfo>>),
     /// Stop: finish in-flight storage work, then return.
     Shutdown,
 }
@@ -142,6 +144,13 @@ impl<C: ConnHandle> ConnHandle for Writer<C> {
             Writer::Local(c) => c.kill(),
         }
     }
+
+    fn queued(&self) -> usize {
+        match self {
+            Writer::Socket(c) => c.queued(),
+            Writer::Local(c) => c.queued(),
+        }
+    }
 }
 
 /// Owns the peer and the connection writers.
@@ -160,6 +169,8 @@ pub struct Driver<C: ConnHandle> {
     dialled: std::collections::HashSet<ConnId>,
     /// Network connections' addresses, for logs.
     addrs: std::collections::HashMap<ConnId, std::net::SocketAddr>,
+    /// When each connection opened, for an operator's view.
+    opened_at: std::collections::HashMap<ConnId, std::time::Instant>,
     /// Connections found congested, to report to the core after the current drain.
     congested: Vec<ConnId>,
     /// Frames held while storage is backlogged, in arrival order; they keep their share of the
@@ -195,6 +206,7 @@ impl<C: ConnHandle> Driver<C> {
             closed_by_us: Vec::new(),
             dialled: Default::default(),
             addrs: Default::default(),
+            opened_at: Default::default(),
             congested: Vec::new(),
             held_frames: VecDeque::new(),
             inbound,
@@ -278,6 +290,7 @@ impl<C: ConnHandle> Driver<C> {
                     self.addrs.insert(conn, addr);
                 }
                 self.conns.insert(conn, Writer::Socket(handle));
+                self.opened_at.insert(conn, std::time::Instant::now());
                 match dialled {
                     Some(remote) => {
                         self.dialled.insert(conn);
@@ -323,6 +336,7 @@ impl<C: ConnHandle> Driver<C> {
                 tracing::debug!(conn = conn.0, "connection closed");
                 self.dialled.remove(&conn);
                 self.addrs.remove(&conn);
+                self.opened_at.remove(&conn);
                 if self.conns.remove(&conn).is_some() {
                     self.input(Input::Disconnected { conn });
                 }
@@ -347,6 +361,9 @@ impl<C: ConnHandle> Driver<C> {
             DriverEvent::Snapshot(reply) => {
                 let _ = reply.try_send(self.snapshot());
             }
+            DriverEvent::Connections(max, reply) => {
+                let _ = reply.try_send(self.connections(max));
+            }
             DriverEvent::Shutdown => {
                 tracing::info!("shutting down: finishing in-flight writes");
                 self.shutting_down = true;
@@ -370,6 +387,40 @@ impl<C: ConnHandle> Driver<C> {
         }
     }
 
+    /// The open connections, at most `max` of them, in id order.
+    pub fn connections(&self, max: usize) -> Vec<crate::snapshot::ConnInfo> {
+        use crate::snapshot::{ConnInfo, ConnKind};
+        let now = std::time::Instant::now();
+        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        ids.sort_unstable();
+        ids.truncate(max);
+        ids.into_iter()
+            .filter_map(|conn| {
+                let writer = self.conns.get(&conn)?;
+                let kind = if matches!(writer, Writer::Local(_)) {
+                    ConnKind::InProcess
+                } else if self.peer.is_upstream(conn) {
+                    ConnKind::Upstream
+                } else if self.peer.is_link(conn) || self.dialled.contains(&conn) {
+                    ConnKind::Link
+                } else {
+                    ConnKind::Client
+                };
+                Some(ConnInfo {
+                    id: conn.0,
+                    addr: self.addrs.get(&conn).copied(),
+                    kind,
+                    dialled: self.dialled.contains(&conn),
+                    queued_bytes: writer.queued(),
+                    age: self
+                        .opened_at
+                        .get(&conn)
+                        .map_or_else(Default::default, |at| now.saturating_duration_since(*at)),
+                })
+            })
+            .collect()
+    }
+
     fn local(&mut self, event: LocalEvent) {
         match event {
             LocalEvent::Opened {
@@ -383,6 +434,7 @@ impl<C: ConnHandle> Driver<C> {
                 }
                 tracing::debug!(conn = conn.0, "in-process connection opened");
                 self.conns.insert(conn, Writer::Local(handle));
+                self.opened_at.insert(conn, std::time::Instant::now());
                 self.input(Input::Connected {
                     conn,
                     direction: Direction::Inbound,

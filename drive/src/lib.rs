@@ -30,4 +30,4 @@ pub use answers::{error_json, server_info_json};
 pub use config::{Keepalive, RelayConfig, StartError};
 pub use gate::{Admission, Gate, OpenGate, Refusal};
 pub use peer_url::PeerUrl;
-pub use snapshot::PeerSnapshot;
+pub use snapshot::{ConnInfo, ConnKind, PeerSnapshot};

@@ -75,6 +75,10 @@ impl ConnHandle for LocalHandle {
     fn kill(&self) {
         self.frames.close();
     }
+
+    fn queued(&self) -> usize {
+        self.gauge.bytes()
+    }
 }
 
 /// Opens in-process connections to one running relay. Cheap to clone.

@@ -23,6 +23,8 @@ pub trait ConnHandle {
     fn close(&self, reason: String);
     /// Ends the connection at once, even while a write is blocked on a peer that does not read.
     fn kill(&self);
+    /// The bytes queued and not yet written.
+    fn queued(&self) -> usize;
 }
 
 /// The high- and low-water marks of a connection's queue, from the most it may hold: congested
@@ -88,6 +90,11 @@ impl QueueGauge {
     pub fn add(&self, bytes: usize) -> usize {
         self.total.bytes.fetch_add(bytes, Ordering::Relaxed);
         self.queued.fetch_add(bytes, Ordering::SeqCst) + bytes
+    }
+
+    /// The bytes queued now (for [`ConnHandle::queued`]).
+    pub fn bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// For [`ConnHandle::mark_congested`].

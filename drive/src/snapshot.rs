@@ -28,3 +28,45 @@ pub struct PeerSnapshot {
     /// Shutting down: not ready for more work.
     pub shutting_down: bool,
 }
+
+/// What a connection is to this relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    /// A client (a browser, an app, another relay that did not ask for everything).
+    Client,
+    /// A relay link: a peer that asked for every soul, or one this relay dialled.
+    Link,
+    /// One of this relay's upstreams.
+    Upstream,
+    /// An in-process connection (the REST API, the admin API, an embedding program).
+    InProcess,
+}
+
+impl ConnKind {
+    /// Its name in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnKind::Client => "client",
+            ConnKind::Link => "link",
+            ConnKind::Upstream => "upstream",
+            ConnKind::InProcess => "in-process",
+        }
+    }
+}
+
+/// One open connection, for an operator's view.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Its id.
+    pub id: u64,
+    /// The address at the other end, for a network connection.
+    pub addr: Option<std::net::SocketAddr>,
+    /// What it is.
+    pub kind: ConnKind,
+    /// Whether this relay dialled it (a configured peer or upstream).
+    pub dialled: bool,
+    /// Bytes queued for it and not yet written.
+    pub queued_bytes: usize,
+    /// How long it has been open.
+    pub age: std::time::Duration,
+}

@@ -34,14 +34,21 @@ fn parts(config: &ServerConfig) -> Result<(RelayConfig, Backend, Front), StartEr
     fibergun_smol::validate(&relay, &front)?;
     let (store, store_stats) = Backend::open(config)?;
     let (rest, static_dir) = (config.rest.clone(), config.static_dir.clone());
-    let admin_token = config.admin_token.clone();
+    let admin = config.admin_token.clone().map(|token| crate::http::Admin {
+        token,
+        settings: crate::http::console::Settings {
+            store: config.store.name(),
+            storage_quota: config.storage_quota,
+            writes: relay.writes.clone(),
+        },
+    });
     front.routes = Some(Box::new(move |connector: &Connector| {
         Arc::new(HttpRoutes::new(
             rest,
             static_dir,
             store_stats,
             connector,
-            admin_token,
+            admin,
         )) as _
     }));
     Ok((relay, store, front))

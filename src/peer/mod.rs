@@ -578,6 +578,16 @@ impl Peer {
         self.conns.values().filter(|c| c.link).count()
     }
 
+    /// Whether `conn` is a relay link (a peer dialled, or one that asked for every soul).
+    pub fn is_link(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.link)
+    }
+
+    /// Whether `conn` reaches one of this peer's upstreams.
+    pub fn is_upstream(&self, conn: ConnId) -> bool {
+        self.is_upstream_conn(conn)
+    }
+
     /// Souls some connection is subscribed to.
     pub fn subscribed_souls(&self) -> usize {
         self.subs.souls()

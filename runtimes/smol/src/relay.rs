@@ -78,6 +78,23 @@ impl Context {
     }
 }
 
+impl Context {
+    /// The open connections, at most `max` (in id order), asked of the driver; `None` if it does
+    /// not answer within a second.
+    pub async fn connections(&self, max: usize) -> Option<Vec<fibergun_drive::ConnInfo>> {
+        let (tx, rx) = smol::channel::bounded(1);
+        self.events
+            .send(DriverEvent::Connections(max, tx))
+            .await
+            .ok()?;
+        smol::future::or(async { rx.recv().await.ok() }, async {
+            Timer::after(Duration::from_secs(1)).await;
+            None
+        })
+        .await
+    }
+}
+
 /// What a product adds to a relay's front: who may connect, its HTTP routes besides `/gun`, and
 /// how TLS peers are dialled. [`Front::default`] admits everyone, serves `/gun` (and a small
 /// JSON answer at `/`), and dials `wss://` peers trusting the web's roots with the `tls`

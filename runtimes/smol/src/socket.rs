@@ -50,6 +50,10 @@ impl ConnHandle for ConnSender {
     fn kill(&self) {
         self.mailbox.kill();
     }
+
+    fn queued(&self) -> usize {
+        self.queued.bytes()
+    }
 }
 
 impl Drop for ConnSender {

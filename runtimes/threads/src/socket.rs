@@ -84,6 +84,10 @@ impl ConnHandle for ThreadConn {
     fn kill(&self) {
         let _ = self.socket.shutdown(Shutdown::Both);
     }
+
+    fn queued(&self) -> usize {
+        self.queued.bytes()
+    }
 }
 
 /// The WebSocket settings of every connection (as in the smol runtime: a small initial read

@@ -13,6 +13,7 @@
 //! | `PUT /api/v1/admin/takedowns/{soul}` | takes a soul down: not served, written or relayed; kept |
 //! | `DELETE /api/v1/admin/takedowns/{soul}` | restores it |
 //! | `POST /api/v1/admin/purge/{soul}` | overwrites every field of a taken-down soul with `null` (GUN's delete): its content is gone from the store |
+//! | `GET /api/v1/admin/souls`, `GET /api/v1/admin/nodes/{soul}` | the graph, read as the operator (see [`crate::inspect`]) |
 //!
 //! `{key}` and `{soul}` are the rest of the path, percent-decoded (a soul's `/` may be written as
 //! is).
@@ -55,8 +56,14 @@ pub fn unauthorized() -> Response<String> {
     r
 }
 
-/// Answers an admin request (`path` is the whole URL path) whose token was checked.
-pub async fn handle(guns: &Guns, method: &Method, path: &str) -> Response<String> {
+/// Answers an admin request (`path` is the whole URL path, `query` what follows its `?`) whose
+/// token was checked.
+pub async fn handle(
+    guns: &Guns,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Response<String> {
     let gun = guns.acting_for(&Principal::Admin);
     let Some(rest) = path.strip_prefix(ADMIN_PREFIX) else {
         return not_found();
@@ -87,9 +94,15 @@ pub async fn handle(guns: &Guns, method: &Method, path: &str) -> Response<String
             set(&gun, TAKEDOWNS, &soul, false, "restored").await
         }
         ("purge", Some(soul), &Method::POST) => purge(&gun, &soul).await,
+        ("souls", None, &Method::GET) => crate::inspect::souls(guns.connector(), query).await,
+        ("nodes", Some(soul), &Method::GET) => crate::inspect::node(guns.connector(), &soul).await,
         ("bans" | "takedowns" | "purge", _, _) => error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "lists are read with GET; a name is set with PUT, cleared with DELETE; purge is a POST",
+        ),
+        ("souls" | "nodes", _, _) => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "souls and nodes are read with GET",
         ),
         _ => not_found(),
     }

@@ -20,6 +20,7 @@ use serde_json::Value as Json;
 use fibergun::access::Principal;
 
 pub mod admin;
+pub mod inspect;
 pub mod tokens;
 
 use fibergun_drive::error_json;
@@ -66,6 +67,11 @@ impl Guns {
             connector,
             by_principal: Default::default(),
         }
+    }
+
+    /// The relay's in-process connections.
+    pub fn connector(&self) -> &fibergun_drive::local::Connector {
+        &self.connector
     }
 
     /// The handle acting for `who`.

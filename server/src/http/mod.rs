@@ -2,6 +2,7 @@
 //! ([`fibergun_rest`], on hyper), `/metrics`, `/health`, and the `--static` folder, answered on
 //! the smol runtime's HTTP front.
 
+pub mod console;
 pub mod metrics;
 mod rest_hyper;
 pub mod static_files;
@@ -19,6 +20,9 @@ use hyper::{Request, Response, StatusCode};
 
 use crate::storage::StoreReaders;
 
+/// How long an admin API request may take.
+const ADMIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The routes, with what they need of the server.
 pub struct HttpRoutes {
     /// The REST routes' body limit and CORS origins.
@@ -29,8 +33,18 @@ pub struct HttpRoutes {
     store_stats: StoreReaders,
     /// The chain API for the REST routes, one in-process connection per principal.
     guns: Arc<rest::Guns>,
-    /// The admin API's token; the API is off without one.
-    admin_token: Option<String>,
+    /// The admin API and console; off without a token.
+    admin: Option<Admin>,
+    /// The console's charts.
+    history: console::History,
+}
+
+/// The admin API's token, and what the console shows of the relay's settings.
+pub struct Admin {
+    /// `--admin-token`.
+    pub token: String,
+    /// Shown in the console's status.
+    pub settings: console::Settings,
 }
 
 impl HttpRoutes {
@@ -40,15 +54,83 @@ impl HttpRoutes {
         static_dir: Option<PathBuf>,
         store_stats: StoreReaders,
         connector: &Connector,
-        admin_token: Option<String>,
+        admin: Option<Admin>,
     ) -> HttpRoutes {
         HttpRoutes {
             rest,
             static_dir,
             store_stats,
             guns: Arc::new(rest::Guns::new(connector.clone())),
-            admin_token,
+            admin,
+            history: Default::default(),
         }
+    }
+
+    /// `/api/v1/admin/…`, for a request that presented the admin token.
+    fn admin_api(&self, req: Request<Incoming>, relay: Arc<Context>) -> ReplyFuture {
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let query = req.uri().query().map(str::to_owned);
+        let rest_of_path = &path[rest::admin::ADMIN_PREFIX.len()..];
+        if method == hyper::Method::GET && rest_of_path == "status" {
+            let admin = self.admin.as_ref().expect("checked by the caller");
+            let (stats, settings) = (self.store_stats.clone(), admin.settings.clone());
+            let history = self.history.clone();
+            return Box::pin(
+                async move { console::status(&relay, &history, &stats, &settings).await },
+            );
+        }
+        if let (true, Some(soul)) = (
+            method == hyper::Method::GET,
+            rest_of_path.strip_prefix("watch/"),
+        ) {
+            let reply = rest_hyper::watch(&self.guns, soul);
+            return Box::pin(async move { reply });
+        }
+        let guns = self.guns.clone();
+        Box::pin(async move {
+            let deadline = async {
+                async_io::Timer::after(ADMIN_DEADLINE).await;
+                error_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the relay did not answer in time",
+                )
+            };
+            let answer = async {
+                let response = rest::admin::handle(&guns, &method, &path, query.as_deref()).await;
+                rest_hyper::into_reply(response)
+            };
+            smol::future::or(answer, deadline).await
+        })
+    }
+
+    /// `/admin…`: the console's page and assets, signing in and out.
+    fn console(&self, req: Request<Incoming>, admin: &Admin) -> ReplyFuture {
+        let path = req.uri().path().to_owned();
+        let post = req.method() == hyper::Method::POST;
+        if post && (path == "/admin/login" || path == "/admin/logout") {
+            let token = admin.token.clone();
+            return Box::pin(async move {
+                if path == "/admin/logout" {
+                    return console::logout();
+                }
+                use http_body_util::{BodyExt, Limited};
+                match Limited::new(req.into_body(), 4096).collect().await {
+                    Ok(body) => console::login(&token, &body.to_bytes()),
+                    Err(_) => error_reply(StatusCode::PAYLOAD_TOO_LARGE, "the form is too large"),
+                }
+            });
+        }
+        let signed_in =
+            rest::admin::authorized(&admin.token, console::presented(req.headers()).as_deref());
+        let reply = match console::asset(&path, signed_in) {
+            Some(reply) if req.method() == hyper::Method::GET => reply,
+            Some(_) => error_reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "the console is read with GET",
+            ),
+            None => error_reply(StatusCode::NOT_FOUND, "no such page of the console"),
+        };
+        Box::pin(async move { reply })
     }
 }
 
@@ -64,29 +146,25 @@ impl Routes for HttpRoutes {
             return Ok(Box::pin(async move { reply }));
         }
         if path.starts_with(rest::admin::ADMIN_PREFIX) {
-            let reply = match &self.admin_token {
-                None => error_reply(
+            let Some(admin) = &self.admin else {
+                let reply = error_reply(
                     StatusCode::NOT_FOUND,
                     "the admin API is off: start the relay with --admin-token",
-                ),
-                Some(token) => {
-                    let presented = req
-                        .headers()
-                        .get(hyper::header::AUTHORIZATION)
-                        .and_then(|v| v.to_str().ok());
-                    if !rest::admin::authorized(token, presented) {
-                        rest_hyper::into_reply(rest::admin::unauthorized())
-                    } else {
-                        let guns = self.guns.clone();
-                        let (method, path) = (req.method().clone(), path.to_owned());
-                        return Ok(Box::pin(async move {
-                            let response = rest::admin::handle(&guns, &method, &path).await;
-                            rest_hyper::into_reply(response)
-                        }));
-                    }
-                }
+                );
+                return Ok(Box::pin(async move { reply }));
             };
-            return Ok(Box::pin(async move { reply }));
+            let presented = console::presented(req.headers());
+            if !rest::admin::authorized(&admin.token, presented.as_deref()) {
+                let reply = rest_hyper::into_reply(rest::admin::unauthorized());
+                return Ok(Box::pin(async move { reply }));
+            }
+            return Ok(self.admin_api(req, relay));
+        }
+        if let (Some(admin), true) = (
+            &self.admin,
+            path == console::PAGE || path.starts_with("/admin/"),
+        ) {
+            return Ok(self.console(req, admin));
         }
         if path.starts_with(rest::DATA_PREFIX) {
             let gun = relay

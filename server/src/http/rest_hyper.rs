@@ -103,6 +103,25 @@ pub fn subscribe(
     r
 }
 
+/// `/api/v1/admin/watch/{soul}` (the admin token checked): the node's changes as Server-Sent
+/// Events, read as the operator.
+pub fn watch(guns: &Guns, soul: &str) -> Reply {
+    let soul = match percent_encoding::percent_decode_str(soul).decode_utf8() {
+        Ok(soul) if !soul.is_empty() => soul.into_owned(),
+        _ => return error_reply(StatusCode::BAD_REQUEST, "the soul is empty or not UTF-8"),
+    };
+    let gun = guns.acting_for(&fibergun::access::Principal::Admin);
+    let sub = match gun.get(&soul).on() {
+        Ok(sub) => sub,
+        Err(e) => return into_reply(rest::gun_error(&e)),
+    };
+    let mut r = Response::new(event_stream(sub));
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
 /// Each change as an event, with a keepalive comment when idle.
 fn event_stream(sub: Subscription) -> Body {
     let stream = futures_util::stream::unfold(sub, |mut sub| async move {

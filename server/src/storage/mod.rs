@@ -32,6 +32,18 @@ pub enum StoreKind {
     Memory,
 }
 
+impl StoreKind {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::Lmdb => "lmdb",
+            StoreKind::S3 => "s3",
+            StoreKind::Postgres => "postgres",
+            StoreKind::Memory => "memory",
+        }
+    }
+}
+
 /// Reads `lmdb`, `s3`, `postgres` or `memory`.
 pub fn parse_store_kind(text: &str) -> Result<StoreKind, String> {
     match text {
