@@ -29,13 +29,15 @@ pub async fn souls(connector: &Connector, query: Option<&str>) -> Response<Strin
         Ok(params) => params,
         Err(text) => return error_response(StatusCode::BAD_REQUEST, &text),
     };
+    // A lower bound and no prefix: GUN's lex ignores bounds beside a prefix, so the prefix is
+    // applied here. A lower bound always, too: a range with none is a relay's "everything",
+    // which would make this connection a relay link; "\0" is below every soul.
+    let lower = match &params.after {
+        Some(after) if *after > params.prefix => after.clone(),
+        _ if !params.prefix.is_empty() => params.prefix.clone(),
+        _ => "\0".into(),
+    };
     let mut lex = Map::new();
-    if !params.prefix.is_empty() {
-        lex.insert("*".into(), Json::String(params.prefix.clone()));
-    }
-    // A lower bound always: a range with none is a relay's "everything", which would make this
-    // connection a relay link. "\0" is below every soul.
-    let lower = params.after.clone().unwrap_or_else(|| "\0".into());
     lex.insert(">".into(), Json::String(lower));
     let get = json!({"get": {"#": lex, "%": PAGE_BYTES}});
     let nodes = match ask(connector, get).await {
@@ -45,14 +47,19 @@ pub async fn souls(connector: &Connector, query: Option<&str>) -> Response<Strin
     // An answer near its byte budget may have been cut short: then there may be more.
     let bytes: usize = nodes.iter().map(|(_, n)| n.to_string().len()).sum();
     let maybe_cut = bytes as u64 >= PAGE_BYTES / 2;
+    // Souls come in order: the first past the prefix ends the answer.
+    let past_prefix = nodes
+        .iter()
+        .any(|(soul, _)| !soul.starts_with(&params.prefix));
     // `>` is inclusive: the soul the previous page ended on is not shown again.
     let mut found: Vec<(String, usize)> = nodes
         .into_iter()
+        .filter(|(soul, _)| soul.starts_with(&params.prefix))
         .filter(|(soul, _)| Some(soul) != params.after.as_ref())
         .map(|(soul, node)| (soul, fields_of(&node).len()))
         .collect();
     found.dedup_by(|a, b| a.0 == b.0);
-    let next = if found.len() > params.limit || maybe_cut {
+    let next = if found.len() > params.limit || (maybe_cut && !past_prefix) {
         found.truncate(params.limit);
         found.last().map(|(soul, _)| soul.clone())
     } else {

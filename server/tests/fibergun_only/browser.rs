@@ -12,7 +12,7 @@ use fibergun_testkit::gunjs::{
 };
 use fibergun_testkit::{temp_data_dir, Server};
 
-fn chromium_present() -> bool {
+pub(crate) fn chromium_present() -> bool {
     let path = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if std::path::Path::new(&path).is_file() {
         return true;

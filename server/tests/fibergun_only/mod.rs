@@ -5,6 +5,7 @@ mod admin;
 mod backup;
 mod browser;
 mod chaos;
+mod console;
 mod flood;
 mod metrics;
 mod radata;

@@ -43,12 +43,14 @@ function chart(svg, series, names) {
   const ns = 'http://www.w3.org/2000/svg';
   const add = (tag, attrs, text) => { const e = document.createElementNS(ns, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.appendChild(e); return e; };
   const values = series.flat().filter((v) => v !== null && v !== undefined);
-  const max = Math.max(1e-9, ...values) * 1.1;
+  const top = values.length ? Math.max(...values) : 0;
+  const max = (top > 0 ? top : 1) * 1.1;
+  const label = (v) => (v >= 100 ? Math.round(v) : Number(v.toPrecision(2))).toLocaleString('en');
   add('line', { x1: L, y1: H - B, x2: W, y2: H - B, class: 'axis' });
   for (const f of [0.5, 1]) {
     const y = (H - B) - f * (H - B - 6);
     add('line', { x1: L, y1: y, x2: W, y2: y, class: 'axis' });
-    add('text', { x: 2, y: y + 3 }, (max * f / 1.1).toPrecision(3));
+    add('text', { x: 2, y: y + 3 }, label(max * f / 1.1));
   }
   series.forEach((points, i) => {
     if (points.length < 2) return;
