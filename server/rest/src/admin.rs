@@ -26,6 +26,7 @@ use fibergun::access::Principal;
 use fibergun::moderation::{BANS, TAKEDOWNS};
 use fibergun_drive::gun::Gun;
 
+use crate::routes::Route;
 use crate::{error_response, gun_error, json_response, Guns};
 
 /// Where the admin routes start.
@@ -56,62 +57,62 @@ pub fn unauthorized() -> Response<String> {
     r
 }
 
-/// Answers an admin request (`path` is the whole URL path, `query` what follows its `?`) whose
-/// token was checked.
+/// Answers an admin request for `route` (found by [`crate::routes::find`], its method one the
+/// route takes) whose token was checked; `query` is what follows the path's `?`. The status and
+/// the watch stream are the server's (they need its runtime).
 pub async fn handle(
     guns: &Guns,
     method: &Method,
-    path: &str,
+    route: Route,
     query: Option<&str>,
 ) -> Response<String> {
     let gun = guns.acting_for(&Principal::Admin);
-    let Some(rest) = path.strip_prefix(ADMIN_PREFIX) else {
-        return not_found();
+    let name = |raw: &str| match percent_decode_str(raw).decode_utf8() {
+        Ok(n) if !n.is_empty() => Ok(n.into_owned()),
+        _ => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "the name is empty or not UTF-8 once percent-decoded",
+        )),
     };
-    let (collection, name) = match rest.split_once('/') {
-        Some((c, n)) => (c, Some(n)),
-        None => (rest, None),
+    let put = *method == Method::PUT;
+    let answer = match route {
+        Route::Bans => Ok(list(&gun, BANS, "bans").await),
+        Route::Takedowns => Ok(list(&gun, TAKEDOWNS, "takedowns").await),
+        Route::Ban(raw) => match name(&raw) {
+            Ok(key) if put => Ok(set(&gun, BANS, &key, true, "banned").await),
+            Ok(key) => Ok(set(&gun, BANS, &key, false, "lifted").await),
+            Err(e) => Err(e),
+        },
+        Route::Takedown(raw) => match name(&raw) {
+            Ok(soul) if put => Ok(set(&gun, TAKEDOWNS, &soul, true, "taken_down").await),
+            Ok(soul) => Ok(set(&gun, TAKEDOWNS, &soul, false, "restored").await),
+            Err(e) => Err(e),
+        },
+        Route::Purge(raw) => match name(&raw) {
+            Ok(soul) => Ok(purge(&gun, &soul).await),
+            Err(e) => Err(e),
+        },
+        Route::Souls => Ok(crate::inspect::souls(guns.connector(), query).await),
+        Route::Node(raw) => match name(&raw) {
+            Ok(soul) => Ok(crate::inspect::node(guns.connector(), &soul).await),
+            Err(e) => Err(e),
+        },
+        Route::Status
+        | Route::Watch(_)
+        | Route::Data
+        | Route::Subscribe
+        | Route::OpenApi
+        | Route::Health
+        | Route::Metrics => Ok(not_found()),
     };
-    let name = match name.map(|n| percent_decode_str(n).decode_utf8()) {
-        None => None,
-        Some(Ok(n)) if !n.is_empty() => Some(n.into_owned()),
-        Some(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "the name is empty or not UTF-8 once percent-decoded",
-            )
-        }
-    };
-    match (collection, name, method) {
-        ("bans", None, &Method::GET) => list(&gun, BANS, "bans").await,
-        ("takedowns", None, &Method::GET) => list(&gun, TAKEDOWNS, "takedowns").await,
-        ("bans", Some(key), &Method::PUT) => set(&gun, BANS, &key, true, "banned").await,
-        ("bans", Some(key), &Method::DELETE) => set(&gun, BANS, &key, false, "lifted").await,
-        ("takedowns", Some(soul), &Method::PUT) => {
-            set(&gun, TAKEDOWNS, &soul, true, "taken_down").await
-        }
-        ("takedowns", Some(soul), &Method::DELETE) => {
-            set(&gun, TAKEDOWNS, &soul, false, "restored").await
-        }
-        ("purge", Some(soul), &Method::POST) => purge(&gun, &soul).await,
-        ("souls", None, &Method::GET) => crate::inspect::souls(guns.connector(), query).await,
-        ("nodes", Some(soul), &Method::GET) => crate::inspect::node(guns.connector(), &soul).await,
-        ("bans" | "takedowns" | "purge", _, _) => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "lists are read with GET; a name is set with PUT, cleared with DELETE; purge is a POST",
-        ),
-        ("souls" | "nodes", _, _) => error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "souls and nodes are read with GET",
-        ),
-        _ => not_found(),
-    }
+    answer.unwrap_or_else(|e| e)
 }
 
-fn not_found() -> Response<String> {
+/// The answer to an admin path that is no route.
+pub fn not_found() -> Response<String> {
     error_response(
         StatusCode::NOT_FOUND,
-        "no such admin route: /api/v1/admin/bans[/{key}], /api/v1/admin/takedowns[/{soul}], /api/v1/admin/purge/{soul}",
+        "no such admin route: see /api/v1/openapi.json",
     )
 }
 

@@ -21,6 +21,7 @@ use fibergun::access::Principal;
 
 pub mod admin;
 pub mod inspect;
+pub mod routes;
 pub mod tokens;
 
 use fibergun_drive::error_json;

@@ -66,41 +66,46 @@ impl HttpRoutes {
         }
     }
 
-    /// `/api/v1/admin/…`, for a request that presented the admin token.
-    fn admin_api(&self, req: Request<Incoming>, relay: Arc<Context>) -> ReplyFuture {
-        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    /// `/api/v1/admin/…`: `route`, for a request that presented the admin token.
+    fn admin_api(
+        &self,
+        req: Request<Incoming>,
+        route: rest::routes::Route,
+        relay: Arc<Context>,
+    ) -> ReplyFuture {
+        use rest::routes::Route;
+        let method = req.method().clone();
         let query = req.uri().query().map(str::to_owned);
-        let rest_of_path = &path[rest::admin::ADMIN_PREFIX.len()..];
-        if method == hyper::Method::GET && rest_of_path == "status" {
-            let admin = self.admin.as_ref().expect("checked by the caller");
-            let (stats, settings) = (self.store_stats.clone(), admin.settings.clone());
-            let history = self.history.clone();
-            return Box::pin(
-                async move { console::status(&relay, &history, &stats, &settings).await },
-            );
+        match route {
+            Route::Status => {
+                let admin = self.admin.as_ref().expect("checked by the caller");
+                let (stats, settings) = (self.store_stats.clone(), admin.settings.clone());
+                let history = self.history.clone();
+                Box::pin(async move { console::status(&relay, &history, &stats, &settings).await })
+            }
+            Route::Watch(soul) => {
+                let reply = rest_hyper::watch(&self.guns, &soul);
+                Box::pin(async move { reply })
+            }
+            route => {
+                let guns = self.guns.clone();
+                Box::pin(async move {
+                    let deadline = async {
+                        async_io::Timer::after(ADMIN_DEADLINE).await;
+                        error_reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the relay did not answer in time",
+                        )
+                    };
+                    let answer = async {
+                        let response =
+                            rest::admin::handle(&guns, &method, route, query.as_deref()).await;
+                        rest_hyper::into_reply(response)
+                    };
+                    smol::future::or(answer, deadline).await
+                })
+            }
         }
-        if let (true, Some(soul)) = (
-            method == hyper::Method::GET,
-            rest_of_path.strip_prefix("watch/"),
-        ) {
-            let reply = rest_hyper::watch(&self.guns, soul);
-            return Box::pin(async move { reply });
-        }
-        let guns = self.guns.clone();
-        Box::pin(async move {
-            let deadline = async {
-                async_io::Timer::after(ADMIN_DEADLINE).await;
-                error_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the relay did not answer in time",
-                )
-            };
-            let answer = async {
-                let response = rest::admin::handle(&guns, &method, &path, query.as_deref()).await;
-                rest_hyper::into_reply(response)
-            };
-            smol::future::or(answer, deadline).await
-        })
     }
 
     /// `/admin…`: the console's page and assets, signing in and out.
@@ -140,63 +145,92 @@ impl Routes for HttpRoutes {
         req: Request<Incoming>,
         relay: Arc<Context>,
     ) -> Result<ReplyFuture, Request<Incoming>> {
-        let path = req.uri().path();
-        if path.starts_with(rest::SUBSCRIBE_PREFIX) {
-            let reply = rest_hyper::subscribe(req, &relay, &self.guns, &self.rest);
-            return Ok(Box::pin(async move { reply }));
-        }
-        if path.starts_with(rest::admin::ADMIN_PREFIX) {
+        use rest::routes::{find, Found, Route};
+        let ready = |reply: Reply| -> ReplyFuture { Box::pin(async move { reply }) };
+        let Some(found) = find(req.method(), req.uri().path()) else {
+            return self.outside_the_api(req);
+        };
+        // The admin API says nothing, not even which routes it has, without its token.
+        if req.uri().path().starts_with(rest::admin::ADMIN_PREFIX) {
             let Some(admin) = &self.admin else {
-                let reply = error_reply(
+                return Ok(ready(error_reply(
                     StatusCode::NOT_FOUND,
                     "the admin API is off: start the relay with --admin-token",
-                );
-                return Ok(Box::pin(async move { reply }));
+                )));
             };
             let presented = console::presented(req.headers());
             if !rest::admin::authorized(&admin.token, presented.as_deref()) {
-                let reply = rest_hyper::into_reply(rest::admin::unauthorized());
-                return Ok(Box::pin(async move { reply }));
+                return Ok(ready(rest_hyper::into_reply(rest::admin::unauthorized())));
             }
-            return Ok(self.admin_api(req, relay));
         }
-        if let (Some(admin), true) = (
-            &self.admin,
-            path == console::PAGE || path.starts_with("/admin/"),
-        ) {
-            return Ok(self.console(req, admin));
+        let route = match found {
+            Found::Route(route) => route,
+            Found::MethodNotAllowed(methods) => {
+                let mut reply = error_reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("this route takes {}", methods.join(", ")),
+                );
+                if let Ok(allow) = HeaderValue::from_str(&methods.join(", ")) {
+                    reply.headers_mut().insert(hyper::header::ALLOW, allow);
+                }
+                return Ok(ready(reply));
+            }
+            Found::NoAdminRoute => {
+                return Ok(ready(rest_hyper::into_reply(rest::admin::not_found())))
+            }
+        };
+        if route.is_admin() {
+            return Ok(self.admin_api(req, route, relay));
         }
-        if path.starts_with(rest::DATA_PREFIX) {
-            let gun = relay
-                .authenticate(&req)
-                .map(|principal| self.guns.acting_for(&principal));
-            let rest = self.rest.clone();
-            return Ok(Box::pin(
-                async move { rest_hyper::data(req, gun, &rest).await },
-            ));
-        }
-        match path {
-            "/metrics" => {
+        Ok(match route {
+            Route::Subscribe => ready(rest_hyper::subscribe(req, &relay, &self.guns, &self.rest)),
+            Route::Data => {
+                let gun = relay
+                    .authenticate(&req)
+                    .map(|principal| self.guns.acting_for(&principal));
+                let rest = self.rest.clone();
+                Box::pin(async move { rest_hyper::data(req, gun, &rest).await })
+            }
+            Route::OpenApi => {
+                let mut reply = Response::new(full(rest::routes::OPENAPI));
+                reply
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                ready(reply)
+            }
+            Route::Metrics => {
                 let accept = req
                     .headers()
                     .get(hyper::header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 let stats = self.store_stats.clone();
-                Ok(Box::pin(
-                    async move { metrics(&relay, &stats, accept).await },
-                ))
+                Box::pin(async move { metrics(&relay, &stats, accept).await })
             }
-            "/health" => {
+            Route::Health => {
                 let stats = self.store_stats.clone();
-                Ok(Box::pin(async move { health(&relay, &stats).await }))
+                Box::pin(async move { health(&relay, &stats).await })
             }
-            // Without a static folder the runtime answers the rest: `/` with what this server
-            // is, anything else with 404.
-            _ => match self.static_dir.clone() {
-                Some(root) => Ok(Box::pin(async move { static_file(&req, &root).await })),
-                None => Err(req),
-            },
+            admin => unreachable!("admin routes are answered above: {admin:?}"),
+        })
+    }
+}
+
+impl HttpRoutes {
+    /// What is not the REST contract's: the console's pages, then the static folder.
+    fn outside_the_api(&self, req: Request<Incoming>) -> Result<ReplyFuture, Request<Incoming>> {
+        let path = req.uri().path();
+        if let (Some(admin), true) = (
+            &self.admin,
+            path == console::PAGE || path.starts_with("/admin/"),
+        ) {
+            return Ok(self.console(req, admin));
+        }
+        // Without a static folder the runtime answers the rest: `/` with what this server is,
+        // anything else with 404.
+        match self.static_dir.clone() {
+            Some(root) => Ok(Box::pin(async move { static_file(&req, &root).await })),
+            None => Err(req),
         }
     }
 }
