@@ -67,45 +67,41 @@ pub async fn handle(
     query: Option<&str>,
 ) -> Response<String> {
     let gun = guns.acting_for(&Principal::Admin);
-    let name = |raw: &str| match percent_decode_str(raw).decode_utf8() {
-        Ok(n) if !n.is_empty() => Ok(n.into_owned()),
-        _ => Err(error_response(
-            StatusCode::BAD_REQUEST,
-            "the name is empty or not UTF-8 once percent-decoded",
-        )),
+    let raw_name = match &route {
+        Route::Ban(raw) | Route::Takedown(raw) | Route::Purge(raw) | Route::Node(raw) => {
+            Some(raw.as_str())
+        }
+        _ => None,
+    };
+    let name = match raw_name.map(|raw| percent_decode_str(raw).decode_utf8()) {
+        None => String::new(),
+        Some(Ok(n)) if !n.is_empty() => n.into_owned(),
+        Some(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "the name is empty or not UTF-8 once percent-decoded",
+            )
+        }
     };
     let put = *method == Method::PUT;
-    let answer = match route {
-        Route::Bans => Ok(list(&gun, BANS, "bans").await),
-        Route::Takedowns => Ok(list(&gun, TAKEDOWNS, "takedowns").await),
-        Route::Ban(raw) => match name(&raw) {
-            Ok(key) if put => Ok(set(&gun, BANS, &key, true, "banned").await),
-            Ok(key) => Ok(set(&gun, BANS, &key, false, "lifted").await),
-            Err(e) => Err(e),
-        },
-        Route::Takedown(raw) => match name(&raw) {
-            Ok(soul) if put => Ok(set(&gun, TAKEDOWNS, &soul, true, "taken_down").await),
-            Ok(soul) => Ok(set(&gun, TAKEDOWNS, &soul, false, "restored").await),
-            Err(e) => Err(e),
-        },
-        Route::Purge(raw) => match name(&raw) {
-            Ok(soul) => Ok(purge(&gun, &soul).await),
-            Err(e) => Err(e),
-        },
-        Route::Souls => Ok(crate::inspect::souls(guns.connector(), query).await),
-        Route::Node(raw) => match name(&raw) {
-            Ok(soul) => Ok(crate::inspect::node(guns.connector(), &soul).await),
-            Err(e) => Err(e),
-        },
+    match route {
+        Route::Bans => list(&gun, BANS, "bans").await,
+        Route::Takedowns => list(&gun, TAKEDOWNS, "takedowns").await,
+        Route::Ban(_) if put => set(&gun, BANS, &name, true, "banned").await,
+        Route::Ban(_) => set(&gun, BANS, &name, false, "lifted").await,
+        Route::Takedown(_) if put => set(&gun, TAKEDOWNS, &name, true, "taken_down").await,
+        Route::Takedown(_) => set(&gun, TAKEDOWNS, &name, false, "restored").await,
+        Route::Purge(_) => purge(&gun, &name).await,
+        Route::Souls => crate::inspect::souls(guns.connector(), query).await,
+        Route::Node(_) => crate::inspect::node(guns.connector(), &name).await,
         Route::Status
         | Route::Watch(_)
         | Route::Data
         | Route::Subscribe
         | Route::OpenApi
         | Route::Health
-        | Route::Metrics => Ok(not_found()),
-    };
-    answer.unwrap_or_else(|e| e)
+        | Route::Metrics => not_found(),
+    }
 }
 
 /// The answer to an admin path that is no route.
