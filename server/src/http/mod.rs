@@ -217,7 +217,9 @@ impl Routes for HttpRoutes {
 }
 
 impl HttpRoutes {
-    /// What is not the REST contract's: the console's pages, then the static folder.
+    /// What is not the REST contract's: the console's pages, then the static folder. Returns the
+    /// request, as [`Routes::route`] does, when neither answers it.
+    #[allow(clippy::result_large_err)] // the shape of `Routes::route`, which it answers for
     fn outside_the_api(&self, req: Request<Incoming>) -> Result<ReplyFuture, Request<Incoming>> {
         let path = req.uri().path();
         if let (Some(admin), true) = (
