@@ -6,6 +6,7 @@
 //! - [`gunjs`]: GUN JS, the peer no one here wrote: its node scenario scripts, its stock relay,
 //!   and `npm ci` of the pinned packages;
 //! - [`key_flood`]: one key flooding a relay while another writes at an honest pace;
+//! - [`schemathesis`]: Schemathesis, to fuzz the REST API against its OpenAPI document;
 //! - [`seaweedfs`] (feature `seaweedfs`): a real S3 server;
 //! - [`postgres`]: a real PostgreSQL server, with a synchronous standby when asked.
 //!
@@ -17,6 +18,7 @@ pub mod gunjs;
 pub mod key_flood;
 pub mod postgres;
 pub mod process;
+pub mod schemathesis;
 #[cfg(feature = "seaweedfs")]
 pub mod seaweedfs;
 pub mod wire;

@@ -8,6 +8,7 @@ mod chaos;
 mod console;
 mod flood;
 mod metrics;
+mod openapi;
 mod radata;
 mod rest;
 mod tls_peer;
