@@ -18,7 +18,9 @@ use crate::ServerConfig;
 
 /// What the smol runtime is given to run this configuration. Everything that can be checked
 /// is checked before the store opens, so a bad flag leaves no folder behind.
-fn parts(config: &ServerConfig) -> Result<(RelayConfig, Backend, Front), StartError> {
+fn parts(
+    config: &ServerConfig,
+) -> Result<(RelayConfig, Backend, Front, crate::http::console::History), StartError> {
     let relay = config.relay_config()?;
     let tls = match &config.peer_ca {
         Some(file) => {
@@ -34,8 +36,10 @@ fn parts(config: &ServerConfig) -> Result<(RelayConfig, Backend, Front), StartEr
     fibergun_smol::validate(&relay, &front)?;
     let (store, store_stats) = Backend::open(config)?;
     let (rest, static_dir) = (config.rest.clone(), config.static_dir.clone());
+    let history = crate::http::console::History::default();
     let admin = config.admin_token.clone().map(|token| crate::http::Admin {
         token,
+        history: history.clone(),
         settings: crate::http::console::Settings {
             store: config.store.name(),
             storage_quota: config.storage_quota,
@@ -51,7 +55,7 @@ fn parts(config: &ServerConfig) -> Result<(RelayConfig, Backend, Front), StartEr
             admin,
         )) as _
     }));
-    Ok((relay, store, front))
+    Ok((relay, store, front, history))
 }
 
 /// Says where the server listens and keeps its data.
@@ -68,8 +72,12 @@ pub fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let (relay, store, front) = parts(&config)?;
-    fibergun_smol::run(relay, store, front, shutdown, |addr, _| {
+    let (relay, store, front, history) = parts(&config)?;
+    let sampled = config.admin_token.is_some();
+    fibergun_smol::run(relay, store, front, shutdown, |addr, context| {
+        if sampled {
+            history.start(&context);
+        }
         announce(addr, &config)
     })
 }
@@ -89,8 +97,11 @@ pub struct Server(fibergun_smol::Relay);
 impl Server {
     /// Opens the store, binds the listener and starts serving. Returns once it is listening.
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
-        let (relay, store, front) = parts(&config)?;
+        let (relay, store, front, history) = parts(&config)?;
         let server = fibergun_smol::Relay::start_with(relay, store, front)?;
+        if config.admin_token.is_some() {
+            history.start(server.context());
+        }
         announce(server.local_addr(), &config);
         Ok(Server(server))
     }

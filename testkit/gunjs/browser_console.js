@@ -36,7 +36,7 @@ async function shot(p, name) {
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ARGS });
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
   const p = await context.newPage();
-  p.on('pageerror', (e) => fail(`page error: ${e.message}`));
+  p.on('pageerror', (e) => fail(`page error on ${p.url()}: ${e.stack || e.message}`));
 
   // Signed out: 401 and the form; a wrong token is refused.
   const first = await p.goto(base + '/admin');
@@ -51,7 +51,7 @@ async function shot(p, name) {
   // Signed in: the relay at a glance.
   await p.fill('#token', token);
   await Promise.all([p.waitForNavigation(), p.click('button[type=submit]')]);
-  await p.waitForFunction(() => /^v\d/.test(document.getElementById('version').textContent), null, { timeout: 10000 })
+  await p.waitForFunction(() => /^v\d/.test((document.getElementById('version') || {}).textContent || ''), null, { timeout: 10000 })
     .catch(() => fail('the console did not load the relay\'s status'));
   await p.waitForFunction(() => [...document.querySelectorAll('#connections tbody tr td:nth-child(2)')].some((td) => td.textContent === 'client'), null, { timeout: 10000 })
     .catch(() => fail('the GUN JS client\'s connection is not listed'));
@@ -71,7 +71,7 @@ async function shot(p, name) {
     .catch(() => fail('the node does not show title = "first"'));
   const state = await p.textContent('#fields tr[data-key="title"] td.state');
   if (!/^\d{4}-\d\d-\d\d /.test(state)) fail('the state is not shown as a date: ' + state);
-  await p.waitForFunction(() => document.getElementById('live').textContent.includes('live'), null, { timeout: 10000 })
+  await p.waitForFunction(() => ((document.getElementById('live') || {}).textContent || '').includes('live'), null, { timeout: 10000 })
     .catch(() => fail('the node is not watched live'));
   const other = client(base + '/gun');
   await acked((cb) => other.get(soul).get('title').put('second', cb), 10000, 'second GUN JS put');

@@ -97,8 +97,8 @@ impl Sample {
     }
 }
 
-/// The samples of the last minutes, taken by a thread started with the first console request
-/// (it ends with the relay).
+/// The samples of the last minutes, taken by a thread started with the relay (it ends with the
+/// relay).
 #[derive(Clone, Default)]
 pub struct History {
     samples: Arc<Mutex<VecDeque<Sample>>>,
@@ -106,7 +106,8 @@ pub struct History {
 }
 
 impl History {
-    fn ensure_started(&self, relay: &Arc<Context>) {
+    /// Starts sampling `relay` (once; later calls do nothing).
+    pub fn start(&self, relay: &Arc<Context>) {
         self.started.get_or_init(|| {
             let (relay, samples) = (Arc::downgrade(relay), self.samples.clone());
             let _ = std::thread::Builder::new()
@@ -188,19 +189,26 @@ pub async fn status(
     stats: &StoreReaders,
     settings: &Settings,
 ) -> Reply {
-    history.ensure_started(relay);
+    history.start(relay);
     let (Some(peer), Some(conns)) = (
         relay.snapshot().await,
         relay.connections(MAX_CONNECTIONS).await,
     ) else {
         return error_reply(StatusCode::SERVICE_UNAVAILABLE, "the core is not answering");
     };
+    // A dialled connection is named by the peer it reaches.
+    let dialled_url = |id: u64| {
+        peer.remotes.iter().find_map(|r| match r.state {
+            fibergun::RemoteState::Open(conn) if conn.0 == id => Some(r.url.clone()),
+            _ => None,
+        })
+    };
     let connections: Vec<Json> = conns
         .iter()
         .map(|c| {
             json!({
                 "id": c.id,
-                "addr": c.addr.map(|a| a.to_string()),
+                "addr": c.addr.map(|a| a.to_string()).or_else(|| dialled_url(c.id)),
                 "kind": c.kind.name(),
                 "dialled": c.dialled,
                 "queued_bytes": c.queued_bytes,
@@ -214,7 +222,7 @@ pub async fn status(
         .map(|r| {
             json!({
                 "url": r.url,
-                "state": format!("{:?}", r.state).to_lowercase(),
+                "state": state_name(&r.state),
                 "failures": r.failures,
                 "pending": r.pending,
                 "upstream": peer.upstreams.iter().any(|u| u.url == r.url),
@@ -267,6 +275,17 @@ pub async fn status(
         "history": history.series(),
     });
     json_reply(StatusCode::OK, body.to_string())
+}
+
+fn state_name(state: &fibergun::RemoteState) -> &'static str {
+    use fibergun::RemoteState as S;
+    match state {
+        S::Waiting(_) => "waiting to dial again",
+        S::Dialing => "dialling",
+        S::Open(_) => "connected",
+        S::Covered(_) => "connected (it dialled us)",
+        S::Stopped => "stopped (it is this relay)",
+    }
 }
 
 fn page(status: StatusCode, content_type: &'static str, body: &'static str) -> Reply {

@@ -35,8 +35,6 @@ pub struct HttpRoutes {
     guns: Arc<rest::Guns>,
     /// The admin API and console; off without a token.
     admin: Option<Admin>,
-    /// The console's charts.
-    history: console::History,
 }
 
 /// The admin API's token, and what the console shows of the relay's settings.
@@ -45,6 +43,8 @@ pub struct Admin {
     pub token: String,
     /// Shown in the console's status.
     pub settings: console::Settings,
+    /// The console's charts, sampled from the relay's start.
+    pub history: console::History,
 }
 
 impl HttpRoutes {
@@ -62,7 +62,6 @@ impl HttpRoutes {
             store_stats,
             guns: Arc::new(rest::Guns::new(connector.clone())),
             admin,
-            history: Default::default(),
         }
     }
 
@@ -80,7 +79,7 @@ impl HttpRoutes {
             Route::Status => {
                 let admin = self.admin.as_ref().expect("checked by the caller");
                 let (stats, settings) = (self.store_stats.clone(), admin.settings.clone());
-                let history = self.history.clone();
+                let history = admin.history.clone();
                 Box::pin(async move { console::status(&relay, &history, &stats, &settings).await })
             }
             Route::Watch(soul) => {

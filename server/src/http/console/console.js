@@ -68,7 +68,7 @@ async function loadStatus() {
   $('conn-open').textContent = number(s.connections.open);
   const kinds = {};
   for (const c of s.connections.listed) kinds[c.kind] = (kinds[c.kind] || 0) + 1;
-  $('conn-detail').textContent = Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(', ') || 'none';
+  $('conn-detail').textContent = Object.entries(kinds).map(([k, n]) => `${n} ${k}${n > 1 && k !== 'in-process' ? 's' : ''}`).join(', ') || 'none';
   $('store-used').textContent = bytes(s.store.used_bytes);
   $('store-detail').textContent = `${s.store.kind}` + (s.store.nodes !== null ? `, ${number(s.store.nodes)} nodes, ${number(s.store.fields)} fields` : '') + (s.store.quota_bytes ? `, quota ${bytes(s.store.quota_bytes)}` : '');
   $('puts-total').textContent = number(s.totals.puts_acked);
