@@ -7,7 +7,8 @@
 // Signed in: the relay at a glance shows this relay's version and its connections (a GUN JS
 // client's among them); the graph browser finds the soul a GUN JS client wrote by its prefix,
 // opens it (values, states as dates, a link followed), and shows a second client's change live;
-// a key banned from the console is listed, and lifted. With SCREENSHOTS_DIR, each view is saved
+// a key banned from the console is listed, and lifted; a soul taken down from it is not served
+// until it is restored. With SCREENSHOTS_DIR, each view is saved
 // there as a PNG. CHROMIUM names the browser (default /usr/bin/chromium).
 'use strict';
 const { chromium } = require('playwright-core');
@@ -92,6 +93,19 @@ async function shot(p, name) {
   await shot(p, 'moderation');
   await p.click(`#bans li:has-text("${key}") button`);
   await p.waitForSelector('#bans li:has-text("No key is banned.")', { timeout: 10000 }).catch(() => fail('the ban was not lifted'));
+  // A takedown from the console: the soul is no longer served to GUN JS's wire; restored, it is.
+  await p.fill('#takedown-soul', soul);
+  await p.click('#takedown button[type=submit]');
+  await p.waitForSelector(`#takedowns li:has-text("${soul}")`, { timeout: 10000 }).catch(() => fail('the takedown is not listed'));
+  const served = async () => {
+    const r = await fetch(`${base}/api/v1/data/${soul}`);
+    return r.status;
+  };
+  if (await served() !== 403) fail('a taken-down soul is still served over REST');
+  await p.click(`#takedowns li:has-text("${soul}") button:has-text("Restore")`);
+  await p.waitForSelector('#takedowns li:has-text("No soul is taken down.")', { timeout: 10000 }).catch(() => fail('the soul was not restored'));
+  if (await served() !== 200) fail('a restored soul is not served');
+  note('a soul taken down and restored from the console');
   await browser.close();
   pass('signed in, saw the relay, found and watched a node, banned and lifted a key');
 })().catch((e) => fail(e && e.stack || String(e)));

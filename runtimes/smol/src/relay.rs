@@ -68,25 +68,23 @@ impl Context {
 
     /// The core's figures, asked of the driver; `None` if it does not answer within a second.
     pub async fn snapshot(&self) -> Option<PeerSnapshot> {
-        let (tx, rx) = smol::channel::bounded(1);
-        self.events.send(DriverEvent::Snapshot(tx)).await.ok()?;
-        smol::future::or(async { rx.recv().await.ok() }, async {
-            Timer::after(Duration::from_secs(1)).await;
-            None
-        })
-        .await
+        self.ask(DriverEvent::Snapshot).await
     }
-}
 
-impl Context {
     /// The open connections, at most `max` (in id order), asked of the driver; `None` if it does
     /// not answer within a second.
     pub async fn connections(&self, max: usize) -> Option<Vec<fibergun_drive::ConnInfo>> {
+        self.ask(|reply| DriverEvent::Connections(max, reply)).await
+    }
+
+    /// Sends the driver the question `event` makes of a reply channel, and waits a second at most
+    /// for the answer.
+    async fn ask<T>(
+        &self,
+        event: impl FnOnce(smol::channel::Sender<T>) -> DriverEvent,
+    ) -> Option<T> {
         let (tx, rx) = smol::channel::bounded(1);
-        self.events
-            .send(DriverEvent::Connections(max, tx))
-            .await
-            .ok()?;
+        self.events.send(event(tx)).await.ok()?;
         smol::future::or(async { rx.recv().await.ok() }, async {
             Timer::after(Duration::from_secs(1)).await;
             None
