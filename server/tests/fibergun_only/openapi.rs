@@ -61,7 +61,10 @@ fn the_server_keeps_to_its_openapi_document_under_schemathesis() {
             ],
         ),
     ] {
+        // Schemathesis keeps a cache where it runs: a folder of its own, not the repository.
+        let scratch = temp_data_dir();
         let output = Command::new(&st)
+            .current_dir(scratch.path())
             .arg("run")
             .arg(&document)
             .args(["--url", &base, "--seed", "17", "--max-examples", &examples, "--workers", "2"])
