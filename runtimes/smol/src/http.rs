@@ -183,9 +183,14 @@ impl Context {
                 match on_upgrade.await {
                     Ok(upgraded) => match upgraded.downcast::<FuturesIo<TcpStream>>() {
                         Ok(parts) => {
+                            let read = parts.read_buf.to_vec();
+                            // The bytes read past the request are copied out: the buffer they
+                            // came in (hyper's 8 KiB read buffer) must not live as long as the
+                            // connection does.
+                            drop(parts.read_buf);
                             let ws = WebSocketStream::from_partially_read(
                                 parts.io.into_inner(),
-                                parts.read_buf.to_vec(),
+                                read,
                                 Role::Server,
                                 Some(config),
                             )
