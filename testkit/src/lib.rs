@@ -37,8 +37,18 @@ pub fn repo_root() -> PathBuf {
 
 /// A port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop the listener).
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    free_ports(1)[0]
+}
+
+/// `n` different ports that were free on 127.0.0.1 a moment ago: all are held while the others
+/// are chosen (two calls of [`free_port`] may well answer the same port).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local_addr").port())
+        .collect()
 }
 
 /// A fresh temporary directory for a server's data.

@@ -138,7 +138,7 @@ fn args(dir: &Path, s3_port: u16) -> Vec<String> {
         "-metricsPort=0".into(),
         format!("-s3.port={s3_port}"),
     ];
-    for flag in [
+    let flags = [
         "master.port",
         "master.port.grpc",
         "volume.port",
@@ -148,8 +148,9 @@ fn args(dir: &Path, s3_port: u16) -> Vec<String> {
         "s3.port.grpc",
         "admin.port",
         "admin.port.grpc",
-    ] {
-        args.push(format!("-{flag}={}", free_port()));
+    ];
+    for (flag, port) in flags.iter().zip(crate::free_ports(flags.len())) {
+        args.push(format!("-{flag}={port}"));
     }
     args
 }

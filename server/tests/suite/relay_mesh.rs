@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use fibergun_testkit::gunjs::{expect_success, run_node, GunJsRelay};
 use fibergun_testkit::{
-    free_port, get_msg, is_ok_ack, now_ms, put_msg, reply_node, temp_data_dir, Peer, Server,
+    free_port, free_ports, get_msg, is_ok_ack, now_ms, put_msg, reply_node, temp_data_dir, Peer,
+    Server,
 };
 use serde_json::{json, Value};
 
@@ -451,7 +452,8 @@ fn a_relay_told_to_dial_itself_stops_after_one_try() {
 
 #[test]
 fn two_relays_dialling_each_other_keep_one_connection() {
-    let (pa, pb) = (free_port(), free_port());
+    let ports = free_ports(2);
+    let (pa, pb) = (ports[0], ports[1]);
     let url = |p: u16| format!("ws://127.0.0.1:{p}/gun");
     let a = Relay::start_dialling(&[url(pb)], Some(pa));
     let b = Relay::start_dialling(&[url(pa)], Some(pb));
