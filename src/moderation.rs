@@ -107,6 +107,11 @@ impl Moderation {
         }
     }
 
+    /// Whether any key is banned.
+    pub fn any_banned(&self) -> bool {
+        !self.banned.is_empty()
+    }
+
     /// Whether `key` is banned.
     pub fn is_banned(&self, key: &str) -> bool {
         self.banned.contains(key)

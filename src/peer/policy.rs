@@ -163,7 +163,9 @@ impl Peer {
     /// field's owner, or the holder of the owner's certificate who signed it): one is banned, or
     /// has no write left at its rate. Charges nothing: see [`Peer::charge_writers`].
     pub(super) fn writer_refusal(&self, conn: ConnId, graph: &Graph) -> Option<Refusal> {
-        if self.is_admin(conn) {
+        // Finding the writers parses every signed value: only when a rule asks for them.
+        let rated = self.writes.writes_per_key_per_sec > 0.0;
+        if self.is_admin(conn) || (!rated && !self.moderation.any_banned()) {
             return None;
         }
         let writers = writers(graph);
@@ -183,7 +185,7 @@ impl Peer {
     /// Counts a put against its writers' rates, or refuses it if one has no write left. Called
     /// once its signatures hold, so a forger naming another key spends none of that key's rate.
     pub(super) fn charge_writers(&mut self, conn: ConnId, graph: &Graph) -> Option<Refusal> {
-        if self.is_admin(conn) {
+        if self.is_admin(conn) || self.writes.writes_per_key_per_sec <= 0.0 {
             return None;
         }
         let writers = writers(graph);

@@ -40,12 +40,11 @@ pub async fn souls(connector: &Connector, query: Option<&str>) -> Response<Strin
     let mut lex = Map::new();
     lex.insert(">".into(), Json::String(lower));
     let get = json!({"get": {"#": lex, "%": PAGE_BYTES}});
-    let nodes = match ask(connector, get).await {
-        Ok(nodes) => nodes,
+    let Answer { nodes, bytes } = match ask(connector, get).await {
+        Ok(answer) => answer,
         Err(e) => return e,
     };
     // An answer near its byte budget may have been cut short: then there may be more.
-    let bytes: usize = nodes.iter().map(|(_, n)| n.to_string().len()).sum();
     let maybe_cut = bytes as u64 >= PAGE_BYTES / 2;
     // Souls come in order: the first past the prefix ends the answer.
     let past_prefix = nodes
@@ -79,7 +78,7 @@ pub async fn souls(connector: &Connector, query: Option<&str>) -> Response<Strin
 pub async fn node(connector: &Connector, soul: &str) -> Response<String> {
     let get = json!({"get": {"#": soul}});
     let nodes = match ask(connector, get).await {
-        Ok(nodes) => nodes,
+        Ok(answer) => answer.nodes,
         Err(e) => return e,
     };
     let mut fields: Vec<Json> = Vec::new();
@@ -114,12 +113,16 @@ fn fields_of(node: &Json) -> Vec<(&String, &Json)> {
         .unwrap_or_default()
 }
 
+/// A read's answer: its nodes (soul, node) in the order they came, and the bytes of the frames
+/// that brought them.
+struct Answer {
+    nodes: Vec<(String, Json)>,
+    bytes: usize,
+}
+
 /// Sends `get` on a connection of its own and gathers the answer's nodes (soul, node), in the
 /// order they came, until its last page.
-async fn ask(
-    connector: &Connector,
-    mut get: Json,
-) -> Result<Vec<(String, Json)>, Response<String>> {
+async fn ask(connector: &Connector, mut get: Json) -> Result<Answer, Response<String>> {
     let conn = connector.open_as(Principal::Admin);
     // An id of its own: a relay drops a message id it saw in the last seconds.
     let id = format!("console-{}", conn.id().0);
@@ -129,16 +132,14 @@ async fn ask(
     answer
 }
 
-async fn gather(
-    conn: &LocalConnection,
-    id: &str,
-    get: Json,
-) -> Result<Vec<(String, Json)>, Response<String>> {
+async fn gather(conn: &LocalConnection, id: &str, get: Json) -> Result<Answer, Response<String>> {
     let gone = || error_response(StatusCode::SERVICE_UNAVAILABLE, "the relay is stopping");
     conn.send(get.to_string()).await.map_err(|_| gone())?;
     let mut nodes = Vec::new();
+    let mut bytes = 0;
     loop {
         let text = conn.recv().await.map_err(|_| gone())?;
+        bytes += text.len();
         let messages = match serde_json::from_str::<Json>(&text) {
             Ok(Json::Array(items)) => items,
             Ok(one) => vec![one],
@@ -155,7 +156,7 @@ async fn gather(
                 nodes.extend(graph.iter().map(|(s, n)| (s.clone(), n.clone())));
             }
             if m.get("more") != Some(&Json::Bool(true)) {
-                return Ok(nodes);
+                return Ok(Answer { nodes, bytes });
             }
         }
     }

@@ -189,7 +189,6 @@ pub async fn status(
     stats: &StoreReaders,
     settings: &Settings,
 ) -> Reply {
-    history.start(relay);
     let (Some(peer), Some(conns)) = (
         relay.snapshot().await,
         relay.connections(MAX_CONNECTIONS).await,
