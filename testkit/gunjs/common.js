@@ -143,8 +143,16 @@ function acked(fn, ms, what) {
     });
   });
 }
-const put = (chain, value, ms, what) => acked((cb) => chain.put(value, cb), ms, what);
-const set = (chain, value, ms, what) => acked((cb) => chain.set(value, cb), ms, what);
+// A put or set through GUN JS's API, made in a fresh millisecond. A client's second state within one
+// millisecond is t + 0.001; a GUN JS relay whose clock still reads t defers such a "future" write
+// (gun.js ham()) and never acknowledges a deferred write (back() waits on its stun forever). The
+// first state of a millisecond is t itself, never ahead of a relay on this machine.
+function freshMillisecond() {
+  const t = Date.now();
+  while (Date.now() === t) { /* at most 1 ms */ }
+}
+const put = (chain, value, ms, what) => acked((cb) => { freshMillisecond(); chain.put(value, cb); }, ms, what);
+const set = (chain, value, ms, what) => acked((cb) => { freshMillisecond(); chain.set(value, cb); }, ms, what);
 
 // Strip GUN metadata from node data for comparisons.
 function plain(d) {
