@@ -9,8 +9,16 @@ use fibergun::{Field, Key, Soul, State, Value};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, EnvOpenOptions};
 
-/// Puts per second when `total` records are written in transactions of `batch` records each.
-pub fn puts_per_second(dir: &Path, batch: usize, total: usize) -> Result<f64, String> {
+/// Raw commits, measured.
+pub struct Commits {
+    /// Records written per second.
+    pub puts_per_second: f64,
+    /// The 99th percentile of one commit's time (its puts and its synchronous flush), in ms.
+    pub p99_ms: f64,
+}
+
+/// Writes `total` records in transactions of `batch` records each.
+pub fn commits(dir: &Path, batch: usize, total: usize) -> Result<Commits, String> {
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let mut options = EnvOpenOptions::new();
     options.map_size(8 << 30).max_dbs(4);
@@ -34,7 +42,9 @@ pub fn puts_per_second(dir: &Path, batch: usize, total: usize) -> Result<f64, St
     let batch = batch.max(1);
     let started = Instant::now();
     let mut written = 0;
+    let mut took = Vec::new();
     while written < total {
+        let commit_started = Instant::now();
         let mut wtxn = env.write_txn().map_err(|e| e.to_string())?;
         for i in written..(written + batch).min(total) {
             // The same record fibergun writes for a bench put: soul, key, state, 64-byte value.
@@ -49,7 +59,12 @@ pub fn puts_per_second(dir: &Path, batch: usize, total: usize) -> Result<f64, St
                 .map_err(|e| e.to_string())?;
         }
         wtxn.commit().map_err(|e| e.to_string())?;
+        took.push(commit_started.elapsed().as_secs_f64() * 1000.0);
         written = (written + batch).min(total);
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64())
+    took.sort_by(f64::total_cmp);
+    Ok(Commits {
+        puts_per_second: total as f64 / started.elapsed().as_secs_f64(),
+        p99_ms: took[(took.len() * 99 / 100).min(took.len() - 1)],
+    })
 }

@@ -1,13 +1,7 @@
 //! Scenarios beyond request/reply load: idle connections (memory per connection) and fan-out
 //! (one writer, many subscribers of one soul, delivery latency).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use async_tungstenite::tungstenite::Message;
-use futures_util::StreamExt;
-use serde_json::Value as Json;
 
 /// Resident memory of a process now, in KiB (Linux).
 pub fn rss_kib(pid: u32) -> u64 {
@@ -80,11 +74,159 @@ pub struct Fanout {
     pub p99_ms: f64,
     /// Largest.
     pub max_ms: f64,
+    /// The timeline of an update: its median latency to the first subscriber that got it…
+    pub first_p50_ms: f64,
+    /// …and to the last one: the difference is the time spent pushing it to every socket and
+    /// reading it from every socket, one after another.
+    pub last_p50_ms: f64,
+}
+
+/// The keys in the state maps (`">":{…}`) of a frame: the updates it carries, found without
+/// parsing it (this scan costs the load generator less than a parse, per delivery).
+fn state_keys(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices("\">\":{").flat_map(move |(at, m)| {
+        let map = &text[at + m.len()..];
+        let map = &map[..map.find('}').unwrap_or(map.len())];
+        map.split(',')
+            .filter_map(|pair| pair.strip_prefix('"')?.split('"').next())
+    })
+}
+
+/// The number of the update a key names (`u17` is update 17).
+fn update_number(key: &str) -> Option<usize> {
+    key.strip_prefix('u')?.parse().ok()
+}
+
+/// The `p` percentile of sorted microseconds, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    let at = ((sorted_us.len() as f64 * p) as usize).min(sorted_us.len().saturating_sub(1));
+    sorted_us.get(at).map_or(0.0, |us| *us as f64 / 1000.0)
+}
+
+/// One complete server frame at the start of `b`: its opcode, where its payload lies, and its
+/// whole length; `None` until all of it has arrived.
+fn ws_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
+    let (&b0, &b1) = (b.first()?, b.get(1)?);
+    let (len, head) = match b1 & 0x7f {
+        126 => (
+            u16::from_be_bytes(b.get(2..4)?.try_into().ok()?) as usize,
+            4,
+        ),
+        127 => (
+            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
+        n => (n as usize, 2),
+    };
+    // A server does not mask its frames; skip a key if one did.
+    let head = head + if b1 & 0x80 != 0 { 4 } else { 0 };
+    (b.len() >= head + len).then_some((b0 & 0x0f, head..head + len))
+}
+
+/// A subscriber's socket after its handshake and its GET, read raw (one `read` and a scan per
+/// delivery): tungstenite and a task per socket cost the generator more than the servers spend
+/// on a delivery, and made the generator the ceiling of this scenario.
+struct Subscriber {
+    /// The WebSocket until [`Subscriber::go_raw`].
+    ws: Option<async_tungstenite::tungstenite::WebSocket<std::net::TcpStream>>,
+    buf: Vec<u8>,
+    /// Which updates arrived, so a repeat is not counted twice.
+    seen: Vec<bool>,
+    /// When each update arrived.
+    arrivals: Vec<(usize, Instant)>,
+    closed: bool,
+}
+
+impl Subscriber {
+    /// Connects, subscribes to `soul` and waits for the GET's answer; then the socket is read
+    /// raw and without blocking.
+    fn connect(url: &str, soul: &str, id: &str, updates: usize) -> Result<Subscriber, String> {
+        use async_tungstenite::tungstenite::{client, Message as Frame};
+        let addr = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .ok_or_else(|| format!("not a ws:// URL: {url}"))?;
+        let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (mut ws, _) = client(url, stream).map_err(|e| format!("handshake: {e}"))?;
+        let get = format!(r##"{{"#":"{id}","get":{{"#":"{soul}"}}}}"##);
+        ws.send(Frame::text(get)).map_err(|e| e.to_string())?;
+        let answer = format!(r##""@":"{id}""##);
+        loop {
+            match ws.read().map_err(|e| format!("a subscriber's GET: {e}"))? {
+                Frame::Text(text) if text.as_str().contains(&answer) => break,
+                _ => {}
+            }
+        }
+        Ok(Subscriber {
+            ws: Some(ws),
+            buf: Vec::with_capacity(64 << 10),
+            seen: vec![false; updates],
+            arrivals: Vec::with_capacity(updates),
+            closed: false,
+        })
+    }
+
+    /// Reads and drops what else the GET's answer brought (a second part of it) and hands the
+    /// socket over to raw reads, which start at a frame's first byte.
+    fn go_raw(&mut self) -> Result<std::net::TcpStream, String> {
+        let mut ws = self.ws.take().ok_or("already raw")?;
+        ws.get_ref()
+            .set_nonblocking(true)
+            .map_err(|e| e.to_string())?;
+        while ws.read().is_ok() {}
+        ws.get_ref().try_clone().map_err(|e| e.to_string())
+    }
+
+    /// Reads once from a readable socket and notes the updates in its complete frames. One read:
+    /// the poller is level-triggered, so what a read leaves is reported again.
+    fn read_ready(&mut self, stream: &mut std::net::TcpStream) {
+        use std::io::Read;
+        let len = self.buf.len();
+        self.buf.resize(len + (64 << 10), 0);
+        let read = stream.read(&mut self.buf[len..]);
+        match read {
+            Ok(n) if n > 0 => self.buf.truncate(len + n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.buf.truncate(len),
+            _ => {
+                self.buf.truncate(len);
+                self.closed = true;
+            }
+        }
+        let now = Instant::now();
+        let mut at = 0;
+        while let Some((opcode, payload)) = ws_frame(&self.buf[at..]) {
+            let frame = &self.buf[at + payload.start..at + payload.end];
+            match (opcode, std::str::from_utf8(frame)) {
+                (0 | 1, Ok(text)) => {
+                    for i in state_keys(text).filter_map(update_number) {
+                        if i < self.seen.len() && !std::mem::replace(&mut self.seen[i], true) {
+                            self.arrivals.push((i, now));
+                        }
+                    }
+                }
+                (8, _) => self.closed = true,
+                _ => {}
+            }
+            at += payload.end;
+        }
+        self.buf.drain(..at);
+    }
+
+    fn done(&self) -> bool {
+        self.closed || self.arrivals.len() == self.seen.len()
+    }
 }
 
 /// `subscribers` connections to `url` subscribe to one soul; one writer, connected to
 /// `writer_url` (the same relay, or another relay on the same graph), puts a new key to it
-/// `rate` times a second for `seconds`; every subscriber should receive every key.
+/// `rate` times a second for `seconds`; every subscriber should receive every key once.
+///
+/// One thread reads every subscriber's socket as it becomes readable and notes when each update
+/// reached it, and nothing else; latencies are computed afterwards.
 pub fn fanout(
     url: &str,
     writer_url: &str,
@@ -93,96 +235,157 @@ pub fn fanout(
     seconds: u32,
     run_id: &str,
 ) -> Result<Fanout, String> {
+    use async_tungstenite::tungstenite::{client, Message as Frame};
     let soul = format!("{run_id}/room");
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
     let updates = (rate * seconds) as usize;
-    let ex = Arc::new(smol::Executor::new());
-    let result = smol::block_on(ex.run(async {
-        let (ready_tx, ready_rx) = smol::channel::unbounded::<()>();
-        let mut subs = Vec::new();
-        for s in 0..subscribers {
-            let (url, soul, sent, latencies, ready) = (url.to_owned(), soul.clone(), sent.clone(), latencies.clone(), ready_tx.clone());
-            let sub_id = format!("sub{s}.{run_id}.");
-            subs.push(ex.spawn(async move {
-                let (ws, _) = async_tungstenite::smol::connect_async(url).await.map_err(|e| format!("connect: {e}"))?;
-                let (mut tx, mut rx) = ws.split();
-                let get = format!(r##"{{"#":"{sub_id}","get":{{"#":"{soul}"}}}}"##);
-                tx.send(Message::text(get)).await.map_err(|e| e.to_string())?;
-                let mut got = 0usize;
-                let mut subscribed = false;
-                let end_by = Instant::now() + Duration::from_secs(u64::from(seconds) + 20);
-                while got < updates {
-                    let next = smol::future::or(async { rx.next().await }, async {
-                        smol::Timer::at(end_by).await;
-                        None
-                    })
-                    .await;
-                    let Some(Ok(Message::Text(text))) = next else { break };
-                    let now = Instant::now();
-                    let msgs = match serde_json::from_str::<Json>(text.as_str()) {
-                        Ok(Json::Array(items)) => items,
-                        Ok(one) => vec![one],
-                        Err(_) => continue,
-                    };
-                    for m in msgs {
-                        if m.get("@").and_then(Json::as_str) == Some(sub_id.as_str()) && !subscribed {
-                            subscribed = true;
-                            let _ = ready.send(()).await;
-                        }
-                        let Some(node) = m.get("put").and_then(|p| p.get(&soul)).and_then(Json::as_object) else { continue };
-                        let sent = sent.lock().expect("lock");
-                        for key in node.keys().filter(|k| *k != "_") {
-                            if let Some(at) = sent.get(key) {
-                                got += 1;
-                                latencies.lock().expect("lock").push(now.duration_since(*at).as_micros() as u64);
-                            }
-                        }
-                    }
-                }
-                Ok::<usize, String>(got)
-            }));
+    let mut subs = (0..subscribers)
+        .map(|s| Subscriber::connect(url, &soul, &format!("sub{s}.{run_id}."), updates))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Whatever a relay sends after a GET's answer has arrived by now.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut streams = subs
+        .iter_mut()
+        .map(Subscriber::go_raw)
+        .collect::<Result<Vec<_>, _>>()?;
+    let poller = polling::Poller::new().map_err(|e| e.to_string())?;
+    for (key, stream) in streams.iter().enumerate() {
+        // SAFETY: each socket stays open (in `streams`) until it is deleted from the poller below.
+        unsafe {
+            poller.add_with_mode(
+                stream,
+                polling::Event::readable(key),
+                polling::PollMode::Level,
+            )
         }
-        // Wait until every subscriber's GET is answered (it is subscribed), then write.
-        for _ in 0..subscribers {
-            smol::future::or(async { ready_rx.recv().await.map_err(|e| e.to_string()) }, async {
-                smol::Timer::after(Duration::from_secs(20)).await;
-                Err("a subscriber's GET was not answered".to_string())
-            })
-            .await?;
+        .map_err(|e| e.to_string())?;
+    }
+    let end_by = Instant::now() + Duration::from_secs(u64::from(seconds) + 20);
+    let reader = std::thread::spawn(move || {
+        let mut events = polling::Events::new();
+        while Instant::now() < end_by && !subs.iter().all(Subscriber::done) {
+            events.clear();
+            if poller
+                .wait(&mut events, Some(Duration::from_millis(100)))
+                .is_err()
+            {
+                break;
+            }
+            for ev in events.iter() {
+                subs[ev.key].read_ready(&mut streams[ev.key]);
+            }
         }
-        let (ws, _) = async_tungstenite::smol::connect_async(writer_url).await.map_err(|e| format!("connect: {e}"))?;
-        let (mut tx, _rx) = ws.split();
-        let started = Instant::now();
-        let mut state = 1_700_000_000_000.0f64.max(crate::load::wall_ms());
-        for i in 0..updates {
-            smol::Timer::at(started + Duration::from_secs_f64(i as f64 / f64::from(rate))).await;
-            let key = format!("u{i}");
-            state += 0.001;
-            let text = format!(
-                r##"{{"#":"w{i}.{run_id}.","put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"{key}":{state}}}}},"{key}":"update {i}"}}}}}}"##
-            );
-            sent.lock().expect("lock").insert(key, Instant::now());
-            tx.send(Message::text(text)).await.map_err(|e| e.to_string())?;
+        for stream in &streams {
+            let _ = poller.delete(stream);
         }
-        let mut delivered = 0;
-        for s in subs {
-            delivered += s.await?;
-        }
-        Ok::<usize, String>(delivered)
-    }));
-    let delivered = result?;
-    let mut lat = std::mem::take(&mut *latencies.lock().expect("lock"));
-    lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .map_or(0.0, |us| *us as f64 / 1000.0)
-    };
+        subs
+    });
+    // The writer: one put of a new key every 1/rate s.
+    let addr = writer_url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| format!("not a ws:// URL: {writer_url}"))?;
+    let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (mut writer, _) = client(writer_url, stream).map_err(|e| format!("handshake: {e}"))?;
+    let mut sent = vec![None; updates];
+    let started = Instant::now();
+    let mut state = 1_700_000_000_000.0f64.max(crate::load::wall_ms());
+    for (i, sent) in sent.iter_mut().enumerate() {
+        let due = started + Duration::from_secs_f64(i as f64 / f64::from(rate));
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        state += 0.001;
+        let text = format!(
+            r##"{{"#":"w{i}.{run_id}.","put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"u{i}":{state}}}}},"u{i}":"update {i}"}}}}}}"##
+        );
+        *sent = Some(Instant::now());
+        writer.send(Frame::text(text)).map_err(|e| e.to_string())?;
+    }
+    let subs = reader
+        .join()
+        .map_err(|_| "the fan-out reader panicked".to_string())?;
+    let mut all = Vec::new();
+    let mut first = vec![u64::MAX; updates];
+    let mut last = vec![0u64; updates];
+    for (i, at) in subs.iter().flat_map(|s| &s.arrivals) {
+        let Some(sent) = sent[*i] else { continue };
+        let us = at.saturating_duration_since(sent).as_micros() as u64;
+        all.push(us);
+        first[*i] = first[*i].min(us);
+        last[*i] = last[*i].max(us);
+    }
+    all.sort_unstable();
+    first.retain(|us| *us != u64::MAX);
+    first.sort_unstable();
+    last.retain(|us| *us != 0);
+    last.sort_unstable();
     Ok(Fanout {
-        delivered,
+        delivered: all.len(),
         expected: updates * subscribers,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        max_ms: lat.last().map_or(0.0, |us| *us as f64 / 1000.0),
+        p50_ms: percentile_ms(&all, 0.5),
+        p99_ms: percentile_ms(&all, 0.99),
+        max_ms: all.last().map_or(0.0, |us| *us as f64 / 1000.0),
+        first_p50_ms: percentile_ms(&first, 0.5),
+        last_p50_ms: percentile_ms(&last, 0.5),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_updates_a_frame_carries() {
+        let frame = r##"[{"#":"a","put":{"f/room":{"_":{"#":"f/room",">":{"u3":1.5,"u12":2}},"u3":"update 3","u12":"update 12"}}},{"#":"b","@":"sub0.f.","ok":true}]"##;
+        let keys: Vec<_> = state_keys(frame).collect();
+        assert_eq!(keys, ["u3", "u12"]);
+        assert_eq!(
+            keys.iter()
+                .filter_map(|k| update_number(k))
+                .collect::<Vec<_>>(),
+            [3, 12]
+        );
+        assert_eq!(state_keys(r##"{"#":"b","@":"x","ok":true}"##).count(), 0);
+    }
+
+    #[test]
+    fn every_subscriber_of_a_relay_gets_every_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = crate::in_process::launch(dir.path(), &[]).unwrap();
+        let f = fanout(&relay.url, &relay.url, 5, 50, 1, "fan1").unwrap();
+        (relay.stop)();
+        assert_eq!((f.delivered, f.expected), (250, 250), "{f:?}");
+        assert!(
+            f.first_p50_ms > 0.0 && f.last_p50_ms >= f.first_p50_ms,
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn the_bare_fan_out_server_forwards_every_put_to_every_subscriber() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        std::thread::spawn(move || crate::limit::serve(&format!("127.0.0.1:{port}")));
+        let url = format!("ws://127.0.0.1:{port}/gun");
+        let end = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let f = fanout(&url, &url, 5, 50, 1, "fan2").unwrap();
+        assert_eq!((f.delivered, f.expected), (250, 250), "{f:?}");
+    }
+
+    #[test]
+    fn reads_server_frames_of_every_length() {
+        let short = [0x81, 3, b'a', b'b', b'c', 0x81];
+        assert_eq!(ws_frame(&short), Some((1, 2..5)));
+        assert_eq!(ws_frame(&short[..4]), None);
+        let mut mid = vec![0x81, 126, 1, 0];
+        mid.extend(vec![b'x'; 256]);
+        assert_eq!(ws_frame(&mid), Some((1, 4..260)));
+        let mut long = vec![0x88, 127, 0, 0, 0, 0, 0, 1, 0, 0];
+        long.extend(vec![0; 65536]);
+        assert_eq!(ws_frame(&long), Some((8, 10..65546)));
+    }
 }

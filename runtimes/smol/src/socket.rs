@@ -204,8 +204,10 @@ pub async fn run_socket<S>(
         }
     };
     let killed = mailbox.killed();
+    // The writer is polled first: a wake for queued frames writes them before the reader's try
+    // (a `recvfrom` that finds nothing), not after it.
     smol::future::or(
-        smol::future::or(reader, writer),
+        smol::future::or(writer, reader),
         smol::future::or(killed, keepalive),
     )
     .await;
