@@ -223,6 +223,49 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time of each of a process's threads, in clock ticks, summed by thread name (Linux).
+fn thread_ticks(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut ticks = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return ticks;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // `pid (name) state …`: the name may hold spaces, so fields are counted after its ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12th and 13th after the name.
+        let used: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        *ticks.entry(stat[open + 1..close].to_owned()).or_default() += used;
+    }
+    ticks
+}
+
+/// Each thread name's share of one core between two [`thread_ticks`] samples `wall` apart.
+fn thread_cpu(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    wall: Duration,
+) -> Vec<(String, f64)> {
+    // Clock ticks are 1/100 s on Linux (USER_HZ).
+    after
+        .iter()
+        .map(|(name, t)| {
+            let used = t.saturating_sub(before.get(name).copied().unwrap_or(0));
+            (
+                name.clone(),
+                used as f64 / 100.0 / wall.as_secs_f64() * 100.0,
+            )
+        })
+        .filter(|(_, percent)| *percent >= 0.5)
+        .collect()
+}
+
 struct Row {
     name: &'static str,
     op: Op,
@@ -240,6 +283,8 @@ struct Row {
 struct Result_ {
     outcome: Outcome,
     rss: f64,
+    /// The server's CPU during the measured load, per thread name, in % of one core.
+    cpu: Vec<(String, f64)>,
 }
 
 fn name(server: Server) -> &'static str {
@@ -283,14 +328,17 @@ fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String
         total,
         timeout: Duration::from_secs(15),
     };
+    let ticks = thread_ticks(running.child.id());
+    let started = Instant::now();
     let outcome = load::run(
         &running.url,
         row.op,
         shape,
         &format!("r{}", nanos() % 1_000_000),
     )?;
+    let cpu = thread_cpu(&ticks, &thread_ticks(running.child.id()), started.elapsed());
     let rss = peak_rss_mib(running.child.id());
-    Ok(Result_ { outcome, rss })
+    Ok(Result_ { outcome, rss, cpu })
 }
 
 fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
@@ -380,6 +428,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut pass = true;
     let mut checks = Vec::new();
+    let mut cpu_rows = Vec::new();
     for row in &rows {
         let gun = run_row(Server::GunJs, row, fibergun)?;
         let fg = run_row(Server::Fibergun, row, fibergun)?;
@@ -425,6 +474,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
                 row.name
             );
         }
+        cpu_rows.push((row.name, fg.cpu.clone()));
         if fg.outcome.missing + fg.outcome.errors > 0 {
             checks.push((
                 format!("{}: every fibergun request answered", row.name),
@@ -463,6 +513,14 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
             }
             _ => {}
         }
+    }
+    println!();
+    println!();
+    println!("| scenario | fibergun's CPU during the load, % of one core, by thread |");
+    println!("|---|---|");
+    for (name, cpu) in &cpu_rows {
+        let threads: Vec<String> = cpu.iter().map(|(t, p)| format!("{t} {p:.0}")).collect();
+        println!("| {name} | {} |", threads.join(", "));
     }
     println!();
     // Fan-out: one writer, many subscribers of one soul. The limit is the bare server, which
@@ -894,5 +952,37 @@ fn main() -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_thread_shows_in_its_process_s_cpu_by_name() {
+        let before = thread_ticks(std::process::id());
+        assert!(!before.is_empty(), "this process's threads are listed");
+        let started = Instant::now();
+        let spin = std::thread::Builder::new()
+            .name("cpu-spinner".into())
+            .spawn(|| {
+                let end = Instant::now() + Duration::from_millis(300);
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            })
+            .unwrap();
+        // Sampled while the spinner lives: a finished thread leaves /proc.
+        std::thread::sleep(Duration::from_millis(250));
+        let cpu = thread_cpu(
+            &before,
+            &thread_ticks(std::process::id()),
+            started.elapsed(),
+        );
+        spin.join().unwrap();
+        let spinner = cpu.iter().find(|(name, _)| name == "cpu-spinner");
+        assert!(spinner.is_some_and(|(_, p)| *p > 20.0), "{cpu:?}");
     }
 }
