@@ -49,13 +49,9 @@ impl SeaweedFs {
     /// Starts a server and waits until its S3 gateway answers.
     pub fn start() -> SeaweedFs {
         let dir = tempfile::tempdir().expect("tempdir");
-        let identities = format!(
-            r#"{{"identities":[{{"name":"fibergun","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        );
-        std::fs::write(dir.path().join("s3.json"), identities).expect("writing s3.json");
-        std::fs::create_dir(dir.path().join("data")).expect("data dir");
-        let s3_port = free_port();
-        let child = spawn_ready(dir.path(), s3_port);
+        prepare(dir.path());
+        let mut s3_port = free_port();
+        let child = spawn_ready(dir.path(), &mut s3_port, true);
         SeaweedFs {
             child,
             s3_port,
@@ -72,7 +68,7 @@ impl SeaweedFs {
 
     /// Starts the stopped server again on the same S3 port and data.
     pub fn start_again(&mut self) {
-        self.child = spawn_ready(self.dir.path(), self.s3_port);
+        self.child = spawn_ready(self.dir.path(), &mut self.s3_port, false);
     }
 
     /// The server's log so far.
@@ -93,23 +89,40 @@ impl SeaweedFs {
     }
 }
 
+/// Writes the S3 identities (the test credentials) and makes the data folder in `dir`.
+fn prepare(dir: &Path) {
+    let identities = format!(
+        r#"{{"identities":[{{"name":"fibergun","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+    );
+    std::fs::write(dir.join("s3.json"), identities).expect("writing s3.json");
+    std::fs::create_dir(dir.join("data")).expect("data dir");
+}
+
 /// Starts `weed mini` in `dir` with its S3 gateway on `s3_port` and waits until it answers.
-/// Its internal ports are picked afresh on each try: a port freed by a stopped server may have
-/// been taken meanwhile by another test's connection, and then the start is tried again.
-fn spawn_ready(dir: &Path, s3_port: u16) -> Child {
+/// A port chosen free may be taken by another test's connection before weed binds it; then the
+/// start is tried again, with its internal ports picked afresh, and with a new S3 port too when
+/// `may_move` (a first start, which no client has been told about yet).
+fn spawn_ready(dir: &Path, s3_port: &mut u16, may_move: bool) -> Child {
     let mut tries = 0;
     loop {
         tries += 1;
         let log_start = log_len(dir);
-        let mut child = spawn(&args(dir, s3_port), dir);
-        match wait_ready(&mut child, s3_port) {
+        let mut child = spawn(&args(dir, *s3_port), dir);
+        match wait_ready(&mut child, *s3_port) {
             Ok(()) => return child,
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let log = std::fs::read_to_string(dir.join("weed.log")).unwrap_or_default();
                 let this_try = log.get(log_start..).unwrap_or_default();
-                if tries < 3 && this_try.contains("address already in use") {
+                let s3_port_taken = this_try.contains(&format!("port {s3_port} for S3"));
+                let port_taken = this_try.contains("address already in use")
+                    || this_try.contains("Port allocation failed");
+                if tries < 4 && s3_port_taken && may_move {
+                    *s3_port = free_port();
+                    continue;
+                }
+                if tries < 4 && port_taken && !s3_port_taken {
                     continue;
                 }
                 panic!("SeaweedFS did not start: {e}\n{this_try}");
@@ -207,5 +220,32 @@ impl Drop for SeaweedFs {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_start_moves_off_an_s3_port_taken_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path());
+        // Another server holds the port chosen for S3 (and answers the readiness probe).
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = holder.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut conn in holder.incoming().flatten() {
+                use std::io::Write;
+                let _ = conn.write_all(
+                    b"HTTP/1.1 503 Busy\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        let mut port = taken;
+        let mut child = spawn_ready(dir.path(), &mut port, true);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_ne!(port, taken, "it started on a free port instead");
     }
 }
