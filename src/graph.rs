@@ -85,16 +85,16 @@ fn err<T>(text: String) -> Result<T, GraphError> {
 }
 
 /// Shortens user-supplied text for an error message, so replies stay small.
-pub(crate) fn excerpt(s: &str) -> String {
+pub(crate) fn excerpt(s: &str) -> std::borrow::Cow<'_, str> {
     const MAX: usize = 64;
     if s.len() <= MAX {
-        return s.to_owned();
+        return std::borrow::Cow::Borrowed(s);
     }
     let mut end = MAX;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
 }
 
 impl Soul {
@@ -290,77 +290,175 @@ impl Node {
 
     /// Reads one node of a `put`. `soul` is the graph key it was found under.
     pub fn from_json(soul: &str, v: &Json, limits: &Limits) -> Result<Node, GraphError> {
-        let at = excerpt(soul);
+        Node::from_parts(soul, NodeInput::of_json(v), limits)
+    }
+
+    /// Checks a node's parts, as read from a `put`, against GUN's rules and the limits.
+    pub(crate) fn from_parts(
+        soul: &str,
+        input: NodeInput<'_>,
+        limits: &Limits,
+    ) -> Result<Node, GraphError> {
+        let at = || excerpt(soul);
         let soul = Soul::new(soul).map_err(|e| GraphError(format!("invalid graph: {e}")))?;
-        let Json::Object(map) = v else {
-            return err(format!("invalid graph: '{at}' is not a node object"));
+        let NodeInput::Object { meta, fields } = input else {
+            return err(format!("invalid graph: '{}' is not a node object", at()));
         };
-        let Some(meta) = map.get("_") else {
-            return err(format!("invalid graph: node '{at}' has no metadata '_'"));
-        };
-        let Json::Object(meta) = meta else {
+        let Some(meta) = meta else {
             return err(format!(
-                "invalid graph: metadata of '{at}' is not an object"
+                "invalid graph: node '{}' has no metadata '_'",
+                at()
             ));
         };
-        match meta.get("#") {
+        let MetaInput::Object {
+            soul: meta_soul,
+            states,
+        } = meta
+        else {
+            return err(format!(
+                "invalid graph: metadata of '{}' is not an object",
+                at()
+            ));
+        };
+        match meta_soul {
             Some(Json::String(s)) if s == soul.as_str() => {}
             _ => {
                 return err(format!(
-                    "invalid graph: metadata soul '_.#' of '{at}' is not the same as its graph key"
+                    "invalid graph: metadata soul '_.#' of '{}' is not the same as its graph key",
+                    at()
                 ))
             }
         }
-        let Some(Json::Object(states)) = meta.get(">") else {
-            return err(format!("invalid graph: node '{at}' has no states '_.>'"));
+        let Some(states) = states else {
+            return err(format!(
+                "invalid graph: node '{}' has no states '_.>'",
+                at()
+            ));
         };
-        let keys = map.len() - 1;
+        let keys = fields.len();
         if keys > limits.max_keys_per_node {
             return err(format!(
-                "invalid graph: node '{at}' has {keys} keys, over the limit of {}",
+                "invalid graph: node '{}' has {keys} keys, over the limit of {}",
+                at(),
                 limits.max_keys_per_node
             ));
         }
+        // Many keys: an index, so that finding each key's state stays linear in all.
+        let index: Option<crate::HashMap<&str, &Json>> =
+            (states.len() > 16).then(|| states.iter().copied().collect());
+        let state_of = |k: &str| match &index {
+            Some(index) => index.get(k).copied(),
+            None => states.iter().rev().find(|(s, _)| *s == k).map(|(_, v)| *v),
+        };
         let mut node = Node::new(soul);
-        for (k, v) in map {
-            if k == "_" {
-                continue;
-            }
+        for (k, v) in fields {
             let key = Key::new(k)
-                .map_err(|e| GraphError(format!("invalid graph: {e} in node '{at}'")))?;
-            let kat = excerpt(k);
-            limits
-                .check_soul_key(node.soul.as_str(), k)
-                .map_err(|e| GraphError(format!("invalid graph: key '{kat}' of '{at}': {e}")))?;
-            let state = match states.get(k) {
-                None => return err(format!("invalid graph: key '{kat}' of '{at}' has no state")),
+                .map_err(|e| GraphError(format!("invalid graph: {e} in node '{}'", at())))?;
+            let kat = || excerpt(k);
+            limits.check_soul_key(node.soul.as_str(), k).map_err(|e| {
+                GraphError(format!("invalid graph: key '{}' of '{}': {e}", kat(), at()))
+            })?;
+            let state = match state_of(k) {
+                None => {
+                    return err(format!(
+                        "invalid graph: key '{}' of '{}' has no state",
+                        kat(),
+                        at()
+                    ))
+                }
                 Some(Json::Number(n)) => {
                     n.as_f64().and_then(|f| State::new(f).ok()).ok_or_else(|| {
                         GraphError(format!(
-                            "invalid graph: state of key '{kat}' of '{at}' is not finite"
+                            "invalid graph: state of key '{}' of '{}' is not finite",
+                            kat(),
+                            at()
                         ))
                     })?
                 }
                 Some(other) => {
                     return err(format!(
-                        "invalid graph: state of key '{kat}' of '{at}' is not a number: {}",
+                        "invalid graph: state of key '{}' of '{}' is not a number: {}",
+                        kat(),
+                        at(),
                         excerpt(&json::stringify(other))
                     ))
                 }
             };
             let value = Value::from_json(v, limits.max_value_bytes).map_err(|why| {
                 GraphError(format!(
-                    "invalid graph: value of key '{kat}' of '{at}' is {why}"
+                    "invalid graph: value of key '{}' of '{}' is {why}",
+                    kat(),
+                    at()
                 ))
             })?;
             if let Value::Link(target) = &value {
                 limits.check_soul_key(target.as_str(), "").map_err(|e| {
-                    GraphError(format!("invalid graph: link of key '{kat}' of '{at}': {e}"))
+                    GraphError(format!(
+                        "invalid graph: link of key '{}' of '{}': {e}",
+                        kat(),
+                        at()
+                    ))
                 })?;
             }
             node.fields.insert(key, Field { value, state });
         }
         Ok(node)
+    }
+}
+
+/// A node of a `put` as read, before its rules are checked: from a JSON tree
+/// ([`NodeInput::of_json`]) or straight from a frame's text (the wire reader).
+pub(crate) enum NodeInput<'a> {
+    /// Not a JSON object.
+    NotObject,
+    /// An object.
+    Object {
+        /// Its metadata `_`, if it has one.
+        meta: Option<MetaInput<'a>>,
+        /// Its other keys and their values, in order, each key once.
+        fields: Vec<(&'a str, &'a Json)>,
+    },
+}
+
+/// A node's metadata `_` as read.
+pub(crate) enum MetaInput<'a> {
+    /// Not a JSON object.
+    NotObject,
+    /// An object.
+    Object {
+        /// Its `#`.
+        soul: Option<&'a Json>,
+        /// Its `>`, when that is an object: each key once, with its state.
+        states: Option<Vec<(&'a str, &'a Json)>>,
+    },
+}
+
+impl<'a> NodeInput<'a> {
+    /// The parts of a node held in a JSON tree.
+    pub(crate) fn of_json(v: &'a Json) -> NodeInput<'a> {
+        let Json::Object(map) = v else {
+            return NodeInput::NotObject;
+        };
+        let meta = map.get("_").map(|meta| match meta {
+            Json::Object(meta) => MetaInput::Object {
+                soul: meta.get("#"),
+                states: match meta.get(">") {
+                    Some(Json::Object(states)) => {
+                        Some(states.iter().map(|(k, v)| (k.as_str(), v)).collect())
+                    }
+                    _ => None,
+                },
+            },
+            _ => MetaInput::NotObject,
+        });
+        NodeInput::Object {
+            meta,
+            fields: map
+                .iter()
+                .filter(|(k, _)| *k != "_")
+                .map(|(k, v)| (k.as_str(), v))
+                .collect(),
+        }
     }
 }
 
@@ -395,21 +493,35 @@ impl Graph {
     /// Reads the `put` of a message. Any bad node, key, state or value refuses the whole graph.
     pub fn from_json(v: &Json, limits: &Limits) -> Result<Graph, GraphError> {
         let Json::Object(map) = v else {
-            return err("invalid graph: 'put' is not an object of souls to nodes".into());
+            return err(Graph::NOT_AN_OBJECT.into());
         };
-        if map.is_empty() {
+        let nodes = map
+            .iter()
+            .map(|(soul, node)| (soul.as_str(), NodeInput::of_json(node)));
+        Graph::from_parts(map.len(), nodes, limits)
+    }
+
+    /// Why a `put` that is not a JSON object is refused.
+    pub(crate) const NOT_AN_OBJECT: &'static str =
+        "invalid graph: 'put' is not an object of souls to nodes";
+
+    /// Checks the `count` nodes of a `put`, as read, against GUN's rules and the limits.
+    pub(crate) fn from_parts<'a>(
+        count: usize,
+        nodes: impl Iterator<Item = (&'a str, NodeInput<'a>)>,
+        limits: &Limits,
+    ) -> Result<Graph, GraphError> {
+        if count == 0 {
             return err("invalid graph: 'put' has no nodes".into());
         }
-        if map.len() > limits.max_nodes_per_put {
+        if count > limits.max_nodes_per_put {
             return err(format!(
-                "invalid graph: {} nodes in one put, over the limit of {}",
-                map.len(),
+                "invalid graph: {count} nodes in one put, over the limit of {}",
                 limits.max_nodes_per_put
             ));
         }
-        let nodes = map
-            .iter()
-            .map(|(soul, node)| Node::from_json(soul, node, limits))
+        let nodes = nodes
+            .map(|(soul, node)| Node::from_parts(soul, node, limits))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Graph { nodes })
     }

@@ -14,10 +14,11 @@ use serde_json::{Map, Value as Json};
 use crate::graph::{Graph, Soul};
 use crate::lex::{KeyQuery, Range};
 
+mod direct;
 mod parse;
 mod write;
 
-pub use parse::{parse_frame, parse_message};
+pub use parse::parse_frame;
 pub use write::{
     ack, dam_error, dam_hello, end_of_answer, error_reply, mark_more, not_found, put_message,
     write_get, write_message,

@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value as Json};
 
+use super::direct;
 use super::{Body, FrameError, Get, Message, MessageError, Parsed};
-use crate::graph::{excerpt, Graph, Key, Soul};
+use crate::graph::{excerpt, Key, Soul};
 use crate::json;
 use crate::lex::{KeyQuery, Range};
 use crate::limits::Limits;
@@ -29,8 +30,10 @@ pub fn parse_frame(
         max: limits.max_json_depth,
     })?;
     if body.starts_with('{') {
-        let map = parse_object(body).map_err(|e| FrameError::BadJson(e.reason))?;
-        return Ok(vec![parse_message(map, limits, &mut new_id)]);
+        return match parse_element(body, limits, &mut new_id) {
+            Err(Unread(e)) => Err(FrameError::BadJson(e.reason)),
+            Ok(parsed) => Ok(vec![parsed]),
+        };
     }
     // An array is read element by element, so one bad message does not sink the others.
     let elements =
@@ -53,25 +56,33 @@ pub fn parse_frame(
                     ),
                 });
             }
-            parse_object(element).and_then(|map| parse_message(map, limits, &mut new_id))
+            parse_element(element, limits, &mut new_id).unwrap_or_else(|Unread(e)| Err(e))
         })
         .collect())
 }
 
-/// Parses one JSON object. Escapes of lone UTF-16 surrogates (which JavaScript can write but UTF-8
-/// cannot hold) become U+FFFD. On failure, the error names the message's id if it can be found.
-fn parse_object(text: &str) -> Result<Map<String, Json>, MessageError> {
+/// A message whose JSON could not be read at all.
+struct Unread(MessageError);
+
+/// Reads one message object. Escapes of lone UTF-16 surrogates (which JavaScript can write but
+/// UTF-8 cannot hold) become U+FFFD. When the JSON is bad, the error names the message's id if
+/// it can be found.
+fn parse_element(
+    text: &str,
+    limits: &Limits,
+    new_id: &mut impl FnMut() -> String,
+) -> Result<Parsed, Unread> {
     let fixed = replace_lone_surrogates(text);
-    match serde_json::from_str::<Json>(&fixed) {
-        Ok(Json::Object(map)) => Ok(map),
-        Ok(_) => Err(MessageError {
+    match direct::read_message(&fixed) {
+        Ok(raw) => Ok(parse_message(raw, limits, new_id)),
+        Err(e) if e.is_data() => Err(Unread(MessageError {
             id: None,
             reason: "A message must be a JSON object.".into(),
-        }),
-        Err(e) => Err(MessageError {
+        })),
+        Err(e) => Err(Unread(MessageError {
             id: find_id(text),
             reason: format!("DAM JSON parse error: {e}"),
-        }),
+        })),
     }
 }
 
@@ -131,11 +142,15 @@ fn find_id(text: &str) -> Option<String> {
 
 /// Rewrites `\uD800`..`\uDFFF` escapes that are not part of a surrogate pair as `\uFFFD`.
 fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains("\\ud") && !text.contains("\\uD") {
+    // One pass over the backslashes (most frames have none) for `\ud` or `\uD`.
+    let bytes = text.as_bytes();
+    let surrogate_escape = |(i, _): (usize, &str)| {
+        bytes.get(i + 1) == Some(&b'u') && matches!(bytes.get(i + 2), Some(b'd' | b'D'))
+    };
+    if !text.match_indices('\\').any(surrogate_escape) {
         return std::borrow::Cow::Borrowed(text);
     }
     let hex = |s: &str| u16::from_str_radix(s, 16).ok();
-    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -186,11 +201,15 @@ fn take_string(map: &mut Map<String, Json>, key: &str) -> Result<Option<String>,
 }
 
 /// Reads one message object.
-pub fn parse_message(
-    mut map: Map<String, Json>,
+fn parse_message(
+    raw: direct::RawMessage<'_>,
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Parsed {
+    let direct::RawMessage {
+        fields: mut map,
+        put,
+    } = raw;
     let id = match take_string(&mut map, "#") {
         Ok(Some(id)) if id.len() > limits.max_id_bytes => {
             return Err(MessageError {
@@ -241,14 +260,11 @@ pub fn parse_message(
         Some(_) => return Err(fail("'##' must be a number".into())),
     };
     let get = map.shift_remove("get");
-    let put = map.shift_remove("put");
     let body = match (dam, get, put) {
         (Some(verb), _, _) => Body::Dam { verb, pid },
         (None, Some(_), Some(_)) => return Err(fail("a message cannot both get and put".into())),
         (None, Some(get), None) => Body::Get(parse_get(get, limits).map_err(fail)?),
-        (None, None, Some(put)) => {
-            Body::Put(Graph::from_json(&put, limits).map_err(|e| fail(e.0))?)
-        }
+        (None, None, Some(put)) => Body::Put(put.into_graph(limits).map_err(|e| fail(e.0))?),
         (None, None, None) => Body::Other,
     };
     Ok(Message {

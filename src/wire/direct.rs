@@ -1,0 +1,459 @@
+//! Reading a message straight from its text: the `put` graph is read into its nodes' parts
+//! (keys borrowed from the text where they hold no escapes) without first building a JSON tree
+//! of it, whose maps (hashed, every key a new string) cost most of a frame's parse. What is read
+//! is then checked by the same rules as a JSON tree is ([`Graph::from_parts`]), so both paths
+//! accept and refuse alike; the message's other fields are read into JSON values as before.
+//!
+//! Objects keep the semantics of the JSON tree they replace: a repeated key holds its last value,
+//! at its first place.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value as Json};
+
+use crate::graph::{Graph, GraphError, MetaInput, NodeInput};
+use crate::limits::Limits;
+
+/// A message object: its `put`, read directly, and every other field as JSON.
+pub(super) struct RawMessage<'de> {
+    /// The fields other than `put`, in order.
+    pub fields: Map<String, Json>,
+    /// `put`, if the message has one.
+    pub put: Option<RawPut<'de>>,
+}
+
+/// A `put` as read.
+pub(super) enum RawPut<'de> {
+    NotObject,
+    Nodes(Entries<'de, RawNode<'de>>),
+}
+
+/// A node of a `put` as read.
+pub(super) enum RawNode<'de> {
+    NotObject,
+    Object {
+        meta: Option<RawMeta<'de>>,
+        fields: Entries<'de, Json>,
+    },
+}
+
+/// A node's `_` as read.
+pub(super) enum RawMeta<'de> {
+    NotObject,
+    Object {
+        soul: Option<Json>,
+        states: Option<Entries<'de, Json>>,
+    },
+}
+
+impl RawPut<'_> {
+    /// The graph, checked by the rules every `put` is checked by.
+    pub fn into_graph(self, limits: &Limits) -> Result<Graph, GraphError> {
+        let RawPut::Nodes(nodes) = self else {
+            return Err(GraphError(Graph::NOT_AN_OBJECT.into()));
+        };
+        let count = nodes.list.len();
+        let parts = nodes.list.iter().map(|(soul, node)| {
+            let input = match node {
+                RawNode::NotObject => NodeInput::NotObject,
+                RawNode::Object { meta, fields } => NodeInput::Object {
+                    meta: meta.as_ref().map(|meta| match meta {
+                        RawMeta::NotObject => MetaInput::NotObject,
+                        RawMeta::Object { soul, states } => MetaInput::Object {
+                            soul: soul.as_ref(),
+                            states: states.as_ref().map(Entries::pairs),
+                        },
+                    }),
+                    fields: fields.pairs(),
+                },
+            };
+            (soul.as_ref(), input)
+        });
+        Graph::from_parts(count, parts, limits)
+    }
+}
+
+/// An object's entries in order, each key once: a repeated key's last value, at its first place.
+pub(super) struct Entries<'de, T> {
+    list: Vec<(Cow<'de, str>, T)>,
+    /// Where each key is, once there are too many to search one by one.
+    index: Option<crate::HashMap<String, usize>>,
+}
+
+impl<'de, T> Entries<'de, T> {
+    fn new() -> Self {
+        Entries {
+            list: Vec::new(),
+            index: None,
+        }
+    }
+
+    fn insert(&mut self, key: Cow<'de, str>, value: T) {
+        const SEARCHED: usize = 16;
+        let at = match &self.index {
+            Some(index) => index.get(key.as_ref()).copied(),
+            None => self.list.iter().position(|(k, _)| *k == key),
+        };
+        if let Some(at) = at {
+            self.list[at].1 = value;
+            return;
+        }
+        if let Some(index) = &mut self.index {
+            index.insert(key.as_ref().to_owned(), self.list.len());
+        } else if self.list.len() == SEARCHED {
+            let mut index = crate::HashMap::default();
+            for (i, (k, _)) in self.list.iter().enumerate() {
+                index.insert(k.as_ref().to_owned(), i);
+            }
+            index.insert(key.as_ref().to_owned(), self.list.len());
+            self.index = Some(index);
+        }
+        self.list.push((key, value));
+    }
+
+    fn pairs(&self) -> Vec<(&str, &T)> {
+        self.list.iter().map(|(k, v)| (k.as_ref(), v)).collect()
+    }
+}
+
+/// Reads a message object. Fails only where the JSON itself is bad; what the message says is
+/// checked afterwards.
+pub(super) fn read_message(text: &str) -> Result<RawMessage<'_>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let message = MapOr(MessageSeed).deserialize(&mut de)?;
+    de.end()?;
+    message.ok_or_else(|| serde::de::Error::custom("A message must be a JSON object."))
+}
+
+/// Reads a map with the seed `S`, or anything else as `S::other()` (consumed and dropped).
+struct MapOr<S>(S);
+
+trait MapSeed<'de> {
+    type Out;
+    fn other() -> Self::Out;
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error>;
+}
+
+impl<'de, S: MapSeed<'de>> DeserializeSeed<'de> for MapOr<S> {
+    type Value = S::Out;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<S::Out, D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de, S: MapSeed<'de>> Visitor<'de> for MapOr<S> {
+    type Value = S::Out;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<S::Out, E> {
+        Ok(S::other())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<S::Out, E> {
+        Ok(S::other())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<S::Out, E> {
+        Ok(S::other())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<S::Out, E> {
+        Ok(S::other())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<S::Out, E> {
+        Ok(S::other())
+    }
+
+    fn visit_unit<E>(self) -> Result<S::Out, E> {
+        Ok(S::other())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S::Out, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(S::other())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Out, A::Error> {
+        self.0.map(map)
+    }
+}
+
+/// A key, borrowed from the text when it holds no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Cow<'de, str>, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// The message object (`None` when the text holds another JSON value).
+struct MessageSeed;
+
+impl<'de> MapSeed<'de> for MessageSeed {
+    type Out = Option<RawMessage<'de>>;
+
+    fn other() -> Self::Out {
+        None
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let mut message = RawMessage {
+            fields: Map::new(),
+            put: None,
+        };
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key == "put" {
+                message.put = Some(map.next_value_seed(MapOr(PutSeed))?);
+            } else {
+                let value: Json = map.next_value()?;
+                message.fields.insert(key.into_owned(), value);
+            }
+        }
+        Ok(Some(message))
+    }
+}
+
+struct PutSeed;
+
+impl<'de> MapSeed<'de> for PutSeed {
+    type Out = RawPut<'de>;
+
+    fn other() -> Self::Out {
+        RawPut::NotObject
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let mut nodes = Entries::new();
+        while let Some(soul) = map.next_key_seed(KeySeed)? {
+            let node = map.next_value_seed(MapOr(NodeSeed))?;
+            nodes.insert(soul, node);
+        }
+        Ok(RawPut::Nodes(nodes))
+    }
+}
+
+struct NodeSeed;
+
+impl<'de> MapSeed<'de> for NodeSeed {
+    type Out = RawNode<'de>;
+
+    fn other() -> Self::Out {
+        RawNode::NotObject
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let mut meta = None;
+        let mut fields = Entries::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if key == "_" {
+                meta = Some(map.next_value_seed(MapOr(MetaSeed))?);
+            } else {
+                fields.insert(key, map.next_value()?);
+            }
+        }
+        Ok(RawNode::Object { meta, fields })
+    }
+}
+
+struct MetaSeed;
+
+impl<'de> MapSeed<'de> for MetaSeed {
+    type Out = RawMeta<'de>;
+
+    fn other() -> Self::Out {
+        RawMeta::NotObject
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let (mut soul, mut states) = (None, None);
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key.as_ref() {
+                "#" => soul = Some(map.next_value()?),
+                ">" => states = map.next_value_seed(MapOr(StatesSeed))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(RawMeta::Object { soul, states })
+    }
+}
+
+struct StatesSeed;
+
+impl<'de> MapSeed<'de> for StatesSeed {
+    type Out = Option<Entries<'de, Json>>;
+
+    fn other() -> Self::Out {
+        None
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let mut states = Entries::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            states.insert(key, map.next_value()?);
+        }
+        Ok(Some(states))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The graph a JSON tree of the same text gives.
+    fn by_tree(put: &str) -> Result<Graph, GraphError> {
+        Graph::from_json(&serde_json::from_str(put).unwrap(), &Limits::default())
+    }
+
+    fn direct(put: &str) -> Result<Graph, GraphError> {
+        let text = format!(r#"{{"put":{put}}}"#);
+        read_message(&text)
+            .unwrap()
+            .put
+            .unwrap()
+            .into_graph(&Limits::default())
+    }
+
+    #[test]
+    fn reads_and_refuses_as_the_json_tree_does() {
+        // Over the 16 entries searched one by one, with a repeated key.
+        let states: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let fields: Vec<String> = (0..40).map(|i| format!("\"k{i}\":\"v{i}\"")).collect();
+        let many_keys = format!(
+            "{{\"a\":{{\"_\":{{\"#\":\"a\",\">\":{{{}}}}},{},\"k3\":\"again\"}}}}",
+            states.join(","),
+            fields.join(",")
+        );
+        for put in [
+            r##"{"a":{"_":{"#":"a",">":{"x":1,"y":2}},"x":"s","y":{"#":"b"}}}"##,
+            r##"{"a":{"x":1,"_":{">":{"x":1},"#":"a"}}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"x":1,"x":2}},"x":1,"x":"last"}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":1},"a":{"_":{"#":"a",">":{"y":1}},"y":2}}"##,
+            r##"{"a\u0041":{"_":{"#":"aA",">":{"k\n":1}},"k\n":true}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"x":1},">":5},"x":1}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"x":"1"}},"x":1}}"##,
+            r##"{"a":{"_":{"#":"b",">":{"x":1}},"x":1}}"##,
+            r##"{"a":{"_":[1,{"x":2}],"x":1}}"##,
+            r##"{"a":{"_":{"#":"a",">":{}},"x":1}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":[1]}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"x":1}},"x":{"#":"b","c":1}}}"##,
+            r##"{"a":[{"x":1}]}"##,
+            r##"{"":{"_":{"#":"",">":{"x":1}},"x":1}}"##,
+            r##"{"a":{"_":{"#":"a",">":{"_":1}},"_":null}}"##,
+            r##"{}"##,
+            r##"[1,2]"##,
+            r##""put""##,
+            many_keys.as_str(),
+        ] {
+            assert_eq!(direct(put), by_tree(put), "{put}");
+        }
+    }
+
+    /// A JSON value whose objects may repeat keys (which a JSON tree cannot hold).
+    #[derive(Clone, Debug)]
+    enum J {
+        Null,
+        Bool(bool),
+        Num(f64),
+        Str(&'static str),
+        Arr(Vec<J>),
+        Obj(Vec<(&'static str, J)>),
+    }
+
+    fn render(j: &J, out: &mut String) {
+        match j {
+            J::Null => out.push_str("null"),
+            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            J::Num(n) => crate::json::write_number(out, *n),
+            J::Str(s) => out.push_str(&format!("\"{s}\"")),
+            J::Arr(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    render(item, out);
+                }
+                out.push(']');
+            }
+            J::Obj(entries) => {
+                out.push('{');
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!("\"{k}\":"));
+                    render(v, out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    fn json() -> impl proptest::strategy::Strategy<Value = J> {
+        use proptest::prelude::*;
+        let names = || prop::sample::select(vec!["a", "b", "x", "_", "#", ">", "", "\\u0061"]);
+        let leaf = prop_oneof![
+            Just(J::Null),
+            any::<bool>().prop_map(J::Bool),
+            prop::sample::select(vec![0.0, 1.0, 2.5, -3.0, 1.7e12]).prop_map(J::Num),
+            names().prop_map(J::Str),
+        ];
+        leaf.prop_recursive(4, 40, 4, move |inner| {
+            let names = prop::sample::select(vec!["a", "b", "x", "_", "#", ">", "", "\\u0061"]);
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(J::Arr),
+                prop::collection::vec((names, inner), 0..5).prop_map(J::Obj),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any put, valid or not, with repeated keys or not: the direct reader and the JSON tree
+        /// give the same graph or the same refusal.
+        #[test]
+        fn the_direct_reader_agrees_with_the_json_tree(put in json()) {
+            let mut text = String::new();
+            render(&put, &mut text);
+            proptest::prop_assert_eq!(direct(&text), by_tree(&text), "{}", text);
+        }
+    }
+
+    #[test]
+    fn a_message_that_is_not_an_object_is_refused() {
+        assert!(read_message("[1]").is_err());
+        assert!(read_message(r##"{"#":"a"} x"##).is_err());
+        assert!(read_message(r#"{"put":{"a":1e400}}"#).is_err());
+    }
+}
