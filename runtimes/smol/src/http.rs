@@ -178,6 +178,7 @@ impl Context {
         let accept = derive_accept_key(key.as_bytes());
         let on_upgrade = hyper::upgrade::on(&mut req);
         let config = websocket_config(self.max_frame_bytes);
+        let executor = self.executor.clone();
         self.executor
             .spawn(async move {
                 match on_upgrade.await {
@@ -195,7 +196,10 @@ impl Context {
                                 Some(config),
                             )
                             .await;
-                            serve(ws).await;
+                            // A task of its own, sized for serving alone: this one, sized
+                            // for the upgrade's states too, ends here.
+                            let serving = serve(ws);
+                            executor.spawn(serving).detach();
                         }
                         Err(_) => tracing::error!("upgraded connection of an unexpected type"),
                     },
