@@ -16,12 +16,47 @@ use serde_json::{Map, Value as Json};
 use crate::graph::{Graph, GraphError, MetaInput, NodeInput};
 use crate::limits::Limits;
 
-/// A message object: its `put`, read directly, and every other field as JSON.
+/// A message object: its `put`, read directly, the other fields the core reads each in its own
+/// place, and the rest as they came.
 pub(super) struct RawMessage<'de> {
-    /// The fields other than `put`, in order.
-    pub fields: Map<String, Json>,
+    /// `#`, `@`, `err`, `><`, `pid`, `dam`, `ok`, `##` and `get`, as JSON.
+    pub known: Known,
+    /// Every other field but `put`, in order.
+    pub extra: Map<String, Json>,
     /// `put`, if the message has one.
     pub put: Option<RawPut<'de>>,
+}
+
+/// The fields of a message the core reads, as JSON (their types are checked afterwards).
+#[derive(Default)]
+pub(super) struct Known {
+    pub id: Option<Json>,
+    pub reply_to: Option<Json>,
+    pub err: Option<Json>,
+    pub skip: Option<Json>,
+    pub pid: Option<Json>,
+    pub dam: Option<Json>,
+    pub ok: Option<Json>,
+    pub hash: Option<Json>,
+    pub get: Option<Json>,
+}
+
+impl Known {
+    /// The place of the field named `key`, if the core reads it.
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Json>> {
+        Some(match key {
+            "#" => &mut self.id,
+            "@" => &mut self.reply_to,
+            "err" => &mut self.err,
+            "><" => &mut self.skip,
+            "pid" => &mut self.pid,
+            "dam" => &mut self.dam,
+            "ok" => &mut self.ok,
+            "##" => &mut self.hash,
+            "get" => &mut self.get,
+            _ => return None,
+        })
+    }
 }
 
 /// A `put` as read.
@@ -228,15 +263,18 @@ impl<'de> MapSeed<'de> for MessageSeed {
 
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
         let mut message = RawMessage {
-            fields: Map::new(),
+            known: Known::default(),
+            extra: Map::new(),
             put: None,
         };
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if key == "put" {
                 message.put = Some(map.next_value_seed(MapOr(PutSeed))?);
+            } else if let Some(slot) = message.known.slot(&key) {
+                *slot = Some(map.next_value()?);
             } else {
                 let value: Json = map.next_value()?;
-                message.fields.insert(key.into_owned(), value);
+                message.extra.insert(key.into_owned(), value);
             }
         }
         Ok(Some(message))

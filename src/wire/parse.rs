@@ -189,8 +189,8 @@ fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-fn take_string(map: &mut Map<String, Json>, key: &str) -> Result<Option<String>, String> {
-    match map.shift_remove(key) {
+fn take_string(field: Option<Json>, key: &str) -> Result<Option<String>, String> {
+    match field {
         None => Ok(None),
         Some(Json::String(s)) => Ok(Some(s)),
         Some(other) => Err(format!(
@@ -206,11 +206,8 @@ fn parse_message(
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Parsed {
-    let direct::RawMessage {
-        fields: mut map,
-        put,
-    } = raw;
-    let id = match take_string(&mut map, "#") {
+    let direct::RawMessage { known, extra, put } = raw;
+    let id = match take_string(known.id, "#") {
         Ok(Some(id)) if id.len() > limits.max_id_bytes => {
             return Err(MessageError {
                 id: None,
@@ -229,11 +226,11 @@ fn parse_message(
         id: Some(id.clone()),
         reason,
     };
-    let reply_to = take_string(&mut map, "@").map_err(fail)?;
-    let err = take_string(&mut map, "err").map_err(fail)?;
-    let skip = take_string(&mut map, "><").map_err(fail)?;
-    let pid = take_string(&mut map, "pid").map_err(fail)?;
-    let dam = take_string(&mut map, "dam").map_err(fail)?;
+    let reply_to = take_string(known.reply_to, "@").map_err(fail)?;
+    let err = take_string(known.err, "err").map_err(fail)?;
+    let skip = take_string(known.skip, "><").map_err(fail)?;
+    let pid = take_string(known.pid, "pid").map_err(fail)?;
+    let dam = take_string(known.dam, "dam").map_err(fail)?;
     for (name, value) in [("@", &reply_to), ("pid", &pid), ("dam", &dam)] {
         if value
             .as_ref()
@@ -253,13 +250,13 @@ fn parse_message(
         }
         s[..end].to_owned()
     });
-    let ok = map.shift_remove("ok");
-    let hash = match map.shift_remove("##") {
+    let ok = known.ok;
+    let hash = match known.hash {
         None => None,
         Some(Json::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
         Some(_) => return Err(fail("'##' must be a number".into())),
     };
-    let get = map.shift_remove("get");
+    let get = known.get;
     let body = match (dam, get, put) {
         (Some(verb), _, _) => Body::Dam { verb, pid },
         (None, Some(_), Some(_)) => return Err(fail("a message cannot both get and put".into())),
@@ -275,7 +272,7 @@ fn parse_message(
         err,
         hash,
         skip,
-        extra: map,
+        extra,
     })
 }
 
