@@ -240,6 +240,8 @@ pub struct World {
     /// Every write a client saw acknowledged.
     pub(crate) acked: Vec<(Soul, Key, Field)>,
     trace: u64,
+    /// `FIBERGUN_SIM_TRACE` is set: print every frame delivered (read once, not per frame).
+    print_frames: bool,
 }
 
 impl World {
@@ -313,6 +315,7 @@ impl World {
             committed: Vec::new(),
             acked: Vec::new(),
             trace: 0xcbf2_9ce4_8422_2325,
+            print_frames: std::env::var_os("FIBERGUN_SIM_TRACE").is_some(),
             config,
         }
     }
@@ -844,7 +847,7 @@ impl World {
             return;
         }
         let to = if to_b { c.b } else { c.a };
-        if std::env::var_os("FIBERGUN_SIM_TRACE").is_some() {
+        if self.print_frames {
             let from = if to_b { c.a } else { c.b };
             eprintln!(
                 "{:>9.3} {from:?} -> {to:?} #{conn}: {}",
