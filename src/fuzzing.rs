@@ -81,6 +81,7 @@ pub fn parse_frame(data: &[u8]) {
         ..Limits::default()
     };
     if let Ok(items) = wire::parse_frame(&text, &limits, || "generated".into()) {
+        agrees_with_the_json_tree(&text, &items, &limits);
         for msg in items.into_iter().flatten() {
             if let wire::Body::Put(graph) = msg.body {
                 let mut out = String::new();
@@ -91,6 +92,28 @@ pub fn parse_frame(data: &[u8]) {
                 assert_eq!(again.nodes.len(), graph.nodes.len());
             }
         }
+    }
+}
+
+/// A put read straight from a one-message frame's text gives what its JSON tree gives: the same
+/// graph, or the same refusal.
+fn agrees_with_the_json_tree(text: &str, items: &[wire::Parsed], limits: &Limits) {
+    let (Ok(Json::Object(message)), [item]) = (serde_json::from_str::<Json>(text), items) else {
+        return;
+    };
+    let Some(put) = message.get("put") else {
+        return;
+    };
+    let by_tree = crate::Graph::from_json(put, limits);
+    match item {
+        Ok(wire::Message {
+            body: wire::Body::Put(graph),
+            ..
+        }) => assert_eq!(by_tree.as_ref(), Ok(graph), "{text}"),
+        Err(e) if e.reason.starts_with("invalid graph") => {
+            assert_eq!(by_tree.map_err(|e| e.0), Err(e.reason.clone()), "{text}")
+        }
+        _ => {}
     }
 }
 
