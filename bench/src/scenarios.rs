@@ -123,6 +123,13 @@ fn ws_frame(b: &[u8]) -> Option<(u8, std::ops::Range<usize>)> {
     (b.len() >= head + len).then_some((b0 & 0x0f, head..head + len))
 }
 
+/// The `host:port` of a `ws://` URL.
+fn ws_addr(url: &str) -> Result<&str, String> {
+    url.strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| format!("not a ws:// URL: {url}"))
+}
+
 /// A subscriber's socket after its handshake and its GET, read raw (one `read` and a scan per
 /// delivery): tungstenite and a task per socket cost the generator more than the servers spend
 /// on a delivery, and made the generator the ceiling of this scenario.
@@ -142,11 +149,8 @@ impl Subscriber {
     /// raw and without blocking.
     fn connect(url: &str, soul: &str, id: &str, updates: usize) -> Result<Subscriber, String> {
         use async_tungstenite::tungstenite::{client, Message as Frame};
-        let addr = url
-            .strip_prefix("ws://")
-            .and_then(|rest| rest.split('/').next())
-            .ok_or_else(|| format!("not a ws:// URL: {url}"))?;
-        let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+        let stream =
+            std::net::TcpStream::connect(ws_addr(url)?).map_err(|e| format!("connect: {e}"))?;
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .map_err(|e| e.to_string())?;
@@ -280,11 +284,8 @@ pub fn fanout(
         subs
     });
     // The writer: one put of a new key every 1/rate s.
-    let addr = writer_url
-        .strip_prefix("ws://")
-        .and_then(|rest| rest.split('/').next())
-        .ok_or_else(|| format!("not a ws:// URL: {writer_url}"))?;
-    let stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    let stream =
+        std::net::TcpStream::connect(ws_addr(writer_url)?).map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
     let (mut writer, _) = client(writer_url, stream).map_err(|e| format!("handshake: {e}"))?;
     let mut sent = vec![None; updates];

@@ -153,13 +153,13 @@ impl<'de, T> Entries<'de, T> {
     }
 }
 
-/// Reads a message object. Fails only where the JSON itself is bad; what the message says is
-/// checked afterwards.
-pub(super) fn read_message(text: &str) -> Result<RawMessage<'_>, serde_json::Error> {
+/// Reads a message object (`None` when the text holds another JSON value). Fails only where the
+/// JSON itself is bad; what the message says is checked afterwards.
+pub(super) fn read_message(text: &str) -> Result<Option<RawMessage<'_>>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     let message = MapOr(MessageSeed).deserialize(&mut de)?;
     de.end()?;
-    message.ok_or_else(|| serde::de::Error::custom("A message must be a JSON object."))
+    Ok(message)
 }
 
 /// Reads a map with the seed `S`, or anything else as `S::other()` (consumed and dropped).
@@ -378,6 +378,7 @@ mod tests {
         let text = format!(r#"{{"put":{put}}}"#);
         read_message(&text)
             .unwrap()
+            .unwrap()
             .put
             .unwrap()
             .into_graph(&Limits::default())
@@ -490,7 +491,7 @@ mod tests {
 
     #[test]
     fn a_message_that_is_not_an_object_is_refused() {
-        assert!(read_message("[1]").is_err());
+        assert!(read_message("[1]").unwrap().is_none());
         assert!(read_message(r##"{"#":"a"} x"##).is_err());
         assert!(read_message(r#"{"put":{"a":1e400}}"#).is_err());
     }

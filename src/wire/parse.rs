@@ -74,8 +74,8 @@ fn parse_element(
 ) -> Result<Parsed, Unread> {
     let fixed = replace_lone_surrogates(text);
     match direct::read_message(&fixed) {
-        Ok(raw) => Ok(parse_message(raw, limits, new_id)),
-        Err(e) if e.is_data() => Err(Unread(MessageError {
+        Ok(Some(raw)) => Ok(parse_message(raw, limits, new_id)),
+        Ok(None) => Err(Unread(MessageError {
             id: None,
             reason: "A message must be a JSON object.".into(),
         })),
