@@ -1,11 +1,12 @@
 //! A connection writer's mailbox: the frames the driver queues, a close, or a kill. It holds no
 //! memory while empty, so an idle connection costs only what it must (a channel would keep its
-//! first block of slots, about 1.2 KiB, for as long as the connection lives).
+//! first block of slots, about 1.2 KiB, for as long as the connection lives, and an event listener
+//! allocates).
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Mutex;
-
-use event_listener::{Event, EventListener};
+use std::task::{Poll, Waker};
 
 /// What a connection's writer task is asked to do.
 #[derive(Debug)]
@@ -25,17 +26,26 @@ struct State {
     closed: bool,
     /// End at once, dropping what is queued.
     killed: bool,
+    /// The writer, waiting for something to be queued, a close or a kill.
+    writer: Option<Waker>,
+    /// The task waiting for a kill. Kept apart from `writer`, so that a frame always wakes the
+    /// writer.
+    kill_watcher: Option<Waker>,
 }
 
-/// Frames on their way from the driver to one connection's writer.
+/// Frames on their way from the driver to one connection's writer. One task writes
+/// ([`Mailbox::next_batch`]) and one watches for a kill ([`Mailbox::killed`]): each has one waker
+/// slot, which costs no memory of its own (an event listener would allocate, per connection).
 #[derive(Debug, Default)]
 pub struct Mailbox {
     state: Mutex<State>,
-    /// Something was queued, or the mailbox closed or was killed: wakes the writer.
-    changed: Event,
-    /// Killed: wakes [`Mailbox::killed`]. Kept apart from `changed`, so that a frame's
-    /// notification always goes to the writer.
-    kill: Event,
+}
+
+/// Keeps `waker` in `slot` unless it already holds one that wakes the same task.
+fn remember(slot: &mut Option<Waker>, waker: &Waker) {
+    if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+        *slot = Some(waker.clone());
+    }
 }
 
 impl Mailbox {
@@ -52,14 +62,22 @@ impl Mailbox {
             return;
         }
         state.queue.push_back(out);
+        let writer = state.writer.take();
         drop(state);
-        self.changed.notify(1);
+        if let Some(writer) = writer {
+            writer.wake();
+        }
     }
 
     /// Nothing more will be queued.
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify(usize::MAX);
+        let mut state = self.lock();
+        state.closed = true;
+        let writer = state.writer.take();
+        drop(state);
+        if let Some(writer) = writer {
+            writer.wake();
+        }
     }
 
     /// Ends the writer at once (see [`Mailbox::killed`]).
@@ -67,52 +85,48 @@ impl Mailbox {
         let mut state = self.lock();
         state.killed = true;
         state.queue = VecDeque::new();
+        let wakers = [state.writer.take(), state.kill_watcher.take()];
         drop(state);
-        self.changed.notify(usize::MAX);
-        self.kill.notify(usize::MAX);
+        wakers.into_iter().flatten().for_each(Waker::wake);
     }
 
     /// Waits for what is queued and takes up to `max` of it, oldest first. `None` once killed,
     /// or closed with nothing left.
     pub async fn next_batch(&self, max: usize) -> Option<Vec<Outgoing>> {
-        loop {
-            let listener: EventListener = {
-                let mut state = self.lock();
-                if state.killed {
-                    return None;
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.killed {
+                return Poll::Ready(None);
+            }
+            if !state.queue.is_empty() {
+                let n = state.queue.len().min(max);
+                let batch = state.queue.drain(..n).collect();
+                if state.queue.is_empty() {
+                    // Give the memory back: most connections are idle most of the time.
+                    state.queue = VecDeque::new();
                 }
-                if !state.queue.is_empty() {
-                    let n = state.queue.len().min(max);
-                    let batch = state.queue.drain(..n).collect();
-                    if state.queue.is_empty() {
-                        // Give the memory back: most connections are idle most of the time.
-                        state.queue = VecDeque::new();
-                    }
-                    return Some(batch);
-                }
-                if state.closed {
-                    return None;
-                }
-                self.changed.listen()
-            };
-            listener.await;
-        }
+                return Poll::Ready(Some(batch));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            remember(&mut state.writer, cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 
     /// Completes when the mailbox is killed.
     pub async fn killed(&self) {
-        loop {
-            let listener = {
-                if self.lock().killed {
-                    return;
-                }
-                self.kill.listen()
-            };
-            if self.lock().killed {
-                return;
+        poll_fn(|cx| {
+            let mut state = self.lock();
+            if state.killed {
+                return Poll::Ready(());
             }
-            listener.await;
-        }
+            remember(&mut state.kill_watcher, cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 }
 
