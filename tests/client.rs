@@ -440,3 +440,26 @@ fn one_generic_driver_steps_a_client_and_a_peer() {
         "the peer's keepalive is armed"
     );
 }
+
+#[test]
+fn states_are_whole_milliseconds_as_gun_s_clock_gives_them() {
+    // A fraction from the wall clock would put the state up to 1 ms ahead of a GUN JS relay on the
+    // same clock, and GUN JS never acknowledges a write it deferred as from the future.
+    let mut w = World::new(1);
+    let state = |w: &World, key: &str| {
+        let soul = fibergun::Soul::new("doc").unwrap();
+        let key = fibergun::Key::new(key).unwrap();
+        w.relay.store.nodes[&soul][&key].state.ms()
+    };
+    let now = w.now();
+    let op = w.client(0).put(&["doc"], json!({"a": 1}), now + 0.75);
+    w.result(0, op).expect("acknowledged");
+    assert_eq!(state(&w, "a"), now);
+    // A second write in the same millisecond comes after the first, as GUN's clock orders them.
+    let op = w.client(0).put(&["doc"], json!({"b": 2}), now + 0.9);
+    w.settle();
+    // The relay holds a write from its future until its clock reaches the write's state.
+    w.relay.advance(1);
+    w.result(0, op).expect("acknowledged");
+    assert_eq!(state(&w, "b"), now + 0.001);
+}

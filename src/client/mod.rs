@@ -589,6 +589,10 @@ impl Client {
     }
 
     fn next_state(&mut self, now: f64) -> f64 {
+        // Whole milliseconds, as GUN's clock gives: a state with the wall clock's fraction would
+        // be up to 1 ms ahead of a GUN JS relay's `Date.now()` on the same clock, and GUN JS
+        // defers such a write and never acknowledges it.
+        let now = now.floor();
         // Above every earlier state, so two writes in one millisecond are ordered.
         self.last_state = if now > self.last_state {
             now
