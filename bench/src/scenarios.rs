@@ -31,8 +31,16 @@ impl Idle {
     }
 }
 
+/// Connections opened from one source address at most: one address reaches one server address
+/// through at most the ephemeral port range (about 28,000 ports on Linux), so more connections
+/// come from further loopback addresses (127.0.0.2, …; all of 127/8 is loopback).
+const CONNS_PER_SOURCE: usize = 20_000;
+
 /// Opens `conns` WebSockets that then stay idle, and measures the server's memory.
 pub fn idle(url: &str, conns: usize, server_pid: u32) -> Result<Idle, String> {
+    let server: std::net::SocketAddr = ws_addr(url)?
+        .parse()
+        .map_err(|e| format!("{url}: the idle scenario needs an IP address and port: {e}"))?;
     std::thread::sleep(Duration::from_millis(500));
     let before_kib = rss_kib(server_pid);
     let open = smol::block_on(async {
@@ -41,11 +49,14 @@ pub fn idle(url: &str, conns: usize, server_pid: u32) -> Result<Idle, String> {
         for wave in (0..conns).collect::<Vec<_>>().chunks(200) {
             let tasks: Vec<_> = wave
                 .iter()
-                .map(|_| smol::spawn(async_tungstenite::smol::connect_async(url.to_owned())))
+                .map(|&i| {
+                    let source =
+                        std::net::Ipv4Addr::new(127, 0, 0, 1 + (i / CONNS_PER_SOURCE) as u8);
+                    smol::spawn(connect_from(url.to_owned(), server, source))
+                })
                 .collect();
             for t in tasks {
-                let (ws, _) = t.await.map_err(|e| format!("connect: {e}"))?;
-                sockets.push(ws);
+                sockets.push(t.await?);
             }
         }
         Ok::<_, String>(sockets)
@@ -59,6 +70,73 @@ pub fn idle(url: &str, conns: usize, server_pid: u32) -> Result<Idle, String> {
         with_kib,
         conns,
     })
+}
+
+/// A WebSocket to `url` (at `server`) from the address `source`.
+async fn connect_from(
+    url: String,
+    server: std::net::SocketAddr,
+    source: std::net::Ipv4Addr,
+) -> Result<async_tungstenite::WebSocketStream<smol::Async<std::net::TcpStream>>, String> {
+    use socket2::{Domain, Socket, Type};
+    let failed = |e: std::io::Error| format!("connect from {source}: {e}");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).map_err(failed)?;
+    socket
+        .bind(&std::net::SocketAddr::from((source, 0)).into())
+        .map_err(failed)?;
+    socket.set_nonblocking(true).map_err(failed)?;
+    match socket.connect(&server.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let stream = smol::Async::new(std::net::TcpStream::from(socket)).map_err(failed)?;
+    stream.writable().await.map_err(failed)?;
+    if let Some(e) = stream.get_ref().take_error().map_err(failed)? {
+        return Err(failed(e));
+    }
+    let (ws, _) = async_tungstenite::client_async(url, stream)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(ws)
+}
+
+/// Raises this process's open-file limit (which the servers it starts inherit) to `needed`, or
+/// says why it cannot: past the hard limit, raising takes `CAP_SYS_RESOURCE`.
+pub fn raise_file_limit(needed: u64) -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!(
+            "cannot read the file limit: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if limit.rlim_cur >= needed {
+        return Ok(());
+    }
+    let raised = libc::rlimit {
+        rlim_cur: needed,
+        rlim_max: limit.rlim_max.max(needed),
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(format!(
+            "the open-file limit is {} (hard {}), below the {needed} this needs, and cannot be raised here: {}",
+            limit.rlim_cur,
+            limit.rlim_max,
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Files a process needs to hold `conns` connections: one each, and room for the rest.
+pub fn files_for(conns: usize) -> u64 {
+    conns as u64 + 1_024
 }
 
 /// What a fan-out run measured.
