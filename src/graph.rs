@@ -194,20 +194,8 @@ impl Value {
         match v {
             Json::Null => Ok(Value::Null),
             Json::Bool(b) => Ok(Value::Bool(*b)),
-            Json::Number(n) => match n.as_f64() {
-                Some(f) if f.is_finite() => Ok(Value::Number(if f == 0.0 { 0.0 } else { f })),
-                _ => Err("a number that is not finite".into()),
-            },
-            Json::String(s) => {
-                if s.len() > max_bytes {
-                    Err(format!(
-                        "a string of {} bytes, over the limit of {max_bytes}",
-                        s.len()
-                    ))
-                } else {
-                    Ok(Value::String(s.as_str().into()))
-                }
-            }
+            Json::Number(n) => Value::from_number(n.as_f64()),
+            Json::String(s) => Value::from_str_within(s, max_bytes),
             Json::Object(map) => match (map.len(), map.get("#")) {
                 (1, Some(Json::String(s))) if !s.is_empty() => {
                     Ok(Value::Link(Soul(s.as_str().into())))
@@ -294,9 +282,9 @@ impl Node {
     }
 
     /// Checks a node's parts, as read from a `put`, against GUN's rules and the limits.
-    pub(crate) fn from_parts(
+    pub(crate) fn from_parts<V: InputValue>(
         soul: &str,
-        input: NodeInput<'_>,
+        input: NodeInput<'_, V>,
         limits: &Limits,
     ) -> Result<Node, GraphError> {
         let at = || excerpt(soul);
@@ -320,8 +308,8 @@ impl Node {
                 at()
             ));
         };
-        match meta_soul {
-            Some(Json::String(s)) if s == soul.as_str() => {}
+        match meta_soul.and_then(InputValue::as_str) {
+            Some(s) if s == soul.as_str() => {}
             _ => {
                 return err(format!(
                     "invalid graph: metadata soul '_.#' of '{}' is not the same as its graph key",
@@ -344,7 +332,7 @@ impl Node {
             ));
         }
         // Many keys: an index, so that finding each key's state stays linear in all.
-        let index: Option<crate::HashMap<&str, &Json>> =
+        let index: Option<crate::HashMap<&str, &V>> =
             (states.len() > 16).then(|| states.iter().copied().collect());
         let state_of = |k: &str| match &index {
             Some(index) => index.get(k).copied(),
@@ -366,25 +354,25 @@ impl Node {
                         at()
                     ))
                 }
-                Some(Json::Number(n)) => {
-                    n.as_f64().and_then(|f| State::new(f).ok()).ok_or_else(|| {
+                Some(state) => match state.number() {
+                    Some(n) => n.and_then(|f| State::new(f).ok()).ok_or_else(|| {
                         GraphError(format!(
                             "invalid graph: state of key '{}' of '{}' is not finite",
                             kat(),
                             at()
                         ))
-                    })?
-                }
-                Some(other) => {
-                    return err(format!(
-                        "invalid graph: state of key '{}' of '{}' is not a number: {}",
-                        kat(),
-                        at(),
-                        excerpt(&json::stringify(other))
-                    ))
-                }
+                    })?,
+                    None => {
+                        return err(format!(
+                            "invalid graph: state of key '{}' of '{}' is not a number: {}",
+                            kat(),
+                            at(),
+                            excerpt(&state.json_text())
+                        ))
+                    }
+                },
             };
-            let value = Value::from_json(v, limits.max_value_bytes).map_err(|why| {
+            let value = v.to_value(limits.max_value_bytes).map_err(|why| {
                 GraphError(format!(
                     "invalid graph: value of key '{}' of '{}' is {why}",
                     kat(),
@@ -406,30 +394,87 @@ impl Node {
     }
 }
 
+/// A value of a `put` as read (a field's value, a state, a metadata soul), before its rules are
+/// checked: a JSON tree's value, or one read straight from a frame's text (the wire reader),
+/// which holds a string without a JSON tree's allocation.
+pub(crate) trait InputValue {
+    /// The value, checked against GUN's rules for field values. `max_bytes` bounds strings.
+    fn to_value(&self, max_bytes: usize) -> Result<Value, String>;
+    /// `Some` when the value is a number: its `f64`, if it has one.
+    fn number(&self) -> Option<Option<f64>>;
+    /// The string, when the value is one.
+    fn as_str(&self) -> Option<&str>;
+    /// The value's JSON text, for an error message.
+    fn json_text(&self) -> String;
+}
+
+impl InputValue for Json {
+    fn to_value(&self, max_bytes: usize) -> Result<Value, String> {
+        Value::from_json(self, max_bytes)
+    }
+
+    fn number(&self) -> Option<Option<f64>> {
+        match self {
+            Json::Number(n) => Some(n.as_f64()),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        Json::as_str(self)
+    }
+
+    fn json_text(&self) -> String {
+        json::stringify(self)
+    }
+}
+
+impl Value {
+    /// A string value, checked against the size limit (as [`Value::from_json`] checks it).
+    pub(crate) fn from_str_within(s: &str, max_bytes: usize) -> Result<Value, String> {
+        if s.len() > max_bytes {
+            Err(format!(
+                "a string of {} bytes, over the limit of {max_bytes}",
+                s.len()
+            ))
+        } else {
+            Ok(Value::String(s.into()))
+        }
+    }
+
+    /// A number value, checked (as [`Value::from_json`] checks it).
+    pub(crate) fn from_number(n: Option<f64>) -> Result<Value, String> {
+        match n {
+            Some(f) if f.is_finite() => Ok(Value::Number(if f == 0.0 { 0.0 } else { f })),
+            _ => Err("a number that is not finite".into()),
+        }
+    }
+}
+
 /// A node of a `put` as read, before its rules are checked: from a JSON tree
 /// ([`NodeInput::of_json`]) or straight from a frame's text (the wire reader).
-pub(crate) enum NodeInput<'a> {
+pub(crate) enum NodeInput<'a, V = Json> {
     /// Not a JSON object.
     NotObject,
     /// An object.
     Object {
         /// Its metadata `_`, if it has one.
-        meta: Option<MetaInput<'a>>,
+        meta: Option<MetaInput<'a, V>>,
         /// Its other keys and their values, in order, each key once.
-        fields: Vec<(&'a str, &'a Json)>,
+        fields: Vec<(&'a str, &'a V)>,
     },
 }
 
 /// A node's metadata `_` as read.
-pub(crate) enum MetaInput<'a> {
+pub(crate) enum MetaInput<'a, V = Json> {
     /// Not a JSON object.
     NotObject,
     /// An object.
     Object {
         /// Its `#`.
-        soul: Option<&'a Json>,
+        soul: Option<&'a V>,
         /// Its `>`, when that is an object: each key once, with its state.
-        states: Option<Vec<(&'a str, &'a Json)>>,
+        states: Option<Vec<(&'a str, &'a V)>>,
     },
 }
 
@@ -506,9 +551,9 @@ impl Graph {
         "invalid graph: 'put' is not an object of souls to nodes";
 
     /// Checks the `count` nodes of a `put`, as read, against GUN's rules and the limits.
-    pub(crate) fn from_parts<'a>(
+    pub(crate) fn from_parts<'a, V: InputValue + 'a>(
         count: usize,
-        nodes: impl Iterator<Item = (&'a str, NodeInput<'a>)>,
+        nodes: impl Iterator<Item = (&'a str, NodeInput<'a, V>)>,
         limits: &Limits,
     ) -> Result<Graph, GraphError> {
         if count == 0 {

@@ -128,27 +128,43 @@ pub enum DepthError {
     },
 }
 
-/// Checks that arrays and objects in `text` nest at most `max` deep, without parsing it.
+/// What one pass over a text found before it is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    /// Some string holds an escape `\uD…` or `\ud…`: maybe a lone UTF-16 surrogate, which
+    /// JavaScript can write and UTF-8 cannot hold.
+    pub surrogate_escapes: bool,
+}
+
+/// Checks that arrays and objects in `text` nest at most `max` deep, without parsing it, and
+/// notes surrogate escapes (see [`Scan`]).
 ///
 /// This runs before the parser so that hostile input cannot make the parser recurse deeply; it
-/// skips string contents, so brackets inside strings do not count.
-pub fn check_depth(text: &str, max: usize) -> Result<(), DepthError> {
+/// skips string contents (brackets inside strings do not count), a string at a time.
+pub fn scan(text: &str, max: usize) -> Result<Scan, DepthError> {
+    let bytes = text.as_bytes();
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let mut surrogate_escapes = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // To the closing quote, jumping from backslash to backslash.
+                i += 1;
+                loop {
+                    let rest = bytes.get(i..).unwrap_or_default();
+                    let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
+                        return Ok(Scan { surrogate_escapes });
+                    };
+                    i += at;
+                    if bytes[i] == b'"' {
+                        break;
+                    }
+                    surrogate_escapes |= bytes.get(i + 1) == Some(&b'u')
+                        && matches!(bytes.get(i + 2), Some(b'd' | b'D'));
+                    i += 2;
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > max {
@@ -158,8 +174,14 @@ pub fn check_depth(text: &str, max: usize) -> Result<(), DepthError> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
-    Ok(())
+    Ok(Scan { surrogate_escapes })
+}
+
+/// Checks that arrays and objects in `text` nest at most `max` deep (see [`scan`]).
+pub fn check_depth(text: &str, max: usize) -> Result<(), DepthError> {
+    scan(text, max).map(|_| ())
 }
 
 #[cfg(test)]
@@ -219,5 +241,21 @@ mod tests {
         assert!(check_depth(r##"{"a":"[[[[[[[[[[["}"##, 2).is_ok());
         assert_eq!(check_depth("[[[", 2), Err(DepthError::TooDeep { max: 2 }));
         assert!(check_depth(r##"{"a":"\"[[["}"##, 1).is_ok());
+        assert!(check_depth(r##"{"a":"\\"}"##, 1).is_ok());
+        assert_eq!(
+            check_depth(r##"{"a":"\\",[[["##, 2),
+            Err(DepthError::TooDeep { max: 2 })
+        );
+    }
+
+    #[test]
+    fn the_scan_notes_surrogate_escapes_in_strings_only() {
+        let escapes = |t: &str| scan(t, 8).unwrap().surrogate_escapes;
+        assert!(escapes(r#"{"a":"x\ud800"}"#));
+        assert!(escapes(r#"{"\uDC00":1}"#));
+        assert!(!escapes(r#"{"a":"\\ud800"}"#));
+        assert!(!escapes(r#"{"a":"\u00e9 \n"}"#));
+        // An unclosed string ends the scan; the parser refuses the text.
+        assert!(escapes(r#"{"a":"\ud800"#));
     }
 }

@@ -13,37 +13,39 @@ use std::fmt;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
-use crate::graph::{Graph, GraphError, MetaInput, NodeInput};
+use serde::Deserialize;
+
+use crate::graph::{Graph, GraphError, InputValue, MetaInput, NodeInput, Value};
 use crate::limits::Limits;
 
 /// A message object: its `put`, read directly, the other fields the core reads each in its own
 /// place, and the rest as they came.
 pub(super) struct RawMessage<'de> {
-    /// `#`, `@`, `err`, `><`, `pid`, `dam`, `ok`, `##` and `get`, as JSON.
-    pub known: Known,
+    /// `#`, `@`, `err`, `><`, `pid`, `dam`, `ok`, `##` and `get`.
+    pub known: Known<'de>,
     /// Every other field but `put`, in order.
     pub extra: Map<String, Json>,
     /// `put`, if the message has one.
     pub put: Option<RawPut<'de>>,
 }
 
-/// The fields of a message the core reads, as JSON (their types are checked afterwards).
+/// The fields of a message the core reads, as read (their types are checked afterwards).
 #[derive(Default)]
-pub(super) struct Known {
-    pub id: Option<Json>,
-    pub reply_to: Option<Json>,
-    pub err: Option<Json>,
-    pub skip: Option<Json>,
-    pub pid: Option<Json>,
-    pub dam: Option<Json>,
-    pub ok: Option<Json>,
-    pub hash: Option<Json>,
-    pub get: Option<Json>,
+pub(super) struct Known<'de> {
+    pub id: Option<RawValue<'de>>,
+    pub reply_to: Option<RawValue<'de>>,
+    pub err: Option<RawValue<'de>>,
+    pub skip: Option<RawValue<'de>>,
+    pub pid: Option<RawValue<'de>>,
+    pub dam: Option<RawValue<'de>>,
+    pub ok: Option<RawValue<'de>>,
+    pub hash: Option<RawValue<'de>>,
+    pub get: Option<RawValue<'de>>,
 }
 
-impl Known {
+impl<'de> Known<'de> {
     /// The place of the field named `key`, if the core reads it.
-    fn slot(&mut self, key: &str) -> Option<&mut Option<Json>> {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<RawValue<'de>>> {
         Some(match key {
             "#" => &mut self.id,
             "@" => &mut self.reply_to,
@@ -59,6 +61,130 @@ impl Known {
     }
 }
 
+/// A JSON value as read: scalars as they are, a string borrowed from the text where it holds no
+/// escapes, and an array or object as a JSON tree. Small (32 bytes), so a message's fields move
+/// cheaply, and a string costs one allocation where it is kept, not one more to read it.
+#[derive(Debug)]
+pub(super) enum RawValue<'de> {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    Str(Cow<'de, str>),
+    Tree(Box<Json>),
+}
+
+impl RawValue<'_> {
+    /// The value as a JSON tree.
+    pub fn into_json(self) -> Json {
+        match self {
+            RawValue::Null => Json::Null,
+            RawValue::Bool(b) => Json::Bool(b),
+            RawValue::Number(n) => Json::Number(n),
+            RawValue::Str(s) => Json::String(s.into_owned()),
+            RawValue::Tree(tree) => *tree,
+        }
+    }
+}
+
+impl InputValue for RawValue<'_> {
+    fn to_value(&self, max_bytes: usize) -> Result<Value, String> {
+        match self {
+            RawValue::Null => Ok(Value::Null),
+            RawValue::Bool(b) => Ok(Value::Bool(*b)),
+            RawValue::Number(n) => Value::from_number(n.as_f64()),
+            RawValue::Str(s) => Value::from_str_within(s, max_bytes),
+            RawValue::Tree(tree) => Value::from_json(tree, max_bytes),
+        }
+    }
+
+    fn number(&self) -> Option<Option<f64>> {
+        match self {
+            RawValue::Number(n) => Some(n.as_f64()),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            RawValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn json_text(&self) -> String {
+        match self {
+            RawValue::Tree(tree) => crate::json::stringify(tree),
+            RawValue::Str(s) => {
+                let mut out = String::with_capacity(s.len() + 2);
+                crate::json::write_string(&mut out, s);
+                out
+            }
+            RawValue::Null => "null".into(),
+            RawValue::Bool(b) => b.to_string(),
+            RawValue::Number(n) => crate::json::stringify(&Json::Number(n.clone())),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawValue<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(RawValueVisitor)
+    }
+}
+
+struct RawValueVisitor;
+
+impl<'de> Visitor<'de> for RawValueVisitor {
+    type Value = RawValue<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Null)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Number(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<RawValue<'de>, E> {
+        // As a JSON tree reads it: a number JSON cannot hold is null.
+        Ok(serde_json::Number::from_f64(v).map_or(RawValue::Null, RawValue::Number))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Str(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<RawValue<'de>, E> {
+        Ok(RawValue::Str(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawValue<'de>, A::Error> {
+        let tree = Json::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        Ok(RawValue::Tree(Box::new(tree)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawValue<'de>, A::Error> {
+        let tree = Json::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        Ok(RawValue::Tree(Box::new(tree)))
+    }
+}
+
 /// A `put` as read.
 pub(super) enum RawPut<'de> {
     NotObject,
@@ -70,7 +196,7 @@ pub(super) enum RawNode<'de> {
     NotObject,
     Object {
         meta: Option<RawMeta<'de>>,
-        fields: Entries<'de, Json>,
+        fields: Entries<'de, RawValue<'de>>,
     },
 }
 
@@ -78,8 +204,8 @@ pub(super) enum RawNode<'de> {
 pub(super) enum RawMeta<'de> {
     NotObject,
     Object {
-        soul: Option<Json>,
-        states: Option<Entries<'de, Json>>,
+        soul: Option<RawValue<'de>>,
+        states: Option<Entries<'de, RawValue<'de>>>,
     },
 }
 
@@ -113,8 +239,9 @@ impl RawPut<'_> {
 /// An object's entries in order, each key once: a repeated key's last value, at its first place.
 pub(super) struct Entries<'de, T> {
     list: Vec<(Cow<'de, str>, T)>,
-    /// Where each key is, once there are too many to search one by one.
-    index: Option<crate::HashMap<String, usize>>,
+    /// Where each key is, once there are too many to search one by one. Boxed: most objects
+    /// never need one, and a small `Entries` moves cheaply.
+    index: Option<Box<crate::HashMap<String, usize>>>,
 }
 
 impl<'de, T> Entries<'de, T> {
@@ -138,7 +265,7 @@ impl<'de, T> Entries<'de, T> {
         if let Some(index) = &mut self.index {
             index.insert(key.as_ref().to_owned(), self.list.len());
         } else if self.list.len() == SEARCHED {
-            let mut index = crate::HashMap::default();
+            let mut index = Box::<crate::HashMap<String, usize>>::default();
             for (i, (k, _)) in self.list.iter().enumerate() {
                 index.insert(k.as_ref().to_owned(), i);
             }
@@ -157,9 +284,15 @@ impl<'de, T> Entries<'de, T> {
 /// JSON itself is bad; what the message says is checked afterwards.
 pub(super) fn read_message(text: &str) -> Result<Option<RawMessage<'_>>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let message = MapOr(MessageSeed).deserialize(&mut de)?;
+    let mut message = RawMessage {
+        known: Known::default(),
+        extra: Map::new(),
+        put: None,
+    };
+    // Read in place: the message is big enough that moving it out of each visitor costs.
+    let is_object = MapOr(MessageSeed(&mut message)).deserialize(&mut de)?;
     de.end()?;
-    Ok(message)
+    Ok(is_object.then_some(message))
 }
 
 /// Reads a map with the seed `S`, or anything else as `S::other()` (consumed and dropped).
@@ -251,22 +384,19 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// The message object (`None` when the text holds another JSON value).
-struct MessageSeed;
+/// The message object, read into the message given; `false` when the text holds another JSON
+/// value.
+struct MessageSeed<'a, 'de>(&'a mut RawMessage<'de>);
 
-impl<'de> MapSeed<'de> for MessageSeed {
-    type Out = Option<RawMessage<'de>>;
+impl<'de> MapSeed<'de> for MessageSeed<'_, 'de> {
+    type Out = bool;
 
     fn other() -> Self::Out {
-        None
+        false
     }
 
     fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut message = RawMessage {
-            known: Known::default(),
-            extra: Map::new(),
-            put: None,
-        };
+        let message = self.0;
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if key == "put" {
                 message.put = Some(map.next_value_seed(MapOr(PutSeed))?);
@@ -277,7 +407,7 @@ impl<'de> MapSeed<'de> for MessageSeed {
                 message.extra.insert(key.into_owned(), value);
             }
         }
-        Ok(Some(message))
+        Ok(true)
     }
 }
 
@@ -350,7 +480,7 @@ impl<'de> MapSeed<'de> for MetaSeed {
 struct StatesSeed;
 
 impl<'de> MapSeed<'de> for StatesSeed {
-    type Out = Option<Entries<'de, Json>>;
+    type Out = Option<Entries<'de, RawValue<'de>>>;
 
     fn other() -> Self::Out {
         None

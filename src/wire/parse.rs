@@ -5,7 +5,7 @@ use serde_json::{Map, Value as Json};
 
 use super::direct;
 use super::{Body, FrameError, Get, Message, MessageError, Parsed};
-use crate::graph::{excerpt, Key, Soul};
+use crate::graph::{excerpt, InputValue, Key, Soul};
 use crate::json;
 use crate::lex::{KeyQuery, Range};
 use crate::limits::Limits;
@@ -26,11 +26,12 @@ pub fn parse_frame(
     if !body.starts_with(['{', '[']) {
         return Err(FrameError::NotMessages);
     }
-    json::check_depth(body, limits.max_json_depth).map_err(|_| FrameError::TooDeep {
+    let scan = json::scan(body, limits.max_json_depth).map_err(|_| FrameError::TooDeep {
         max: limits.max_json_depth,
     })?;
+    let surrogates = scan.surrogate_escapes;
     if body.starts_with('{') {
-        return match parse_element(body, limits, &mut new_id) {
+        return match parse_element(body, surrogates, limits, &mut new_id) {
             Err(Unread(e)) => Err(FrameError::BadJson(e.reason)),
             Ok(parsed) => Ok(vec![parsed]),
         };
@@ -56,7 +57,8 @@ pub fn parse_frame(
                     ),
                 });
             }
-            parse_element(element, limits, &mut new_id).unwrap_or_else(|Unread(e)| Err(e))
+            parse_element(element, surrogates, limits, &mut new_id)
+                .unwrap_or_else(|Unread(e)| Err(e))
         })
         .collect())
 }
@@ -65,14 +67,19 @@ pub fn parse_frame(
 struct Unread(MessageError);
 
 /// Reads one message object. Escapes of lone UTF-16 surrogates (which JavaScript can write but
-/// UTF-8 cannot hold) become U+FFFD. When the JSON is bad, the error names the message's id if
-/// it can be found.
+/// UTF-8 cannot hold) become U+FFFD; `surrogates` says whether the frame has escapes that may be
+/// some. When the JSON is bad, the error names the message's id if it can be found.
 fn parse_element(
     text: &str,
+    surrogates: bool,
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Result<Parsed, Unread> {
-    let fixed = replace_lone_surrogates(text);
+    let fixed = if surrogates {
+        replace_lone_surrogates(text)
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     match direct::read_message(&fixed) {
         Ok(Some(raw)) => Ok(parse_message(raw, limits, new_id)),
         Ok(None) => Err(Unread(MessageError {
@@ -189,13 +196,13 @@ fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-fn take_string(field: Option<Json>, key: &str) -> Result<Option<String>, String> {
+fn take_string(field: Option<direct::RawValue<'_>>, key: &str) -> Result<Option<String>, String> {
     match field {
         None => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s)),
+        Some(direct::RawValue::Str(s)) => Ok(Some(s.into_owned())),
         Some(other) => Err(format!(
             "'{key}' must be a string, not {}",
-            excerpt(&json::stringify(&other))
+            excerpt(&other.json_text())
         )),
     }
 }
@@ -250,13 +257,13 @@ fn parse_message(
         }
         s[..end].to_owned()
     });
-    let ok = known.ok;
+    let ok = known.ok.map(direct::RawValue::into_json);
     let hash = match known.hash {
         None => None,
-        Some(Json::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
+        Some(direct::RawValue::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
         Some(_) => return Err(fail("'##' must be a number".into())),
     };
-    let get = known.get;
+    let get = known.get.map(direct::RawValue::into_json);
     let body = match (dam, get, put) {
         (Some(verb), _, _) => Body::Dam { verb, pid },
         (None, Some(_), Some(_)) => return Err(fail("a message cannot both get and put".into())),
