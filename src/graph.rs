@@ -585,6 +585,25 @@ impl Graph {
         out.push('}');
     }
 
+    /// About how long the graph's wire form is (a little more when values need no escapes), so
+    /// a message can be written without growing its buffer.
+    pub fn json_len_hint(&self) -> usize {
+        let field = |(key, field): (&Key, &Field)| {
+            let value = match &field.value {
+                Value::String(s) => s.len() + 2,
+                Value::Link(soul) => soul.as_str().len() + 8,
+                _ => 24,
+            };
+            // The key twice (its state, its value), a state of up to 17 digits, punctuation.
+            2 * key.as_str().len() + value + 24
+        };
+        self.nodes
+            .iter()
+            .map(|n| 2 * n.soul.as_str().len() + 20 + n.fields.iter().map(field).sum::<usize>())
+            .sum::<usize>()
+            + 2
+    }
+
     /// The number of fields in all nodes.
     pub fn field_count(&self) -> usize {
         self.nodes.iter().map(|n| n.fields.len()).sum()

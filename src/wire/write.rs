@@ -11,7 +11,11 @@ use crate::lex::Range;
 /// Writes a message back out, every field included (those the core does not know as well), so a
 /// relayed message loses nothing.
 pub fn write_message(msg: &Message) -> String {
-    let mut out = String::with_capacity(128);
+    let body = match &msg.body {
+        Body::Put(graph) => graph.json_len_hint(),
+        _ => 64,
+    };
+    let mut out = String::with_capacity(64 + msg.id.len() + body);
     open(&mut out, &msg.id);
     if let Some(r) = &msg.reply_to {
         reply_field(&mut out, r);
