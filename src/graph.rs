@@ -14,9 +14,10 @@ use serde_json::{Map, Value as Json};
 use crate::json;
 use crate::limits::Limits;
 
-/// A node's id. Non-empty.
+/// A node's id. Non-empty. Shared, not copied, when cloned: a soul is kept in many places at once
+/// (a store op, the purpose of its result, subscriptions, caches) on every write's path.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Soul(Box<str>);
+pub struct Soul(std::sync::Arc<str>);
 
 /// A field name inside a node. Non-empty and not `_` (the metadata key).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
