@@ -141,8 +141,10 @@ impl Listener {
             if !first {
                 self.stats.feed_gap();
                 tracing::info!("the change feed listens again: subscribed nodes are read again");
-                (self.sink)(FeedEvent::Gap);
             }
+            // Also on the first connection: what was committed between the relay's start (its
+            // first reads) and this LISTEN was announced to no one here.
+            (self.sink)(FeedEvent::Gap);
             first = false;
             if let Err(e) = self.follow(&mut client) {
                 tracing::warn!("the change feed lost its connection: {e}");

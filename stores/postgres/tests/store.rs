@@ -321,6 +321,12 @@ fn the_feed_brings_what_other_relays_commit_and_says_when_it_had_a_gap() {
         }
     };
     wait_listening(&b);
+    // What was committed before it first listened was announced to no one here: that first
+    // connection, too, is reported as a gap, so its subscribed nodes are read again.
+    assert!(matches!(
+        rx.recv_timeout(Duration::from_secs(15)),
+        Ok(FeedEvent::Gap)
+    ));
     a.apply(vec![merge(
         1,
         "chat",
