@@ -185,8 +185,7 @@ pub fn scan(text: &str, max: usize) -> Result<Scan, DepthError> {
                 // To the closing quote, jumping from backslash to backslash.
                 i += 1;
                 loop {
-                    let rest = bytes.get(i..).unwrap_or_default();
-                    let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
+                    let Some(at) = string_stop(bytes.get(i..).unwrap_or_default()) else {
                         return Ok(Scan { surrogate_escapes });
                     };
                     i += at;
@@ -210,6 +209,18 @@ pub fn scan(text: &str, max: usize) -> Result<Scan, DepthError> {
         i += 1;
     }
     Ok(Scan { surrogate_escapes })
+}
+
+/// Where the next `"` or `\\` is in `bytes`: byte by byte for the first few (most strings of a
+/// message, its keys and ids, are short, and a SIMD search costs more to start), then by memchr.
+fn string_stop(bytes: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = &bytes[..bytes.len().min(SHORT)];
+    if let Some(at) = head.iter().position(|&b| b == b'"' || b == b'\\') {
+        return Some(at);
+    }
+    let rest = bytes.get(SHORT..)?;
+    memchr::memchr2(b'"', b'\\', rest).map(|at| SHORT + at)
 }
 
 /// Checks that arrays and objects in `text` nest at most `max` deep (see [`scan`]).
@@ -255,6 +266,47 @@ mod tests {
             let mut general = ryu_js::Buffer::new();
             let expected = if n == 0.0 { "0" } else { general.format_finite(n) };
             proptest::prop_assert_eq!(num(n), expected);
+        }
+
+        /// The scan, jumping through strings, agrees with a byte-by-byte walk.
+        #[test]
+        fn the_scan_agrees_with_a_walk_byte_by_byte(text in "([\"\\\\\\[\\]{}ud]|a{1,40}){0,30}", max in 0usize..4) {
+            let (mut depth, mut in_string, mut escaped, mut deep) = (0usize, false, false, false);
+            let mut surrogates = false;
+            let bytes = text.as_bytes();
+            for (i, &b) in bytes.iter().enumerate() {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                        surrogates |= bytes.get(i + 1) == Some(&b'u')
+                            && matches!(bytes.get(i + 2), Some(b'd' | b'D'));
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'[' | b'{' => {
+                        depth += 1;
+                        if depth > max {
+                            deep = true;
+                            break;
+                        }
+                    }
+                    b']' | b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            match scan(&text, max) {
+                Err(_) => proptest::prop_assert!(deep),
+                Ok(found) => {
+                    proptest::prop_assert!(!deep);
+                    proptest::prop_assert_eq!(found.surrogate_escapes, surrogates);
+                }
+            }
         }
 
         /// The fast path for strings without escapes writes what the escaping loop does.

@@ -21,12 +21,20 @@ use crate::limits::Limits;
 /// A message object: its `put`, read directly, the other fields the core reads each in its own
 /// place, and the rest as they came.
 pub(super) struct RawMessage<'de> {
-    /// `#`, `@`, `err`, `><`, `pid`, `dam`, `ok`, `##` and `get`.
+    /// `#`, `@`, `err`, `><`, `pid`, `dam`, `ok` and `##`.
     pub known: Known<'de>,
     /// Every other field but `put`, in order.
     pub extra: Map<String, Json>,
     /// `put`, if the message has one.
     pub put: Option<RawPut<'de>>,
+    /// `get`, if the message has one.
+    pub get: Option<RawGet<'de>>,
+}
+
+/// A `get` as read: its fields, a lex object among them as a JSON tree.
+pub(super) enum RawGet<'de> {
+    NotObject,
+    Object(Entries<'de, RawValue<'de>>),
 }
 
 /// The fields of a message the core reads, as read (their types are checked afterwards).
@@ -40,7 +48,6 @@ pub(super) struct Known<'de> {
     pub dam: Option<RawValue<'de>>,
     pub ok: Option<RawValue<'de>>,
     pub hash: Option<RawValue<'de>>,
-    pub get: Option<RawValue<'de>>,
 }
 
 impl<'de> Known<'de> {
@@ -55,7 +62,6 @@ impl<'de> Known<'de> {
             "dam" => &mut self.dam,
             "ok" => &mut self.ok,
             "##" => &mut self.hash,
-            "get" => &mut self.get,
             _ => return None,
         })
     }
@@ -275,6 +281,14 @@ impl<'de, T> Entries<'de, T> {
         self.list.push((key, value));
     }
 
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&T> {
+        match &self.index {
+            Some(index) => index.get(key).map(|&at| &self.list[at].1),
+            None => self.list.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+        }
+    }
+
     fn pairs(&self) -> Vec<(&str, &T)> {
         self.list.iter().map(|(k, v)| (k.as_ref(), v)).collect()
     }
@@ -288,6 +302,7 @@ pub(super) fn read_message(text: &str) -> Result<Option<RawMessage<'_>>, serde_j
         known: Known::default(),
         extra: Map::new(),
         put: None,
+        get: None,
     };
     // Read in place: the message is big enough that moving it out of each visitor costs.
     let is_object = MapOr(MessageSeed(&mut message)).deserialize(&mut de)?;
@@ -400,6 +415,8 @@ impl<'de> MapSeed<'de> for MessageSeed<'_, 'de> {
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if key == "put" {
                 message.put = Some(map.next_value_seed(MapOr(PutSeed))?);
+            } else if key == "get" {
+                message.get = Some(map.next_value_seed(MapOr(GetSeed))?);
             } else if let Some(slot) = message.known.slot(&key) {
                 *slot = Some(map.next_value()?);
             } else {
@@ -474,6 +491,24 @@ impl<'de> MapSeed<'de> for MetaSeed {
             }
         }
         Ok(RawMeta::Object { soul, states })
+    }
+}
+
+struct GetSeed;
+
+impl<'de> MapSeed<'de> for GetSeed {
+    type Out = RawGet<'de>;
+
+    fn other() -> Self::Out {
+        RawGet::NotObject
+    }
+
+    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
+        let mut fields = Entries::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            fields.insert(key, map.next_value()?);
+        }
+        Ok(RawGet::Object(fields))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::direct;
+use super::direct::{self, RawValue};
 use super::{Body, FrameError, Get, Message, MessageError, Parsed};
 use crate::graph::{excerpt, InputValue, Key, Soul};
 use crate::json;
@@ -213,7 +213,12 @@ fn parse_message(
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Parsed {
-    let direct::RawMessage { known, extra, put } = raw;
+    let direct::RawMessage {
+        known,
+        extra,
+        put,
+        get,
+    } = raw;
     let id = match take_string(known.id, "#") {
         Ok(Some(id)) if id.len() > limits.max_id_bytes => {
             return Err(MessageError {
@@ -263,7 +268,6 @@ fn parse_message(
         Some(direct::RawValue::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
         Some(_) => return Err(fail("'##' must be a number".into())),
     };
-    let get = known.get.map(direct::RawValue::into_json);
     let body = match (dam, get, put) {
         (Some(verb), _, _) => Body::Dam { verb, pid },
         (None, Some(_), Some(_)) => return Err(fail("a message cannot both get and put".into())),
@@ -292,17 +296,36 @@ fn is_truthy(v: Option<&Json>) -> bool {
     }
 }
 
-fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
-    let Json::Object(get) = get else {
+fn is_truthy_raw(v: Option<&RawValue<'_>>) -> bool {
+    match v {
+        None | Some(RawValue::Null) | Some(RawValue::Bool(false)) => false,
+        Some(RawValue::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(RawValue::Str(s)) => !s.is_empty(),
+        Some(RawValue::Tree(tree)) => is_truthy(Some(tree)),
+        Some(_) => true,
+    }
+}
+
+/// The object of a value, when it is one.
+fn as_object<'a>(v: &'a RawValue<'_>) -> Option<&'a Map<String, Json>> {
+    match v {
+        RawValue::Tree(tree) => tree.as_object(),
+        _ => None,
+    }
+}
+
+fn parse_get(get: direct::RawGet<'_>, limits: &Limits) -> Result<Get, String> {
+    let direct::RawGet::Object(get) = get else {
         return Err("'get' must be an object with a soul '#'".into());
     };
     check_get_sizes(&get, limits)?;
-    let mut reverse = is_truthy(get.get("-"));
+    let mut reverse = is_truthy_raw(get.get("-"));
     // GUN allows `%` as a number or a numeric string.
     let budget = match get.get("%") {
         None => None,
         Some(v) => match v
-            .as_f64()
+            .number()
+            .flatten()
             .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
         {
             Some(f) if f >= 0.0 => Some((f as u64).min(limits.max_lex_reply_bytes)),
@@ -311,26 +334,28 @@ fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
     };
     match get.get("#") {
         None => Err("'get' has no soul '#'".into()),
-        Some(Json::String(soul)) => {
+        Some(RawValue::Str(soul)) => {
             let soul = Soul::new(soul).map_err(|e| format!("get: {e}"))?;
             let keys = match get.get(".") {
                 None => KeyQuery::All,
-                Some(Json::String(k)) => {
+                Some(RawValue::Str(k)) => {
                     KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
                 }
-                Some(Json::Object(lex)) => {
-                    reverse |= is_truthy(lex.get("-"));
-                    match lex.get("=") {
-                        Some(Json::String(k)) => {
-                            KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
-                        }
-                        Some(_) => return Err("get lex '=' must be a string".into()),
-                        None => {
-                            KeyQuery::Range(Range::from_lex(lex).map_err(|e| format!("get: {e}"))?)
+                Some(v) => match as_object(v) {
+                    Some(lex) => {
+                        reverse |= is_truthy(lex.get("-"));
+                        match lex.get("=") {
+                            Some(Json::String(k)) => {
+                                KeyQuery::One(Key::new(k).map_err(|e| format!("get: {e}"))?)
+                            }
+                            Some(_) => return Err("get lex '=' must be a string".into()),
+                            None => KeyQuery::Range(
+                                Range::from_lex(lex).map_err(|e| format!("get: {e}"))?,
+                            ),
                         }
                     }
-                }
-                Some(_) => return Err("get '.' must be a key or a lex object".into()),
+                    None => return Err("get '.' must be a key or a lex object".into()),
+                },
             };
             Ok(Get::Node {
                 soul,
@@ -339,7 +364,10 @@ fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
                 budget,
             })
         }
-        Some(Json::Object(lex)) => {
+        Some(v) => {
+            let Some(lex) = as_object(v) else {
+                return Err("get '#' must be a soul or a lex object".into());
+            };
             reverse |= is_truthy(lex.get("-"));
             if let Some(exact) = lex.get("=") {
                 let Json::String(soul) = exact else {
@@ -358,21 +386,21 @@ fn parse_get(get: Json, limits: &Limits) -> Result<Get, String> {
                 budget,
             })
         }
-        Some(_) => Err("get '#' must be a soul or a lex object".into()),
     }
 }
 
 /// Bounds every soul, key and lex string of a GET, so that no read can ask a store for an
 /// over-long key.
-fn check_get_sizes(get: &Map<String, Json>, limits: &Limits) -> Result<(), String> {
-    let longest = |v: Option<&Json>| match v {
-        Some(Json::String(s)) => s.len(),
-        Some(Json::Object(lex)) => lex
-            .values()
-            .map(|v| if let Json::String(s) = v { s.len() } else { 0 })
-            .max()
-            .unwrap_or(0),
-        _ => 0,
+fn check_get_sizes(get: &direct::Entries<'_, RawValue<'_>>, limits: &Limits) -> Result<(), String> {
+    let longest = |v: Option<&RawValue<'_>>| match v {
+        Some(RawValue::Str(s)) => s.len(),
+        Some(v) => as_object(v).map_or(0, |lex| {
+            lex.values()
+                .map(|v| if let Json::String(s) = v { s.len() } else { 0 })
+                .max()
+                .unwrap_or(0)
+        }),
+        None => 0,
     };
     let (soul, key) = (longest(get.get("#")), longest(get.get(".")));
     if soul + key > limits.max_soul_key_bytes {
@@ -451,12 +479,45 @@ mod tests {
     }
 
     #[test]
+    fn a_get_s_budget_and_direction_take_gun_s_forms() {
+        let node = |t: &str| match one(t).unwrap().body {
+            Body::Get(Get::Node {
+                reverse, budget, ..
+            }) => (reverse, budget),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(node(r##"{"get":{"#":"a","%":" 20 "}}"##), (false, Some(20)));
+        assert_eq!(
+            node(r##"{"get":{"#":"a","%":7.9,"-":1}}"##),
+            (true, Some(7))
+        );
+        assert_eq!(node(r##"{"get":{"#":"a","-":0,"-":""}}"##), (false, None));
+        assert_eq!(node(r##"{"get":{"#":"a","-":[]}}"##), (true, None));
+        assert_eq!(
+            node(r##"{"get":{"#":"a",".":{"=":"k","-":"y"}}}"##),
+            (true, None)
+        );
+        let long = "x".repeat(Limits::default().max_soul_key_bytes);
+        let e = one(&format!(
+            r##"{{"#":"g","get":{{"#":"{long}",".":{{">":"k"}}}}}}"##
+        ));
+        assert!(e.unwrap_err().reason.contains("soul and key of"));
+    }
+
+    #[test]
     fn bad_messages_name_their_id_and_problem() {
         for (text, why) in [
             (r##"{"#":"g","get":5}"##, "'get' must be an object"),
             (r##"{"#":"g","get":{}}"##, "no soul"),
             (r##"{"#":"g","get":{"#":5}}"##, "'#' must be a soul"),
             (r##"{"#":"g","get":{"#":"a",".":5}}"##, "'.' must be"),
+            (r##"{"#":"g","get":{"#":["a"]}}"##, "'#' must be a soul"),
+            (r##"{"#":"g","get":{"#":"a","%":-1}}"##, "non-negative"),
+            (r##"{"#":"g","get":{"#":"a","%":"x"}}"##, "non-negative"),
+            (
+                r##"{"#":"g","get":{"#":"a",".":{"=":1}}}"##,
+                "'=' must be a string",
+            ),
             (r##"{"#":"p","put":"x"}"##, "not an object"),
             (r##"{"#":"p","put":null}"##, "not an object"),
         ] {
