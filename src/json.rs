@@ -211,6 +211,18 @@ pub fn scan(text: &str, max: usize) -> Result<Scan, DepthError> {
     Ok(Scan { surrogate_escapes })
 }
 
+/// Where the string whose contents start at `from` in `bytes` ends (its closing quote), or
+/// `None` when it is not closed.
+pub fn string_end(bytes: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        from += string_stop(bytes.get(from..)?)?;
+        if bytes[from] == b'"' {
+            return Some(from);
+        }
+        from += 2;
+    }
+}
+
 /// Where the next `"` or `\\` is in `bytes`: byte by byte for the first few (most strings of a
 /// message, its keys and ids, are short, and a SIMD search costs more to start), then by memchr.
 fn string_stop(bytes: &[u8]) -> Option<usize> {

@@ -97,21 +97,13 @@ fn parse_element(
 /// brackets and strings are tracked; each element is parsed on its own afterwards.
 fn split_array(text: &str) -> Option<Vec<&str>> {
     let bytes = text.as_bytes();
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut depth = 0usize;
     let mut start = 1;
     let mut out = Vec::new();
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => i = json::string_end(bytes, i + 1)?,
             b'[' | b'{' => depth += 1,
             b']' | b'}' => {
                 depth = depth.checked_sub(1)?;
@@ -129,6 +121,7 @@ fn split_array(text: &str) -> Option<Vec<&str>> {
             }
             _ => {}
         }
+        i += 1;
     }
     None
 }
@@ -531,6 +524,22 @@ mod tests {
         }
         assert_eq!(one(r##"{"#":5}"##).unwrap_err().id, None);
         assert!(parse(r##"[1,{"#":"g","get":{"#":"a"}}]"##).unwrap()[0].is_err());
+    }
+
+    #[test]
+    fn an_array_splits_at_its_own_commas_only() {
+        let text = r#"[ {"a":"x,]\"}[{"} , {"b":[1,{"c":","}]},{"d":"\\"} ]"#;
+        assert_eq!(
+            split_array(text).unwrap(),
+            [
+                r#"{"a":"x,]\"}[{"}"#,
+                r#"{"b":[1,{"c":","}]}"#,
+                r#"{"d":"\\"}"#
+            ]
+        );
+        assert_eq!(split_array(r#"[{"a":"x]"#), None);
+        assert_eq!(split_array(r#"[{"a":1}] x"#), None);
+        assert_eq!(split_array("[ ]").unwrap(), Vec::<&str>::new());
     }
 
     #[test]
