@@ -488,8 +488,24 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
                     ratio >= 30.0,
                 ));
                 checks.push((
+                    format!(
+                        "durable puts/s at 50x10 at least 60 % of the bare-server limit (is {:.0} %)",
+                        of_limit * 100.0
+                    ),
+                    of_limit >= 0.6,
+                ));
+                checks.push((
                     format!("put ack p99 at 50x10 at most 1/20 of GUN JS (is {p99_ratio:.3})"),
                     p99_ratio <= 0.05,
+                ));
+            }
+            "durable puts 100x100" => {
+                checks.push((
+                    format!(
+                        "durable puts/s at 100x100 at least 40 % of the bare-server limit (is {:.0} %)",
+                        of_limit * 100.0
+                    ),
+                    of_limit >= 0.4,
                 ));
             }
             "signed puts 10x10" => {
@@ -674,13 +690,59 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         }
     }
     println!();
-    print_micro(&micro::run(Duration::from_secs(1), ""));
+    let cases = micro::run(Duration::from_secs(1), "");
+    print_micro(&cases);
+    // Half of each figure when these targets were set (2.4, 0.36 and 2.2 µs).
+    for (name, before_ns) in [
+        ("parse a put frame (1 node, 2 fields)", 2_400.0),
+        ("serialize a put message (1 node, 2 fields)", 360.0),
+        ("core: one put, frame in to ack out", 2_200.0),
+    ] {
+        if let Some(case) = cases.iter().find(|c| c.name == name) {
+            checks.push((
+                format!(
+                    "{name}: at most half of {before_ns:.0} ns (is {:.0} ns)",
+                    case.ns_per_op
+                ),
+                case.ns_per_op <= before_ns / 2.0,
+            ));
+        }
+    }
+    println!();
+    match simulation_speed() {
+        Ok(per_sec) => {
+            println!("Simulation (`fibergun-sim --bench`, one core): {per_sec:.0} messages/s.");
+            checks.push((
+                format!("simulation at least 1,000,000 messages/s on one core (is {per_sec:.0})"),
+                per_sec >= 1_000_000.0,
+            ));
+        }
+        Err(e) => checks.push((format!("simulation speed: not measured ({e})"), false)),
+    }
     println!();
     for (what, ok) in &checks {
         println!("{} {what}", if *ok { "PASS" } else { "FAIL" });
         pass &= ok;
     }
     Ok(pass)
+}
+
+/// Messages per second `fibergun-sim --bench` simulates on one core (it runs for 10 s).
+fn simulation_speed() -> Result<f64, String> {
+    let sim = repo_root().join("target/release/fibergun-sim");
+    let out = Command::new(&sim).arg("--bench").output().map_err(|e| {
+        format!(
+            "{}: {e} (build it with cargo build --release -p fibergun-sim)",
+            sim.display()
+        )
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "… on one core: 450000 messages/s, …"
+    text.split("one core: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("unexpected output: {text}"))
 }
 
 fn print_micro(cases: &[micro::Case]) {
