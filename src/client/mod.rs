@@ -778,7 +778,9 @@ impl Client {
             graph.nodes.push(node);
         }
         let id = self.new_msg_id();
-        let text = wire::put_message(&id, None, |out| graph.write_json(out));
+        let text = wire::put_message(&id, None, graph.json_len_hint(), |out| {
+            graph.write_json(out)
+        });
         self.outputs.push_back(ClientOutput::Send { text });
         self.puts.insert(id, op);
     }

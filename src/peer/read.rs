@@ -455,11 +455,11 @@ fn node_replies<'a>(
     // The current message's nodes, each a run of fields.
     let mut current: Vec<(&Soul, &[(&Key, &Field)])> = Vec::new();
     let mut size = 0;
-    let mut flush = |current: &mut Vec<(&Soul, &[(&Key, &Field)])>| {
+    let mut flush = |current: &mut Vec<(&Soul, &[(&Key, &Field)])>, size: usize| {
         if current.is_empty() {
             return;
         }
-        let reply = wire::put_message(&new_id(), Some(msg_id), |out| {
+        let reply = wire::put_message(&new_id(), Some(msg_id), size + 2, |out| {
             out.push('{');
             for (i, (soul, fields)) in current.iter().enumerate() {
                 if i > 0 {
@@ -483,7 +483,7 @@ fn node_replies<'a>(
                 if i > start {
                     current.push((soul, &fields[start..i]));
                 }
-                flush(&mut current);
+                flush(&mut current, size);
                 start = i;
                 size = 0;
             }
@@ -496,7 +496,7 @@ fn node_replies<'a>(
             current.push((soul, &fields[start..]));
         }
     }
-    flush(&mut current);
+    flush(&mut current, size);
     replies
 }
 

@@ -194,7 +194,7 @@ impl Peer {
             let msg_id = self.new_id();
             self.send(
                 conn,
-                wire::put_message(&msg_id, None, |out| out.push_str(&graph)),
+                wire::put_message(&msg_id, None, graph.len(), |out| out.push_str(&graph)),
             );
             let r = &mut self.remotes[id.0 as usize];
             if let Some(p) = r.pending.get_mut(&seq) {

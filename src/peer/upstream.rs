@@ -484,7 +484,7 @@ impl Peer {
         self.dedup.check_and_track(&msg_id, conn, self.now.mono);
         self.send(
             conn,
-            wire::put_message(&msg_id, None, |out| out.push_str(&entry)),
+            wire::put_message(&msg_id, None, entry.len(), |out| out.push_str(&entry)),
         );
         let sent = self.now.mono;
         if let Some(up) = self.upstream_mut(id) {

@@ -289,7 +289,7 @@ impl Peer {
             for conn in subscribers {
                 self.stats.fields_pushed += changed.len() as u64;
                 let id = self.new_id();
-                let msg = wire::put_message(&id, None, |out| out.push_str(&graph));
+                let msg = wire::put_message(&id, None, graph.len(), |out| out.push_str(&graph));
                 self.send(conn, msg);
                 // A configured peer gets it again after a reconnect until it acknowledges it.
                 if let Some(remote) = self.conns.get(&conn).and_then(|c| c.remote) {

@@ -192,7 +192,7 @@ pub fn mark_more(reply: &mut String) {
 /// no fields: `{"#":id,"@":reply_to,"put":{soul:{"_":{"#":soul,">":{}}}}}`. Merging it changes
 /// nothing anywhere.
 pub fn end_of_answer(id: &str, reply_to: &str, soul: &str) -> String {
-    put_message(id, Some(reply_to), |out| {
+    put_message(id, Some(reply_to), 2 * soul.len() + 24, |out| {
         out.push('{');
         crate::json::write_string(out, soul);
         out.push_str(":{\"_\":{\"#\":");
@@ -202,13 +202,16 @@ pub fn end_of_answer(id: &str, reply_to: &str, soul: &str) -> String {
 }
 
 /// `{"#":id,"@":reply_to,"put":graph}` (with `@`) or `{"#":id,"put":graph}` (a push), where
-/// `write_graph` appends the graph's JSON.
+/// `write_graph` appends the graph's JSON, of about `graph_bytes` (so the text is written without
+/// growing its buffer).
 pub fn put_message(
     id: &str,
     reply_to: Option<&str>,
+    graph_bytes: usize,
     write_graph: impl FnOnce(&mut String),
 ) -> String {
-    let mut out = String::with_capacity(128);
+    let reply_bytes = reply_to.map_or(0, |r| r.len() + 8);
+    let mut out = String::with_capacity(24 + id.len() + reply_bytes + graph_bytes);
     open(&mut out, id);
     if let Some(r) = reply_to {
         reply_field(&mut out, r);
