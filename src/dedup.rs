@@ -22,9 +22,42 @@ pub struct Seen {
 /// One remembered id. Its hash is kept so queue entries can find it without the id itself.
 #[derive(Debug)]
 struct Entry {
-    id: Box<str>,
+    id: Id,
     hash: u64,
     seen: Seen,
+}
+
+/// A message id as kept: in the entry itself when short, as GUN's are (9 to 12 characters), so
+/// remembering one allocates nothing and comparing one reads no other memory (the table is big
+/// and touched at random: every allocation and pointer followed was a cache miss per message).
+#[derive(Debug)]
+enum Id {
+    Inline { len: u8, bytes: [u8; Id::INLINE] },
+    Heap(Box<str>),
+}
+
+impl Id {
+    const INLINE: usize = 22;
+
+    fn new(id: &str) -> Id {
+        if id.len() <= Id::INLINE {
+            let mut bytes = [0; Id::INLINE];
+            bytes[..id.len()].copy_from_slice(id.as_bytes());
+            Id::Inline {
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            Id::Heap(id.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Id::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Id::Heap(id) => id.as_bytes(),
+        }
+    }
 }
 
 /// A bounded table of recent message ids.
@@ -54,7 +87,8 @@ impl Dedup {
 
     fn find(&self, id: &str) -> Option<&Entry> {
         let hash = self.hasher.hash_one(id);
-        self.seen.find(hash, |e| e.hash == hash && *e.id == *id)
+        self.seen
+            .find(hash, |e| e.hash == hash && e.id.as_bytes() == id.as_bytes())
     }
 
     /// Records `id` as seen now from `via`. Returns the earlier sighting if it was seen within
@@ -62,7 +96,8 @@ impl Dedup {
     pub fn check_and_track(&mut self, id: &str, via: ConnId, now: Instant) -> Option<Seen> {
         self.expire(now);
         let hash = self.hasher.hash_one(id);
-        let earlier = match self.seen.find_mut(hash, |e| e.hash == hash && *e.id == *id) {
+        let same = |e: &Entry| e.hash == hash && e.id.as_bytes() == id.as_bytes();
+        let earlier = match self.seen.find_mut(hash, same) {
             Some(entry) => {
                 let earlier = entry.seen;
                 entry.seen.at = now;
@@ -70,7 +105,7 @@ impl Dedup {
             }
             None => {
                 let entry = Entry {
-                    id: id.into(),
+                    id: Id::new(id),
                     hash,
                     seen: Seen { at: now, via },
                 };
@@ -132,10 +167,10 @@ impl Dedup {
         // Ids seen again leave stale entries behind in the queue; when they pile up, rebuild the
         // queue from the table (oldest first, ties by id so the order is deterministic).
         if self.order.len() > 2 * self.max + 16 {
-            let mut live: Vec<(Instant, &str, u64)> = self
+            let mut live: Vec<(Instant, &[u8], u64)> = self
                 .seen
                 .iter()
-                .map(|e| (e.seen.at, &*e.id, e.hash))
+                .map(|e| (e.seen.at, e.id.as_bytes(), e.hash))
                 .collect();
             live.sort_unstable();
             self.order = live.into_iter().map(|(at, _, hash)| (hash, at)).collect();
@@ -175,6 +210,20 @@ mod tests {
         assert!(d
             .check_and_track("a", ConnId(1), t0 + Duration::from_secs(23))
             .is_none());
+    }
+
+    #[test]
+    fn long_and_short_ids_are_told_apart() {
+        let t0 = Instant::now();
+        let mut d = table(10);
+        let long = "x".repeat(40);
+        for id in ["", "a", &"y".repeat(22), &"y".repeat(23), &long] {
+            assert!(d.check_and_track(id, ConnId(1), t0).is_none(), "{id}");
+        }
+        for id in ["", "a", &"y".repeat(22), &"y".repeat(23), &long] {
+            assert!(d.check_and_track(id, ConnId(2), t0).is_some(), "{id}");
+        }
+        assert!(!d.contains(&"x".repeat(39)) && !d.contains(&"y".repeat(21)));
     }
 
     #[test]
