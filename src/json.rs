@@ -24,30 +24,11 @@ pub fn write_number(out: &mut String, n: f64) {
     // Whole numbers below 2^53 (every HAM state, most values) print as their digits, as in
     // JavaScript; the general formatter is several times slower.
     if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        write_integer(out, n as i64);
+        out.push_str(itoa::Buffer::new().format(n as i64));
         return;
     }
     let mut buf = ryu_js::Buffer::new();
     out.push_str(buf.format_finite(n));
-}
-
-fn write_integer(out: &mut String, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push('-');
-    }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 /// Appends `s` as a JSON string literal with JavaScript's escaping: `"` and `\` escaped, the
