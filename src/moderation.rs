@@ -122,8 +122,11 @@ impl Moderation {
         if is_reserved(soul) {
             return Some(Hidden::Reserved);
         }
-        if self.taken_down.contains(soul) {
+        if !self.taken_down.is_empty() && self.taken_down.contains(soul) {
             return Some(Hidden::TakenDown);
+        }
+        if self.banned.is_empty() {
+            return None;
         }
         match crate::sea::owner_of(soul) {
             Some(owner) if self.banned.contains(&owner) => Some(Hidden::OwnerBanned(owner)),

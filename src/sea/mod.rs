@@ -280,7 +280,9 @@ pub fn verify_field(
 /// first `~` and the next `~` (or the end), cut at every character outside `[A-Za-z0-9_-]`; with
 /// at least two pieces, the first not starting with `@`, the key is `piece0.piece1`.
 pub fn owner_of(soul: &str) -> Option<String> {
-    let (_, after) = soul.split_once('~')?;
+    // Most souls are in no user space: a byte scan says so faster than a char search.
+    let at = soul.bytes().position(|b| b == b'~')?;
+    let after = &soul[at + 1..];
     let between = after.split('~').next().unwrap_or(after);
     let mut pieces = between
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
