@@ -503,12 +503,8 @@ impl<'de> MapSeed<'de> for GetSeed {
         RawGet::NotObject
     }
 
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut fields = Entries::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            fields.insert(key, map.next_value()?);
-        }
-        Ok(RawGet::Object(fields))
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error> {
+        read_values(map).map(RawGet::Object)
     }
 }
 
@@ -521,13 +517,20 @@ impl<'de> MapSeed<'de> for StatesSeed {
         None
     }
 
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut states = Entries::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            states.insert(key, map.next_value()?);
-        }
-        Ok(Some(states))
+    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error> {
+        read_values(map).map(Some)
     }
+}
+
+/// An object's entries, each value read as a [`RawValue`].
+fn read_values<'de, A: MapAccess<'de>>(
+    mut map: A,
+) -> Result<Entries<'de, RawValue<'de>>, A::Error> {
+    let mut values = Entries::new();
+    while let Some(key) = map.next_key_seed(KeySeed)? {
+        values.insert(key, map.next_value()?);
+    }
+    Ok(values)
 }
 
 #[cfg(test)]
