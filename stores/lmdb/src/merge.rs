@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 
 use fibergun::graph::{Field, Key, Soul};
-use fibergun::store::{merge_into, Store, StoreOp, StoreResult};
+use fibergun::ham::{self, Decision};
+use fibergun::store::{stored_bytes, Store, StoreOp, StoreResult};
 use heed::RwTxn;
 
 use crate::codec::{decode_field, encode_field, soul_prefix};
@@ -61,6 +62,7 @@ impl LmdbStore {
             let mut wtxn = self.env.write_txn()?;
             let mut results = Vec::with_capacity(ops.len());
             let mut new_nodes = 0u64;
+            let mut spaces = SpaceTally::default();
             for op in &ops {
                 results.push(match op {
                     StoreOp::Merge { .. } | StoreOp::OutboxAppend { .. }
@@ -70,7 +72,7 @@ impl LmdbStore {
                     }
                     // A failed write leaves the transaction unusable: the whole batch fails.
                     StoreOp::Merge { soul, fields, .. } => {
-                        self.merge(&mut wtxn, soul, fields, &mut new_nodes)?
+                        self.merge(&mut wtxn, soul, fields, &mut new_nodes, &mut spaces)?
                     }
                     // A failed read fails only itself.
                     StoreOp::Read { query, .. } => match self.read(&wtxn, query) {
@@ -84,6 +86,7 @@ impl LmdbStore {
                         .expect("every other op is the outbox's"),
                 });
             }
+            spaces.write(self, &mut wtxn)?;
             if ops.iter().any(StoreOp::writes) {
                 let changes: Vec<(&Soul, &[(Key, Field)])> = ops
                     .iter()
@@ -139,6 +142,7 @@ impl LmdbStore {
         soul: &Soul,
         fields: &[(Key, Field)],
         new_nodes: &mut u64,
+        spaces: &mut SpaceTally,
     ) -> heed::Result<StoreResult> {
         let prefix = soul_prefix(soul);
         // Whether the node is new, for the node count: known at once when its first field
@@ -156,41 +160,70 @@ impl LmdbStore {
                     current.is_none() && self.fields.prefix_iter(wtxn, &prefix)?.next().is_none(),
                 );
             }
-            let mut node: BTreeMap<Key, Field> =
-                current.map(|f| (k.clone(), f)).into_iter().collect();
-            let (mut one, by) = merge_into(
-                &mut node,
-                std::slice::from_ref(&(k.clone(), incoming.clone())),
-            );
-            if let Some((_, f)) = one.pop() {
-                self.fields.put(wtxn, &key, &encode_field(&f))?;
-                changed.push((k.clone(), f));
-                grew += by;
+            // HAM against the stored field, as `merge_into` decides for a node.
+            if ham::merge(incoming, current.as_ref()) == Decision::Accept {
+                let before = current.as_ref().map_or(0, |f| stored_bytes(k, &f.value));
+                grew += stored_bytes(k, &incoming.value) as i64 - before as i64;
+                self.fields.put(wtxn, &key, &encode_field(incoming))?;
+                changed.push((k.clone(), incoming.clone()));
             }
         }
         if was_empty == Some(true) && !changed.is_empty() {
             *new_nodes += 1;
         }
         let space_bytes = match fibergun::store::space_of(soul.as_str()) {
-            Some(space) => {
-                let db_key = crate::meta::space_db_key(&space);
-                let held = self
-                    .spaces
-                    .get(wtxn, &db_key)?
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map_or(0, u64::from_le_bytes);
-                let now = held.saturating_add_signed(grew);
-                if grew != 0 {
-                    self.spaces.put(wtxn, &db_key, &now.to_le_bytes())?;
-                }
-                Some(now)
-            }
+            Some(space) => Some(spaces.grow(self, wtxn, &space, grew)?),
             None => None,
         };
         Ok(StoreResult::Merged {
             changed,
             space_bytes,
         })
+    }
+}
+
+/// The sizes of the spaces a batch writes into, read once and written once at its end (each
+/// merge read and wrote its space's size, two more B-tree walks per put).
+#[derive(Default)]
+struct SpaceTally {
+    /// By space key: its size now, and whether that differs from what is stored.
+    sizes: BTreeMap<Vec<u8>, (u64, bool)>,
+}
+
+impl SpaceTally {
+    /// Adds `grew` bytes to `space`; returns its size after.
+    fn grow(
+        &mut self,
+        store: &LmdbStore,
+        wtxn: &RwTxn<'_>,
+        space: &str,
+        grew: i64,
+    ) -> heed::Result<u64> {
+        let db_key = crate::meta::space_db_key(space);
+        let (size, changed) = match self.sizes.get_mut(&db_key) {
+            Some(entry) => entry,
+            None => {
+                let held = store
+                    .spaces
+                    .get(wtxn, &db_key)?
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_le_bytes);
+                self.sizes.entry(db_key).or_insert((held, false))
+            }
+        };
+        *size = size.saturating_add_signed(grew);
+        *changed |= grew != 0;
+        Ok(*size)
+    }
+
+    /// Writes the sizes that changed.
+    fn write(&self, store: &LmdbStore, wtxn: &mut RwTxn<'_>) -> heed::Result<()> {
+        for (db_key, (size, changed)) in &self.sizes {
+            if *changed {
+                store.spaces.put(wtxn, db_key, &size.to_le_bytes())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -204,6 +237,43 @@ mod tests {
 
     fn merge(op: u64, soul: &str) -> StoreOp {
         merge_op(op, soul, "k", Value::String("x".repeat(2000).into()), 1.0)
+    }
+
+    /// The space size each merge reports, in op order.
+    fn sizes(results: &[StoreResult]) -> Vec<Option<u64>> {
+        results
+            .iter()
+            .map(|r| match r {
+                StoreResult::Merged { space_bytes, .. } => *space_bytes,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_counts_each_space_as_its_merges_go_and_stores_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LmdbStore::open(dir.path(), 1 << 26).unwrap();
+        let owner = "~ab12.cd34";
+        let text = |n: usize| Value::String("x".repeat(n).into());
+        // Key "k" (1 byte) plus the value's bytes, per field; a losing write changes nothing.
+        let results = store.apply(vec![
+            merge_op(1, &format!("{owner}/a"), "k", text(10), 5.0),
+            merge_op(2, "public/a", "k", text(4), 5.0),
+            merge_op(3, &format!("{owner}/b"), "k", text(20), 5.0),
+            merge_op(4, &format!("{owner}/a"), "k", text(3), 6.0),
+            merge_op(5, &format!("{owner}/a"), "k", text(99), 1.0),
+        ]);
+        assert_eq!(
+            sizes(&results),
+            [Some(11), Some(5), Some(32), Some(25), Some(25)]
+        );
+        assert_eq!(store.space_bytes("ab12.cd34"), Ok(25));
+        assert_eq!(store.space_bytes(""), Ok(5));
+        // The next batch goes on from what was stored.
+        let results = store.apply(vec![merge_op(6, &format!("{owner}/c"), "k", text(1), 5.0)]);
+        assert_eq!(sizes(&results), [Some(27)]);
+        assert_eq!(store.space_bytes("ab12.cd34"), Ok(27));
     }
 
     #[test]
