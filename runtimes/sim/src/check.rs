@@ -9,10 +9,8 @@ use fibergun::{Field, Key, MemStore, Soul, Value};
 /// soul -> key -> field.
 pub type Graph = BTreeMap<Soul, BTreeMap<Key, Field>>;
 
-fn json_text(value: &Value) -> Vec<u16> {
+fn json_text(value: &Value) -> String {
     fibergun::json::stringify(&value.to_json())
-        .encode_utf16()
-        .collect()
 }
 
 /// Whether `incoming` replaces `current` under HAM: a higher state wins; at equal states the value
@@ -21,7 +19,12 @@ pub fn wins(incoming: &Field, current: &Field) -> bool {
     match incoming.state.cmp(&current.state) {
         Ordering::Greater => true,
         Ordering::Less => false,
-        Ordering::Equal => json_text(&incoming.value) > json_text(&current.value),
+        // The same value is no change (and most comparisons here are of a write with itself).
+        Ordering::Equal if incoming.value == current.value => false,
+        Ordering::Equal => {
+            let (a, b) = (json_text(&incoming.value), json_text(&current.value));
+            a.encode_utf16().cmp(b.encode_utf16()) == Ordering::Greater
+        }
     }
 }
 
