@@ -56,12 +56,18 @@ impl Peer {
         let mut checks = Vec::new();
         let mut blocks: Vec<BlockList> = Vec::new();
         for node in &mut graph.nodes {
-            let soul = node.soul.as_str().to_owned();
+            let soul = node.soul.clone();
             let mut dropped = Vec::new();
             for (key, field) in &node.fields {
-                match plan(&soul, key.as_str(), &field.value, field.state.ms(), wall) {
+                match plan(
+                    soul.as_str(),
+                    key.as_str(),
+                    &field.value,
+                    field.state.ms(),
+                    wall,
+                ) {
                     Err(reason) => {
-                        self.tell_refusal(conn, crate::Rule::Sea, soul);
+                        self.tell_refusal(conn, crate::Rule::Sea, soul.as_str().to_owned());
                         return self.put_refused(conn, &msg_id, reason, ErrorKind::Unauthorized);
                     }
                     Ok(Plan::Accept) => {}
