@@ -45,11 +45,20 @@ impl Rng {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
 
-    /// A GUN-style id of `len` characters.
+    /// A GUN-style id of `len` characters. Each 64 random bits give up to 10 characters (61^10
+    /// is below 2^64): each character is the next base-61 digit of the bits read as a fraction.
     pub fn id(&mut self, len: usize) -> String {
-        (0..len)
-            .map(|_| ID_ALPHABET[self.below(ID_ALPHABET.len() as u64) as usize] as char)
-            .collect()
+        let mut id = String::with_capacity(len);
+        let mut bits = 0u64;
+        for i in 0..len {
+            if i % 10 == 0 {
+                bits = self.next_u64();
+            }
+            let scaled = u128::from(bits) * ID_ALPHABET.len() as u128;
+            id.push(ID_ALPHABET[(scaled >> 64) as usize] as char);
+            bits = scaled as u64;
+        }
+        id
     }
 }
 
@@ -65,5 +74,24 @@ mod tests {
         assert_eq!(id.len(), 9);
         assert!(id.bytes().all(|c| c.is_ascii_alphanumeric() && c != b'Y'));
         assert_ne!(Rng::new(8).id(9), id);
+        let long = a.id(25);
+        assert_eq!(long.len(), 25);
+        assert!(long.bytes().all(|c| ID_ALPHABET.contains(&c)));
+    }
+
+    #[test]
+    fn ids_use_the_whole_alphabet_about_evenly() {
+        let mut rng = Rng::new(1);
+        let mut counts = [0u32; 61];
+        for _ in 0..20_000 {
+            for c in rng.id(9).bytes() {
+                counts[ID_ALPHABET.iter().position(|&a| a == c).unwrap()] += 1;
+            }
+        }
+        // 180,000 characters: about 2,951 each.
+        assert!(
+            counts.iter().all(|&n| (2_600..3_300).contains(&n)),
+            "{counts:?}"
+        );
     }
 }
