@@ -228,18 +228,18 @@ impl Pump {
         let _ = Box::pin(sink.close(None)).await;
     }
 
-    /// Hands `event` to the driver, or gives it back when the driver is gone. The queue is
-    /// seldom full: waiting for room is a boxed future, so that its states (the event among them)
-    /// do not make every connection's future bigger.
+    /// Hands `event` to the driver at once when its queue has room, as it nearly always has;
+    /// otherwise gives back a boxed send to await (which gives the event back if the driver is
+    /// gone), so that its states (the event among them) do not make every connection's future
+    /// bigger.
     fn tell_driver(
         &self,
         event: DriverEvent,
     ) -> Result<(), Pin<Box<smol::channel::Send<'_, DriverEvent>>>> {
-        match self.ctx.events.try_send(event) {
-            Err(TrySendError::Full(event)) => Err(Box::pin(self.ctx.events.send(event))),
-            Err(TrySendError::Closed(event)) => Err(Box::pin(self.ctx.events.send(event))),
-            Ok(()) => Ok(()),
-        }
+        self.ctx
+            .events
+            .try_send(event)
+            .map_err(|unsent| Box::pin(self.ctx.events.send(unsent.into_inner())))
     }
 
     /// Pings the peer, and ends when it has answered nothing for too long.
