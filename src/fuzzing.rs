@@ -73,14 +73,17 @@ impl<'a> Bytes<'a> {
     }
 }
 
-/// Frame parsing from raw bytes never panics, and whatever parses re-serialises to JSON.
+/// Frame parsing from raw bytes never panics, reads exactly the JSON serde_json reads, and
+/// whatever parses re-serialises to JSON.
 pub fn parse_frame(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let limits = Limits {
         max_frame_bytes: 1 << 16,
         ..Limits::default()
     };
-    if let Ok(items) = wire::parse_frame(&text, &limits, || "generated".into()) {
+    let parsed = wire::parse_frame(&text, &limits, || "generated".into());
+    reads_what_serde_json_reads(&text, &parsed);
+    if let Ok(items) = parsed {
         agrees_with_the_json_tree(&text, &items, &limits);
         for msg in items.into_iter().flatten() {
             if let wire::Body::Put(graph) = msg.body {
@@ -92,6 +95,22 @@ pub fn parse_frame(data: &[u8]) {
                 assert_eq!(again.nodes.len(), graph.nodes.len());
             }
         }
+    }
+}
+
+/// A one-message frame is read as JSON exactly when serde_json reads it (escapes of lone UTF-16
+/// surrogates first made U+FFFD, as the wire reader reads them).
+fn reads_what_serde_json_reads(text: &str, parsed: &Result<Vec<wire::Parsed>, wire::FrameError>) {
+    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+        return;
+    }
+    let by_serde = serde_json::from_str::<Json>(&wire::replace_lone_surrogates(text));
+    match parsed {
+        Ok(_) => assert!(by_serde.is_ok(), "read, but not JSON: {text:?}"),
+        Err(wire::FrameError::BadJson(e)) => {
+            assert!(by_serde.is_err(), "refused ({e}), but JSON: {text:?}")
+        }
+        Err(_) => {}
     }
 }
 

@@ -2,19 +2,17 @@
 //! (keys borrowed from the text where they hold no escapes) without first building a JSON tree
 //! of it, whose maps (hashed, every key a new string) cost most of a frame's parse. What is read
 //! is then checked by the same rules as a JSON tree is ([`Graph::from_parts`]), so both paths
-//! accept and refuse alike; the message's other fields are read into JSON values as before.
+//! accept and refuse alike; the message's other fields are read into JSON values as before. The
+//! text is walked once, by the strict reader of `reader.rs`.
 //!
 //! Objects keep the semantics of the JSON tree they replace: a repeated key holds its last value,
 //! at its first place.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
-use serde::Deserialize;
-
+use super::reader::{Read, Reader, Scalar};
 use crate::graph::{Graph, GraphError, InputValue, MetaInput, NodeInput, Value};
 use crate::limits::Limits;
 
@@ -132,65 +130,6 @@ impl InputValue for RawValue<'_> {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for RawValue<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_any(RawValueVisitor)
-    }
-}
-
-struct RawValueVisitor;
-
-impl<'de> Visitor<'de> for RawValueVisitor {
-    type Value = RawValue<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Null)
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Number(v.into()))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Number(v.into()))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<RawValue<'de>, E> {
-        // As a JSON tree reads it: a number JSON cannot hold is null.
-        Ok(serde_json::Number::from_f64(v).map_or(RawValue::Null, RawValue::Number))
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Str(Cow::Borrowed(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Str(Cow::Owned(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<RawValue<'de>, E> {
-        Ok(RawValue::Str(Cow::Owned(v)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<RawValue<'de>, A::Error> {
-        let tree = Json::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-        Ok(RawValue::Tree(Box::new(tree)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawValue<'de>, A::Error> {
-        let tree = Json::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-        Ok(RawValue::Tree(Box::new(tree)))
-    }
-}
-
 /// A `put` as read.
 pub(super) enum RawPut<'de> {
     NotObject,
@@ -294,242 +233,99 @@ impl<'de, T> Entries<'de, T> {
     }
 }
 
-/// Reads a message object (`None` when the text holds another JSON value). Fails only where the
-/// JSON itself is bad; what the message says is checked afterwards.
-pub(super) fn read_message(text: &str) -> Result<Option<RawMessage<'_>>, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
+/// Reads a message object (`None` when the text holds another JSON value), nested at most
+/// `max_depth` deep. Fails only where the JSON itself is bad; what the message says is checked
+/// afterwards.
+pub(super) fn read_message(text: &str, max_depth: usize) -> Read<Option<RawMessage<'_>>> {
+    let mut r = Reader::new(text, max_depth);
+    if r.peek() != Some(b'{') {
+        r.skip()?;
+        r.end()?;
+        return Ok(None);
+    }
     let mut message = RawMessage {
         known: Known::default(),
         extra: Map::new(),
         put: None,
         get: None,
     };
-    // Read in place: the message is big enough that moving it out of each visitor costs.
-    let is_object = MapOr(MessageSeed(&mut message)).deserialize(&mut de)?;
-    de.end()?;
-    Ok(is_object.then_some(message))
-}
-
-/// Reads a map with the seed `S`, or anything else as `S::other()` (consumed and dropped).
-struct MapOr<S>(S);
-
-trait MapSeed<'de> {
-    type Out;
-    fn other() -> Self::Out;
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error>;
-}
-
-impl<'de, S: MapSeed<'de>> DeserializeSeed<'de> for MapOr<S> {
-    type Value = S::Out;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<S::Out, D::Error> {
-        de.deserialize_any(self)
-    }
-}
-
-impl<'de, S: MapSeed<'de>> Visitor<'de> for MapOr<S> {
-    type Value = S::Out;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_unit<E>(self) -> Result<S::Out, E> {
-        Ok(S::other())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<S::Out, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(S::other())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S::Out, A::Error> {
-        self.0.map(map)
-    }
-}
-
-/// A key, borrowed from the text when it holds no escapes.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<Cow<'de, str>, D::Error> {
-        de.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a key")
-    }
-
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Cow<'de, str>, E> {
-        Ok(Cow::Owned(v))
-    }
-}
-
-/// The message object, read into the message given; `false` when the text holds another JSON
-/// value.
-struct MessageSeed<'a, 'de>(&'a mut RawMessage<'de>);
-
-impl<'de> MapSeed<'de> for MessageSeed<'_, 'de> {
-    type Out = bool;
-
-    fn other() -> Self::Out {
-        false
-    }
-
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let message = self.0;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if key == "put" {
-                message.put = Some(map.next_value_seed(MapOr(PutSeed))?);
-            } else if key == "get" {
-                message.get = Some(map.next_value_seed(MapOr(GetSeed))?);
-            } else if let Some(slot) = message.known.slot(&key) {
-                *slot = Some(map.next_value()?);
-            } else {
-                let value: Json = map.next_value()?;
-                message.extra.insert(key.into_owned(), value);
-            }
+    r.object(|r, key| {
+        if key == "put" {
+            message.put = Some(r.object_or(read_put, RawPut::NotObject)?);
+        } else if key == "get" {
+            let get = r.object_or(|r| read_values(r).map(RawGet::Object), RawGet::NotObject)?;
+            message.get = Some(get);
+        } else if let Some(slot) = message.known.slot(&key) {
+            *slot = Some(raw_value(r)?);
+        } else {
+            let value = r.tree()?;
+            message.extra.insert(key.into_owned(), value);
         }
-        Ok(true)
-    }
+        Ok(())
+    })?;
+    r.end()?;
+    Ok(Some(message))
 }
 
-struct PutSeed;
-
-impl<'de> MapSeed<'de> for PutSeed {
-    type Out = RawPut<'de>;
-
-    fn other() -> Self::Out {
-        RawPut::NotObject
+/// A value, a string borrowed where it can be.
+fn raw_value<'de>(r: &mut Reader<'de>) -> Read<RawValue<'de>> {
+    if let Some(s) = r.string_here()? {
+        return Ok(RawValue::Str(s));
     }
+    if let Some(b'{' | b'[') = r.peek() {
+        return Ok(RawValue::Tree(Box::new(r.tree()?)));
+    }
+    Ok(match r.scalar()? {
+        Scalar::Null => RawValue::Null,
+        Scalar::Bool(b) => RawValue::Bool(b),
+        Scalar::Number(n) => RawValue::Number(n),
+    })
+}
 
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut nodes = Entries::new();
-        while let Some(soul) = map.next_key_seed(KeySeed)? {
-            let node = map.next_value_seed(MapOr(NodeSeed))?;
-            nodes.insert(soul, node);
+fn read_put<'de>(r: &mut Reader<'de>) -> Read<RawPut<'de>> {
+    let mut nodes = Entries::new();
+    r.object(|r, soul| {
+        let node = r.object_or(read_node, RawNode::NotObject)?;
+        nodes.insert(soul, node);
+        Ok(())
+    })?;
+    Ok(RawPut::Nodes(nodes))
+}
+
+fn read_node<'de>(r: &mut Reader<'de>) -> Read<RawNode<'de>> {
+    let mut meta = None;
+    let mut fields = Entries::new();
+    r.object(|r, key| {
+        if key == "_" {
+            meta = Some(r.object_or(read_meta, RawMeta::NotObject)?);
+        } else {
+            fields.insert(key, raw_value(r)?);
         }
-        Ok(RawPut::Nodes(nodes))
-    }
+        Ok(())
+    })?;
+    Ok(RawNode::Object { meta, fields })
 }
 
-struct NodeSeed;
-
-impl<'de> MapSeed<'de> for NodeSeed {
-    type Out = RawNode<'de>;
-
-    fn other() -> Self::Out {
-        RawNode::NotObject
-    }
-
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let mut meta = None;
-        let mut fields = Entries::new();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            if key == "_" {
-                meta = Some(map.next_value_seed(MapOr(MetaSeed))?);
-            } else {
-                fields.insert(key, map.next_value()?);
-            }
+fn read_meta<'de>(r: &mut Reader<'de>) -> Read<RawMeta<'de>> {
+    let (mut soul, mut states) = (None, None);
+    r.object(|r, key| {
+        match key.as_ref() {
+            "#" => soul = Some(raw_value(r)?),
+            ">" => states = r.object_or(|r| read_values(r).map(Some), None)?,
+            _ => r.skip()?,
         }
-        Ok(RawNode::Object { meta, fields })
-    }
-}
-
-struct MetaSeed;
-
-impl<'de> MapSeed<'de> for MetaSeed {
-    type Out = RawMeta<'de>;
-
-    fn other() -> Self::Out {
-        RawMeta::NotObject
-    }
-
-    fn map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Out, A::Error> {
-        let (mut soul, mut states) = (None, None);
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            match key.as_ref() {
-                "#" => soul = Some(map.next_value()?),
-                ">" => states = map.next_value_seed(MapOr(StatesSeed))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(RawMeta::Object { soul, states })
-    }
-}
-
-struct GetSeed;
-
-impl<'de> MapSeed<'de> for GetSeed {
-    type Out = RawGet<'de>;
-
-    fn other() -> Self::Out {
-        RawGet::NotObject
-    }
-
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error> {
-        read_values(map).map(RawGet::Object)
-    }
-}
-
-struct StatesSeed;
-
-impl<'de> MapSeed<'de> for StatesSeed {
-    type Out = Option<Entries<'de, RawValue<'de>>>;
-
-    fn other() -> Self::Out {
-        None
-    }
-
-    fn map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Out, A::Error> {
-        read_values(map).map(Some)
-    }
+        Ok(())
+    })?;
+    Ok(RawMeta::Object { soul, states })
 }
 
 /// An object's entries, each value read as a [`RawValue`].
-fn read_values<'de, A: MapAccess<'de>>(
-    mut map: A,
-) -> Result<Entries<'de, RawValue<'de>>, A::Error> {
+fn read_values<'de>(r: &mut Reader<'de>) -> Read<Entries<'de, RawValue<'de>>> {
     let mut values = Entries::new();
-    while let Some(key) = map.next_key_seed(KeySeed)? {
-        values.insert(key, map.next_value()?);
-    }
+    r.object(|r, key| {
+        values.insert(key, raw_value(r)?);
+        Ok(())
+    })?;
     Ok(values)
 }
 
@@ -544,7 +340,7 @@ mod tests {
 
     fn direct(put: &str) -> Result<Graph, GraphError> {
         let text = format!(r#"{{"put":{put}}}"#);
-        read_message(&text)
+        read_message(&text, 32)
             .unwrap()
             .unwrap()
             .put
@@ -659,8 +455,8 @@ mod tests {
 
     #[test]
     fn a_message_that_is_not_an_object_is_refused() {
-        assert!(read_message("[1]").unwrap().is_none());
-        assert!(read_message(r##"{"#":"a"} x"##).is_err());
-        assert!(read_message(r#"{"put":{"a":1e400}}"#).is_err());
+        assert!(read_message("[1]", 32).unwrap().is_none());
+        assert!(read_message(r##"{"#":"a"} x"##, 32).is_err());
+        assert!(read_message(r#"{"put":{"a":1e400}}"#, 32).is_err());
     }
 }

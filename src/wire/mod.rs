@@ -16,9 +16,11 @@ use crate::lex::{KeyQuery, Range};
 
 mod direct;
 mod parse;
+mod reader;
 mod write;
 
 pub use parse::parse_frame;
+pub(crate) use parse::replace_lone_surrogates;
 pub use write::{
     ack, dam_error, dam_hello, end_of_answer, error_reply, mark_more, not_found, put_message,
     write_get, write_message,

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::direct::{self, RawValue};
+use super::reader::ReadError;
 use super::{Body, FrameError, Get, Message, MessageError, Parsed};
 use crate::graph::{excerpt, InputValue, Key, Soul};
 use crate::json;
@@ -26,19 +27,25 @@ pub fn parse_frame(
     if !body.starts_with(['{', '[']) {
         return Err(FrameError::NotMessages);
     }
-    let scan = json::scan(body, limits.max_json_depth).map_err(|_| FrameError::TooDeep {
-        max: limits.max_json_depth,
-    })?;
-    let surrogates = scan.surrogate_escapes;
     if body.starts_with('{') {
-        return match parse_element(body, surrogates, limits, &mut new_id) {
-            Err(Unread(e)) => Err(FrameError::BadJson(e.reason)),
+        return match parse_element(body, limits, &mut new_id) {
+            Err(Unread::TooDeep) => Err(FrameError::TooDeep {
+                max: limits.max_json_depth,
+            }),
+            Err(Unread::Bad(e)) => Err(FrameError::BadJson(e.reason)),
             Ok(parsed) => Ok(vec![parsed]),
         };
     }
     // An array is read element by element, so one bad message does not sink the others.
-    let elements =
-        split_array(body).ok_or_else(|| FrameError::BadJson("the array is not closed".into()))?;
+    let elements = match split_array(body, limits.max_json_depth) {
+        Ok(elements) => elements,
+        Err(Split::TooDeep) => {
+            return Err(FrameError::TooDeep {
+                max: limits.max_json_depth,
+            })
+        }
+        Err(Split::NotClosed) => return Err(FrameError::BadJson("the array is not closed".into())),
+    };
     if elements.len() > limits.max_messages_per_frame {
         return Err(FrameError::TooManyMessages {
             count: elements.len(),
@@ -57,45 +64,64 @@ pub fn parse_frame(
                     ),
                 });
             }
-            parse_element(element, surrogates, limits, &mut new_id)
-                .unwrap_or_else(|Unread(e)| Err(e))
+            // The array's depth was checked whole, so an element is never too deep here.
+            parse_element(element, limits, &mut new_id).unwrap_or_else(|unread| {
+                Err(match unread {
+                    Unread::Bad(e) => e,
+                    Unread::TooDeep => MessageError {
+                        id: None,
+                        reason: format!(
+                            "JSON nested deeper than the limit of {}.",
+                            limits.max_json_depth
+                        ),
+                    },
+                })
+            })
         })
         .collect())
 }
 
 /// A message whose JSON could not be read at all.
-struct Unread(MessageError);
+enum Unread {
+    /// Nested deeper than the limits allow.
+    TooDeep,
+    /// Not JSON.
+    Bad(MessageError),
+}
 
 /// Reads one message object. Escapes of lone UTF-16 surrogates (which JavaScript can write but
-/// UTF-8 cannot hold) become U+FFFD; `surrogates` says whether the frame has escapes that may be
-/// some. When the JSON is bad, the error names the message's id if it can be found.
+/// UTF-8 cannot hold) become U+FFFD. When the JSON is bad, the error names the message's id if
+/// it can be found.
 fn parse_element(
     text: &str,
-    surrogates: bool,
     limits: &Limits,
     new_id: &mut impl FnMut() -> String,
 ) -> Result<Parsed, Unread> {
-    let fixed = if surrogates {
-        replace_lone_surrogates(text)
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    };
-    match direct::read_message(&fixed) {
+    match direct::read_message(text, limits.max_json_depth) {
         Ok(Some(raw)) => Ok(parse_message(raw, limits, new_id)),
-        Ok(None) => Err(Unread(MessageError {
+        Ok(None) => Err(Unread::Bad(MessageError {
             id: None,
             reason: "A message must be a JSON object.".into(),
         })),
-        Err(e) => Err(Unread(MessageError {
+        Err(ReadError::TooDeep) => Err(Unread::TooDeep),
+        Err(e) => Err(Unread::Bad(MessageError {
             id: find_id(text),
             reason: format!("DAM JSON parse error: {e}"),
         })),
     }
 }
 
-/// The top-level elements of a JSON array, as text, or `None` if the array is not closed. Only
-/// brackets and strings are tracked; each element is parsed on its own afterwards.
-fn split_array(text: &str) -> Option<Vec<&str>> {
+/// Why an array frame could not be split into its elements.
+#[derive(Debug, PartialEq, Eq)]
+enum Split {
+    TooDeep,
+    NotClosed,
+}
+
+/// The top-level elements of a JSON array, as text, once its nesting is checked against
+/// `max_depth`. Only brackets and strings are tracked; each element is parsed on its own
+/// afterwards.
+fn split_array(text: &str, max_depth: usize) -> Result<Vec<&str>, Split> {
     let bytes = text.as_bytes();
     let mut depth = 0usize;
     let mut start = 1;
@@ -103,16 +129,24 @@ fn split_array(text: &str) -> Option<Vec<&str>> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'"' => i = json::string_end(bytes, i + 1)?,
-            b'[' | b'{' => depth += 1,
+            b'"' => i = json::string_end(bytes, i + 1).ok_or(Split::NotClosed)?,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max_depth {
+                    return Err(Split::TooDeep);
+                }
+            }
             b']' | b'}' => {
-                depth = depth.checked_sub(1)?;
+                depth = depth.checked_sub(1).ok_or(Split::NotClosed)?;
                 if depth == 0 {
                     let last = text[start..i].trim();
                     if !last.is_empty() || !out.is_empty() {
                         out.push(last);
                     }
-                    return text[i + 1..].trim().is_empty().then_some(out);
+                    return match text[i + 1..].trim().is_empty() {
+                        true => Ok(out),
+                        false => Err(Split::NotClosed),
+                    };
                 }
             }
             b',' if depth == 1 => {
@@ -123,7 +157,7 @@ fn split_array(text: &str) -> Option<Vec<&str>> {
         }
         i += 1;
     }
-    None
+    Err(Split::NotClosed)
 }
 
 /// Finds `"#":"…"` among the top-level fields of a message that did not parse, so the error can
@@ -141,7 +175,7 @@ fn find_id(text: &str) -> Option<String> {
 }
 
 /// Rewrites `\uD800`..`\uDFFF` escapes that are not part of a surrogate pair as `\uFFFD`.
-fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn replace_lone_surrogates(text: &str) -> std::borrow::Cow<'_, str> {
     // One pass over the backslashes (most frames have none) for `\ud` or `\uD`.
     let bytes = text.as_bytes();
     let surrogate_escape = |(i, _): (usize, &str)| {
@@ -530,16 +564,16 @@ mod tests {
     fn an_array_splits_at_its_own_commas_only() {
         let text = r#"[ {"a":"x,]\"}[{"} , {"b":[1,{"c":","}]},{"d":"\\"} ]"#;
         assert_eq!(
-            split_array(text).unwrap(),
+            split_array(text, 32).unwrap(),
             [
                 r#"{"a":"x,]\"}[{"}"#,
                 r#"{"b":[1,{"c":","}]}"#,
                 r#"{"d":"\\"}"#
             ]
         );
-        assert_eq!(split_array(r#"[{"a":"x]"#), None);
-        assert_eq!(split_array(r#"[{"a":1}] x"#), None);
-        assert_eq!(split_array("[ ]").unwrap(), Vec::<&str>::new());
+        assert_eq!(split_array(r#"[{"a":"x]"#, 32), Err(Split::NotClosed));
+        assert_eq!(split_array(r#"[{"a":1}] x"#, 32), Err(Split::NotClosed));
+        assert_eq!(split_array("[ ]", 32).unwrap(), Vec::<&str>::new());
     }
 
     #[test]
