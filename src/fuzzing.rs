@@ -101,7 +101,10 @@ pub fn parse_frame(data: &[u8]) {
 /// A one-message frame is read as JSON exactly when serde_json reads it (escapes of lone UTF-16
 /// surrogates first made U+FFFD, as the wire reader reads them).
 fn reads_what_serde_json_reads(text: &str, parsed: &Result<Vec<wire::Parsed>, wire::FrameError>) {
-    if !text.trim_start_matches([' ', '\t', '\n', '\r']).starts_with('{') {
+    if !text
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
         return;
     }
     let by_serde = serde_json::from_str::<Json>(&wire::replace_lone_surrogates(text));

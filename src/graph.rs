@@ -5,6 +5,7 @@
 //! kinds GUN allows. [`Graph::from_json`] turns the `put` of a message into these types and refuses
 //! the whole graph, naming the problem, if any part of it is bad.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +22,7 @@ pub struct Soul(std::sync::Arc<str>);
 
 /// A field name inside a node. Non-empty and not `_` (the metadata key).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Key(Box<str>);
+pub struct Key(compact_str::CompactString);
 
 /// A HAM state: milliseconds since the Unix epoch as a finite `f64`, fractions kept.
 ///
@@ -122,7 +123,7 @@ impl Key {
         if s == "_" {
             return err("key '_' is reserved for node metadata".into());
         }
-        Ok(Key(s.into()))
+        Ok(Key(compact_str::CompactString::new(s)))
     }
 
     /// The key as text.
@@ -279,11 +280,11 @@ impl Node {
 
     /// Reads one node of a `put`. `soul` is the graph key it was found under.
     pub fn from_json(soul: &str, v: &Json, limits: &Limits) -> Result<Node, GraphError> {
-        Node::from_parts(soul, NodeInput::of_json(v), limits)
+        Node::from_parts(soul, NodeInput::<&Json>::of_json(v), limits)
     }
 
     /// Checks a node's parts, as read from a `put`, against GUN's rules and the limits.
-    pub(crate) fn from_parts<V: InputValue>(
+    pub(crate) fn from_parts<V: InputValue + Clone>(
         soul: &str,
         input: NodeInput<'_, V>,
         limits: &Limits,
@@ -309,7 +310,7 @@ impl Node {
                 at()
             ));
         };
-        match meta_soul.and_then(InputValue::as_str) {
+        match meta_soul {
             Some(s) if s == soul.as_str() => {}
             _ => {
                 return err(format!(
@@ -334,13 +335,14 @@ impl Node {
         }
         // Many keys: an index, so that finding each key's state stays linear in all.
         let index: Option<crate::HashMap<&str, &V>> =
-            (states.len() > 16).then(|| states.iter().copied().collect());
+            (states.len() > 16).then(|| states.iter().map(|(k, v)| (k.as_ref(), v)).collect());
         let state_of = |k: &str| match &index {
             Some(index) => index.get(k).copied(),
-            None => states.iter().rev().find(|(s, _)| *s == k).map(|(_, v)| *v),
+            None => states.iter().rev().find(|(s, _)| *s == k).map(|(_, v)| v),
         };
         let mut node = Node::new(soul);
-        for (k, v) in fields {
+        for (k, v) in fields.iter() {
+            let k = k.as_ref();
             let key = Key::new(k)
                 .map_err(|e| GraphError(format!("invalid graph: {e} in node '{}'", at())))?;
             let kat = || excerpt(k);
@@ -409,6 +411,24 @@ pub(crate) trait InputValue {
     fn json_text(&self) -> String;
 }
 
+impl<T: InputValue + ?Sized> InputValue for &T {
+    fn to_value(&self, max_bytes: usize) -> Result<Value, String> {
+        (**self).to_value(max_bytes)
+    }
+
+    fn number(&self) -> Option<Option<f64>> {
+        (**self).number()
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        (**self).as_str()
+    }
+
+    fn json_text(&self) -> String {
+        (**self).json_text()
+    }
+}
+
 impl InputValue for Json {
     fn to_value(&self, max_bytes: usize) -> Result<Value, String> {
         Value::from_json(self, max_bytes)
@@ -453,8 +473,9 @@ impl Value {
 }
 
 /// A node of a `put` as read, before its rules are checked: from a JSON tree
-/// ([`NodeInput::of_json`]) or straight from a frame's text (the wire reader).
-pub(crate) enum NodeInput<'a, V = Json> {
+/// ([`NodeInput::of_json`]) or straight from a frame's text (the wire reader), whose entries are
+/// borrowed as they were read.
+pub(crate) enum NodeInput<'a, V: Clone> {
     /// Not a JSON object.
     NotObject,
     /// An object.
@@ -462,36 +483,49 @@ pub(crate) enum NodeInput<'a, V = Json> {
         /// Its metadata `_`, if it has one.
         meta: Option<MetaInput<'a, V>>,
         /// Its other keys and their values, in order, each key once.
-        fields: Vec<(&'a str, &'a V)>,
+        fields: Entries<'a, V>,
     },
 }
 
+/// An object's entries as read: each key once, in order.
+pub(crate) type Entries<'a, V> = Cow<'a, [(Cow<'a, str>, V)]>;
+
 /// A node's metadata `_` as read.
-pub(crate) enum MetaInput<'a, V = Json> {
+pub(crate) enum MetaInput<'a, V: Clone> {
     /// Not a JSON object.
     NotObject,
     /// An object.
     Object {
-        /// Its `#`.
-        soul: Option<&'a V>,
+        /// Its `#`, if it is a string.
+        soul: Option<&'a str>,
         /// Its `>`, when that is an object: each key once, with its state.
-        states: Option<Vec<(&'a str, &'a V)>>,
+        states: Option<Entries<'a, V>>,
     },
 }
 
-impl<'a> NodeInput<'a> {
+impl<'a> NodeInput<'a, &'a Json> {
     /// The parts of a node held in a JSON tree.
-    pub(crate) fn of_json(v: &'a Json) -> NodeInput<'a> {
+    pub(crate) fn of_json(v: &'a Json) -> NodeInput<'a, &'a Json> {
         let Json::Object(map) = v else {
             return NodeInput::NotObject;
         };
+        let entries = |map: &'a serde_json::Map<String, Json>| -> Entries<'a, &'a Json> {
+            map.iter()
+                .filter(|(k, _)| *k != "_")
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), v))
+                .collect()
+        };
         let meta = map.get("_").map(|meta| match meta {
             Json::Object(meta) => MetaInput::Object {
-                soul: meta.get("#"),
+                soul: meta.get("#").and_then(Json::as_str),
                 states: match meta.get(">") {
-                    Some(Json::Object(states)) => {
-                        Some(states.iter().map(|(k, v)| (k.as_str(), v)).collect())
-                    }
+                    // `_` is a key like any other among states.
+                    Some(Json::Object(states)) => Some(
+                        states
+                            .iter()
+                            .map(|(k, v)| (Cow::Borrowed(k.as_str()), v))
+                            .collect(),
+                    ),
                     _ => None,
                 },
             },
@@ -499,11 +533,7 @@ impl<'a> NodeInput<'a> {
         });
         NodeInput::Object {
             meta,
-            fields: map
-                .iter()
-                .filter(|(k, _)| *k != "_")
-                .map(|(k, v)| (k.as_str(), v))
-                .collect(),
+            fields: entries(map),
         }
     }
 }
@@ -543,7 +573,7 @@ impl Graph {
         };
         let nodes = map
             .iter()
-            .map(|(soul, node)| (soul.as_str(), NodeInput::of_json(node)));
+            .map(|(soul, node)| (soul.as_str(), NodeInput::<&Json>::of_json(node)));
         Graph::from_parts(map.len(), nodes, limits)
     }
 
@@ -552,7 +582,7 @@ impl Graph {
         "invalid graph: 'put' is not an object of souls to nodes";
 
     /// Checks the `count` nodes of a `put`, as read, against GUN's rules and the limits.
-    pub(crate) fn from_parts<'a, V: InputValue + 'a>(
+    pub(crate) fn from_parts<'a, V: InputValue + Clone + 'a>(
         count: usize,
         nodes: impl Iterator<Item = (&'a str, NodeInput<'a, V>)>,
         limits: &Limits,

@@ -68,7 +68,7 @@ impl<'de> Known<'de> {
 /// A JSON value as read: scalars as they are, a string borrowed from the text where it holds no
 /// escapes, and an array or object as a JSON tree. Small (32 bytes), so a message's fields move
 /// cheaply, and a string costs one allocation where it is kept, not one more to read it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) enum RawValue<'de> {
     Null,
     Bool(bool),
@@ -168,11 +168,13 @@ impl RawPut<'_> {
                     meta: meta.as_ref().map(|meta| match meta {
                         RawMeta::NotObject => MetaInput::NotObject,
                         RawMeta::Object { soul, states } => MetaInput::Object {
-                            soul: soul.as_ref(),
-                            states: states.as_ref().map(Entries::pairs),
+                            soul: soul.as_ref().and_then(InputValue::as_str),
+                            states: states
+                                .as_ref()
+                                .map(|states| Cow::Borrowed(&states.list[..])),
                         },
                     }),
-                    fields: fields.pairs(),
+                    fields: Cow::Borrowed(&fields.list[..]),
                 },
             };
             (soul.as_ref(), input)
@@ -226,10 +228,6 @@ impl<'de, T> Entries<'de, T> {
             Some(index) => index.get(key).map(|&at| &self.list[at].1),
             None => self.list.iter().find(|(k, _)| k == key).map(|(_, v)| v),
         }
-    }
-
-    fn pairs(&self) -> Vec<(&str, &T)> {
-        self.list.iter().map(|(k, v)| (k.as_ref(), v)).collect()
     }
 }
 

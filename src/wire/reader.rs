@@ -239,9 +239,19 @@ impl<'de> Reader<'de> {
         };
         let negative = bytes[start] == b'-';
         let int_start = start + usize::from(negative);
+        // The whole part, its value gathered as it is scanned (wrapping: it is used only when
+        // it has at most 18 digits).
+        let mut whole = 0u64;
         let int_end = match bytes.get(int_start) {
             Some(b'0') => int_start + 1,
-            Some(b'1'..=b'9') => digits(int_start + 1),
+            Some(b'1'..=b'9') => {
+                let mut i = int_start;
+                while let Some(&d @ b'0'..=b'9') = bytes.get(i) {
+                    whole = whole.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+                    i += 1;
+                }
+                i
+            }
             _ => {
                 return Err(ReadError::Bad {
                     what: "invalid number",
@@ -274,10 +284,7 @@ impl<'de> Reader<'de> {
         }
         self.at = end;
         if end == int_end && int_end - int_start <= 18 {
-            let n = bytes[int_start..int_end]
-                .iter()
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-            match (negative, n) {
+            match (negative, whole) {
                 (false, n) => return Ok(Number::from(n)),
                 // Negative zero is a float, as in serde_json.
                 (true, 0) => {}
