@@ -1137,6 +1137,45 @@ impl World {
     }
 
     fn client_receive(&mut self, c: usize, text: &str) {
+        let final_prefix = format!("c{c}.final.");
+        if text.contains(final_prefix.as_str()) {
+            return self.client_receive_final(c, text, &final_prefix);
+        }
+        // Every other frame is read as a GUN peer reads it, by the wire reader (no JSON tree),
+        // for its acks. Relays batch freely, so no frame limit applies.
+        let limits = Limits {
+            max_frame_bytes: usize::MAX,
+            max_messages_per_frame: usize::MAX,
+            ..Limits::default()
+        };
+        let msgs = match fibergun::wire::parse_frame(text, &limits, String::new) {
+            Ok(msgs) => msgs,
+            Err(e) => panic!("a relay sent a frame that cannot be read ({e}): {text}"),
+        };
+        for msg in msgs.into_iter().flatten() {
+            if msg.ok != Some(Json::Bool(true)) {
+                continue;
+            }
+            if let Some(to) = msg.reply_to {
+                self.acked_by_relay(c, &to);
+            }
+        }
+    }
+
+    /// The write `to` was acked: it is a write the relay now holds.
+    fn acked_by_relay(&mut self, c: usize, to: &str) {
+        if let Some(write) = self.clients[c].puts.remove(to) {
+            self.counts.acked += 1;
+            if self.relays[self.clients[c].relay].edge {
+                self.counts.edge_acked += 1;
+            }
+            self.acked.push(write);
+        }
+    }
+
+    /// A frame with answers to the final reads, which are kept as the JSON trees the check
+    /// compares, and maybe acks.
+    fn client_receive_final(&mut self, c: usize, text: &str, final_prefix: &str) {
         let msgs = match serde_json::from_str::<Json>(text) {
             Ok(Json::Array(items)) => items,
             Ok(one) => vec![one],
@@ -1146,7 +1185,7 @@ impl World {
             if let Some(soul) = msg
                 .get("@")
                 .and_then(Json::as_str)
-                .and_then(|to| to.strip_prefix(&format!("c{c}.final.")))
+                .and_then(|to| to.strip_prefix(final_prefix))
             {
                 let answer = msg["put"].get(soul).cloned().unwrap_or(Json::Null);
                 self.clients[c]
@@ -1157,15 +1196,8 @@ impl World {
             if msg.get("ok") != Some(&Json::Bool(true)) {
                 continue;
             }
-            let Some(to) = msg.get("@").and_then(Json::as_str) else {
-                continue;
-            };
-            if let Some(write) = self.clients[c].puts.remove(to) {
-                self.counts.acked += 1;
-                if self.relays[self.clients[c].relay].edge {
-                    self.counts.edge_acked += 1;
-                }
-                self.acked.push(write);
+            if let Some(to) = msg.get("@").and_then(Json::as_str) {
+                self.acked_by_relay(c, to);
             }
         }
     }
