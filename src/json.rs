@@ -132,64 +132,29 @@ pub fn string_hash(s: &str) -> i32 {
         .fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(unit as i32))
 }
 
-/// Why raw text was refused before it was parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DepthError {
-    /// Arrays and objects nest deeper than allowed.
-    TooDeep {
-        /// The configured maximum.
-        max: usize,
-    },
-}
-
-/// What one pass over a text found before it is parsed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Scan {
-    /// Some string holds an escape `\uD…` or `\ud…`: maybe a lone UTF-16 surrogate, which
-    /// JavaScript can write and UTF-8 cannot hold.
-    pub surrogate_escapes: bool,
-}
-
-/// Checks that arrays and objects in `text` nest at most `max` deep, without parsing it, and
-/// notes surrogate escapes (see [`Scan`]).
-///
-/// This runs before the parser so that hostile input cannot make the parser recurse deeply; it
-/// skips string contents (brackets inside strings do not count), a string at a time.
-pub fn scan(text: &str, max: usize) -> Result<Scan, DepthError> {
-    let bytes = text.as_bytes();
-    let mut depth = 0usize;
-    let mut surrogate_escapes = false;
+/// Where the first `"`, `\` or control character in `bytes` is: eight bytes at a time, each word
+/// tested for the three at once.
+pub fn special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `(x - ONES * n) & !x` has its high bit set where x's byte is below n, counting
+    // from the lowest byte; a borrow can mark bytes above a marked one, never below it.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x;
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                // To the closing quote, jumping from backslash to backslash.
-                i += 1;
-                loop {
-                    let Some(at) = string_stop(bytes.get(i..).unwrap_or_default()) else {
-                        return Ok(Scan { surrogate_escapes });
-                    };
-                    i += at;
-                    if bytes[i] == b'"' {
-                        break;
-                    }
-                    surrogate_escapes |= bytes.get(i + 1) == Some(&b'u')
-                        && matches!(bytes.get(i + 2), Some(b'd' | b'D'));
-                    i += 2;
-                }
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return Err(DepthError::TooDeep { max });
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        let found = (below(quote, 1) | below(backslash, 1) | below(word, 0x20)) & HIGH;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
         }
-        i += 1;
+        i += 8;
     }
-    Ok(Scan { surrogate_escapes })
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| i + at)
 }
 
 /// Where the string whose contents start at `from` in `bytes` ends (its closing quote), or
@@ -214,11 +179,6 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
     }
     let rest = bytes.get(SHORT..)?;
     memchr::memchr2(b'"', b'\\', rest).map(|at| SHORT + at)
-}
-
-/// Checks that arrays and objects in `text` nest at most `max` deep (see [`scan`]).
-pub fn check_depth(text: &str, max: usize) -> Result<(), DepthError> {
-    scan(text, max).map(|_| ())
 }
 
 #[cfg(test)]
@@ -261,45 +221,17 @@ mod tests {
             proptest::prop_assert_eq!(num(n), expected);
         }
 
-        /// The scan, jumping through strings, agrees with a byte-by-byte walk.
+        /// The end of a string, found by jumps, is where a walk byte by byte finds it.
         #[test]
-        fn the_scan_agrees_with_a_walk_byte_by_byte(text in "([\"\\\\\\[\\]{}ud]|a{1,40}){0,30}", max in 0usize..4) {
-            let (mut depth, mut in_string, mut escaped, mut deep) = (0usize, false, false, false);
-            let mut surrogates = false;
+        fn string_ends_agree_with_a_walk_byte_by_byte(text in "([\"\\\\ud]|a{1,40}){0,30}") {
             let bytes = text.as_bytes();
-            for (i, &b) in bytes.iter().enumerate() {
-                if in_string {
-                    if escaped {
-                        escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                        surrogates |= bytes.get(i + 1) == Some(&b'u')
-                            && matches!(bytes.get(i + 2), Some(b'd' | b'D'));
-                    } else if b == b'"' {
-                        in_string = false;
-                    }
-                    continue;
-                }
-                match b {
-                    b'"' => in_string = true,
-                    b'[' | b'{' => {
-                        depth += 1;
-                        if depth > max {
-                            deep = true;
-                            break;
-                        }
-                    }
-                    b']' | b'}' => depth = depth.saturating_sub(1),
-                    _ => {}
-                }
-            }
-            match scan(&text, max) {
-                Err(_) => proptest::prop_assert!(deep),
-                Ok(found) => {
-                    proptest::prop_assert!(!deep);
-                    proptest::prop_assert_eq!(found.surrogate_escapes, surrogates);
-                }
-            }
+            let mut escaped = false;
+            let walked = bytes.iter().enumerate().find_map(|(i, &b)| {
+                let end = !escaped && b == b'"';
+                escaped = !escaped && b == b'\\';
+                end.then_some(i)
+            });
+            proptest::prop_assert_eq!(string_end(bytes, 0), walked);
         }
 
         /// The fast path for strings without escapes writes what the escaping loop does.
@@ -342,25 +274,21 @@ mod tests {
     }
 
     #[test]
-    fn depth_check_ignores_brackets_in_strings() {
-        assert!(check_depth(r##"{"a":"[[[[[[[[[[["}"##, 2).is_ok());
-        assert_eq!(check_depth("[[[", 2), Err(DepthError::TooDeep { max: 2 }));
-        assert!(check_depth(r##"{"a":"\"[[["}"##, 1).is_ok());
-        assert!(check_depth(r##"{"a":"\\"}"##, 1).is_ok());
-        assert_eq!(
-            check_depth(r##"{"a":"\\",[[["##, 2),
-            Err(DepthError::TooDeep { max: 2 })
-        );
-    }
-
-    #[test]
-    fn the_scan_notes_surrogate_escapes_in_strings_only() {
-        let escapes = |t: &str| scan(t, 8).unwrap().surrogate_escapes;
-        assert!(escapes(r#"{"a":"x\ud800"}"#));
-        assert!(escapes(r#"{"\uDC00":1}"#));
-        assert!(!escapes(r#"{"a":"\\ud800"}"#));
-        assert!(!escapes(r#"{"a":"\u00e9 \n"}"#));
-        // An unclosed string ends the scan; the parser refuses the text.
-        assert!(escapes(r#"{"a":"\ud800"#));
+    fn finds_special_bytes_in_every_lane() {
+        for len in 0..40 {
+            for at in 0..len {
+                for b in [b'"', b'\\', 0x00, 0x1f] {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = b;
+                    // A marked byte after the first must not hide it.
+                    if at + 1 < len {
+                        bytes[at + 1] = b'"';
+                    }
+                    assert_eq!(special(&bytes), Some(at), "{len} {at} {b}");
+                }
+            }
+            assert_eq!(special(&vec![0xffu8; len]), None);
+            assert_eq!(special(&vec![b' '; len]), None);
+        }
     }
 }

@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde_json::{Map, Number, Value as Json};
 
+use crate::json;
+
 /// Why a text could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum ReadError {
@@ -305,7 +307,7 @@ impl<'de> Reader<'de> {
         let bytes = self.bytes();
         let text = self.text;
         let start = self.at;
-        let mut i = match special(&bytes[start..]) {
+        let mut i = match json::special(&bytes[start..]) {
             Some(stop) => start + stop,
             None => return self.unclosed(),
         };
@@ -329,7 +331,7 @@ impl<'de> Reader<'de> {
                 }
             }
             from = i;
-            i = match special(&bytes[i..]) {
+            i = match json::special(&bytes[i..]) {
                 Some(stop) => i + stop,
                 None => return self.unclosed(),
             };
@@ -390,31 +392,6 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u32> {
         let v = (d as char).to_digit(16)?;
         Some(n * 16 + v)
     })
-}
-
-/// Where the first `"`, `\` or control character in `bytes` is: eight bytes at a time, each word
-/// tested for the three at once.
-fn special(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte of `(x - ONES * n) & !x` has its high bit set where x's byte is below n, counting
-    // from the lowest byte; a borrow can mark bytes above a marked one, never below it.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x;
-    let mut i = 0;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let quote = word ^ (ONES * u64::from(b'"'));
-        let backslash = word ^ (ONES * u64::from(b'\\'));
-        let found = (below(quote, 1) | below(backslash, 1) | below(word, 0x20)) & HIGH;
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    bytes[i..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|at| i + at)
 }
 
 #[cfg(test)]
@@ -485,25 +462,6 @@ mod tests {
         assert_eq!(Reader::new(&deep(5), 4).tree(), Err(ReadError::TooDeep));
         let mut r = Reader::new(r#"{"a":{"b":{}}}"#, 2);
         assert_eq!(r.skip(), Err(ReadError::TooDeep));
-    }
-
-    #[test]
-    fn finds_special_bytes_in_every_lane() {
-        for len in 0..40 {
-            for at in 0..len {
-                for b in [b'"', b'\\', 0x00, 0x1f] {
-                    let mut bytes = vec![b'a'; len];
-                    bytes[at] = b;
-                    // A marked byte after the first must not hide it.
-                    if at + 1 < len {
-                        bytes[at + 1] = b'"';
-                    }
-                    assert_eq!(special(&bytes), Some(at), "{len} {at} {b}");
-                }
-            }
-            assert_eq!(special(&vec![0xffu8; len]), None);
-            assert_eq!(special(&vec![b' '; len]), None);
-        }
     }
 
     proptest::proptest! {
