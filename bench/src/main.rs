@@ -341,7 +341,7 @@ fn run_row(server: Server, row: &Row, fibergun: &Path) -> Result<Result_, String
     Ok(Result_ { outcome, rss, cpu })
 }
 
-fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
+fn compare(fibergun: &Path, baseline: Option<&Path>, quick: bool) -> Result<bool, String> {
     if !fibergun.is_file() {
         return Err(format!(
             "{} not found: build it with `cargo build --release -p fibergun-server`",
@@ -692,22 +692,7 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
     println!();
     let cases = micro::run(Duration::from_secs(1), "");
     print_micro(&cases);
-    // Half of each figure when these targets were set (2.4, 0.36 and 2.2 µs).
-    for (name, before_ns) in [
-        ("parse a put frame (1 node, 2 fields)", 2_400.0),
-        ("serialize a put message (1 node, 2 fields)", 360.0),
-        ("core: one put, frame in to ack out", 2_200.0),
-    ] {
-        if let Some(case) = cases.iter().find(|c| c.name == name) {
-            checks.push((
-                format!(
-                    "{name}: at most half of {before_ns:.0} ns (is {:.0} ns)",
-                    case.ns_per_op
-                ),
-                case.ns_per_op <= before_ns / 2.0,
-            ));
-        }
-    }
+    checks.extend(micro_against_baseline(baseline));
     println!();
     match simulation_speed() {
         Ok(per_sec) => {
@@ -725,6 +710,82 @@ fn compare(fibergun: &Path, quick: bool) -> Result<bool, String> {
         pass &= ok;
     }
     Ok(pass)
+}
+
+/// The micro targets: each figure at most half of what it was when the targets were set. That
+/// build (`baseline`, built by `bench/compare`) is measured in the same run, case by case, turn
+/// about with this one, because this machine's speed moves between runs by half and more.
+fn micro_against_baseline(baseline: Option<&Path>) -> Vec<(String, bool)> {
+    const CASES: [&str; 3] = [
+        "parse a put frame (1 node, 2 fields)",
+        "serialize a put message (1 node, 2 fields)",
+        "core: one put, frame in to ack out",
+    ];
+    let Some(baseline) = baseline else {
+        let why = "not measured: no --baseline build to measure it against";
+        return CASES
+            .iter()
+            .map(|name| {
+                (
+                    format!("{name}: at most half of the baseline's ({why})"),
+                    false,
+                )
+            })
+            .collect();
+    };
+    let theirs = |name: &str| -> Result<f64, String> {
+        let out = Command::new(baseline)
+            .args(["micro", "--seconds", "1", "--only", name])
+            .output()
+            .map_err(|e| format!("{}: {e}", baseline.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // "| name | ns/op | ops/s |"
+        text.lines()
+            .find(|line| line.starts_with(&format!("| {name} |")))
+            .and_then(|line| line.split('|').nth(2))
+            .and_then(|ns| ns.trim().parse().ok())
+            .ok_or_else(|| format!("the baseline printed no figure for it: {text}"))
+    };
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("| microbenchmark, same run | baseline ns/op | now ns/op | baseline / now |");
+    println!("|---|---|---|---|");
+    let mut checks = Vec::new();
+    for name in CASES {
+        let (mut before, mut now) = (Vec::new(), Vec::new());
+        let mut failed = None;
+        for _ in 0..3 {
+            match theirs(name) {
+                Ok(ns) => before.push(ns),
+                Err(e) => failed = Some(e),
+            }
+            if let Some(case) = micro::run(Duration::from_secs(1), name)
+                .into_iter()
+                .find(|c| c.name == name)
+            {
+                now.push(case.ns_per_op);
+            }
+        }
+        if let Some(e) = failed.filter(|_| before.is_empty()) {
+            checks.push((
+                format!("{name}: at most half of the baseline's (not measured: {e})"),
+                false,
+            ));
+            continue;
+        }
+        let (before, now) = (median(before), median(now));
+        println!("| {name} | {before:.0} | {now:.0} | {:.2}x |", before / now);
+        checks.push((
+            format!(
+                "{name}: at most half of the baseline's in the same run (is {now:.0} against {before:.0} ns, {:.2}x)",
+                before / now
+            ),
+            now <= before / 2.0,
+        ));
+    }
+    checks
 }
 
 /// Messages per second `fibergun-sim --bench` simulates on one core (it runs for 10 s).
@@ -794,7 +855,12 @@ fn main() -> ExitCode {
                 || repo_root().join("target/release/fibergun"),
                 PathBuf::from,
             );
-            match compare(&fibergun, args.iter().any(|a| a == "--quick")) {
+            let baseline = flag("--baseline").map(PathBuf::from);
+            match compare(
+                &fibergun,
+                baseline.as_deref(),
+                args.iter().any(|a| a == "--quick"),
+            ) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(2),
                 Err(e) => {
