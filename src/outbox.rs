@@ -9,8 +9,14 @@ use crate::HashMap;
 pub struct Outbox {
     index: HashMap<ConnId, usize>,
     queues: Vec<(ConnId, Vec<String>)>,
+    /// Emptied queues, kept for the next connections addressed: most inputs address one or a
+    /// few, and a queue's allocation would otherwise be made and freed for each.
+    spare: Vec<Vec<String>>,
     batch_bytes: usize,
 }
+
+/// At most this many emptied queues are kept, each of at most this capacity.
+const SPARE_QUEUES: usize = 64;
 
 impl Outbox {
     /// An empty outbox; array frames are cut at about `batch_bytes`.
@@ -18,6 +24,7 @@ impl Outbox {
         Outbox {
             index: HashMap::with_hasher(hasher.clone()),
             queues: Vec::new(),
+            spare: Vec::new(),
             batch_bytes,
         }
     }
@@ -25,7 +32,8 @@ impl Outbox {
     /// Queues one message (a JSON object) for `conn`.
     pub fn push(&mut self, conn: ConnId, message: String) {
         let i = *self.index.entry(conn).or_insert_with(|| {
-            self.queues.push((conn, Vec::new()));
+            let queue = self.spare.pop().unwrap_or_default();
+            self.queues.push((conn, queue));
             self.queues.len() - 1
         });
         self.queues[i].1.push(message);
@@ -41,8 +49,8 @@ impl Outbox {
     /// Packs everything queued into frames, in order, and empties the outbox.
     pub fn drain_frames(&mut self, mut emit: impl FnMut(ConnId, String)) {
         self.index.clear();
-        for (conn, messages) in self.queues.drain(..) {
-            let mut iter = messages.into_iter().peekable();
+        for (conn, mut messages) in self.queues.drain(..) {
+            let mut iter = messages.drain(..).peekable();
             while let Some(first) = iter.next() {
                 if iter.peek().is_none() {
                     emit(conn, first);
@@ -61,6 +69,10 @@ impl Outbox {
                 }
                 frame.push(']');
                 emit(conn, frame);
+            }
+            drop(iter);
+            if self.spare.len() < SPARE_QUEUES && messages.capacity() <= SPARE_QUEUES {
+                self.spare.push(messages);
             }
         }
     }
