@@ -926,20 +926,23 @@ impl Peer {
         }
         self.frame_refused_as_busy = self.ops.len() >= self.limits.max_pending_store_ops;
         self.stats.bytes_in += text.len() as u64;
-        let rng = &mut self.rng;
-        let parsed = match wire::parse_frame(text, &self.limits, || rng.id(9)) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                self.frame_error(conn, &e);
-                return Ok(());
-            }
-        };
-        for item in parsed {
-            self.stats.messages_in += 1;
-            match item {
-                Ok(msg) => self.on_message(conn, msg),
-                Err(e) => self.message_error(conn, e),
-            }
+        // Each message is handled as it is read; the limits are copied out for the while.
+        let limits = self.limits.clone();
+        let read = wire::read_frame(
+            text,
+            &limits,
+            self,
+            |peer| peer.rng.id(9),
+            |peer, item| {
+                peer.stats.messages_in += 1;
+                match item {
+                    Ok(msg) => peer.on_message(conn, msg),
+                    Err(e) => peer.message_error(conn, e),
+                }
+            },
+        );
+        if let Err(e) = read {
+            self.frame_error(conn, &e);
         }
         Ok(())
     }

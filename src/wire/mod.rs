@@ -19,8 +19,8 @@ mod parse;
 mod reader;
 mod write;
 
-pub use parse::parse_frame;
 pub(crate) use parse::replace_lone_surrogates;
+pub use parse::{parse_frame, read_frame};
 pub use write::{
     ack, dam_error, dam_hello, end_of_answer, error_reply, mark_more, not_found, put_message,
     write_get, write_message,

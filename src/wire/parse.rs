@@ -17,6 +17,28 @@ pub fn parse_frame(
     limits: &Limits,
     mut new_id: impl FnMut() -> String,
 ) -> Result<Vec<Parsed>, FrameError> {
+    let mut out = Vec::new();
+    read_frame(
+        text,
+        limits,
+        &mut out,
+        |_| new_id(),
+        |out, parsed| out.push(parsed),
+    )?;
+    Ok(out)
+}
+
+/// Reads a frame, handing each message, or why it could not be read, to `each` in order as it
+/// is read, with no list of them built. A frame that cannot be read at all hands none. Both
+/// `new_id` (which invents ids for messages that lack `#`) and `each` are given `ctx`, so one
+/// state can serve both.
+pub fn read_frame<C: ?Sized>(
+    text: &str,
+    limits: &Limits,
+    ctx: &mut C,
+    mut new_id: impl FnMut(&mut C) -> String,
+    mut each: impl FnMut(&mut C, Parsed),
+) -> Result<(), FrameError> {
     if text.len() > limits.max_frame_bytes {
         return Err(FrameError::TooBig {
             bytes: text.len(),
@@ -28,12 +50,15 @@ pub fn parse_frame(
         return Err(FrameError::NotMessages);
     }
     if body.starts_with('{') {
-        return match parse_element(body, limits, &mut new_id) {
+        return match parse_element(body, limits, &mut || new_id(ctx)) {
             Err(Unread::TooDeep) => Err(FrameError::TooDeep {
                 max: limits.max_json_depth,
             }),
             Err(Unread::Bad(e)) => Err(FrameError::BadJson(e.reason)),
-            Ok(parsed) => Ok(vec![parsed]),
+            Ok(parsed) => {
+                each(ctx, parsed);
+                Ok(())
+            }
         };
     }
     // An array is read element by element, so one bad message does not sink the others.
@@ -52,33 +77,31 @@ pub fn parse_frame(
             max: limits.max_messages_per_frame,
         });
     }
-    Ok(elements
-        .into_iter()
-        .map(|element| {
-            if !element.starts_with('{') {
-                return Err(MessageError {
+    for element in elements {
+        if !element.starts_with('{') {
+            let reason = format!(
+                "A frame element must be a message object, not {}.",
+                excerpt(element)
+            );
+            each(ctx, Err(MessageError { id: None, reason }));
+            continue;
+        }
+        // The array's depth was checked whole, so an element is never too deep here.
+        let parsed = parse_element(element, limits, &mut || new_id(ctx)).unwrap_or_else(|unread| {
+            Err(match unread {
+                Unread::Bad(e) => e,
+                Unread::TooDeep => MessageError {
                     id: None,
                     reason: format!(
-                        "A frame element must be a message object, not {}.",
-                        excerpt(element)
+                        "JSON nested deeper than the limit of {}.",
+                        limits.max_json_depth
                     ),
-                });
-            }
-            // The array's depth was checked whole, so an element is never too deep here.
-            parse_element(element, limits, &mut new_id).unwrap_or_else(|unread| {
-                Err(match unread {
-                    Unread::Bad(e) => e,
-                    Unread::TooDeep => MessageError {
-                        id: None,
-                        reason: format!(
-                            "JSON nested deeper than the limit of {}.",
-                            limits.max_json_depth
-                        ),
-                    },
-                })
+                },
             })
-        })
-        .collect())
+        });
+        each(ctx, parsed);
+    }
+    Ok(())
 }
 
 /// A message whose JSON could not be read at all.
@@ -95,7 +118,7 @@ enum Unread {
 fn parse_element(
     text: &str,
     limits: &Limits,
-    new_id: &mut impl FnMut() -> String,
+    new_id: &mut dyn FnMut() -> String,
 ) -> Result<Parsed, Unread> {
     match direct::read_message(text, limits.max_json_depth) {
         Ok(Some(raw)) => Ok(parse_message(raw, limits, new_id)),
@@ -238,7 +261,7 @@ fn take_string(field: Option<direct::RawValue<'_>>, key: &str) -> Result<Option<
 fn parse_message(
     raw: direct::RawMessage<'_>,
     limits: &Limits,
-    new_id: &mut impl FnMut() -> String,
+    new_id: &mut dyn FnMut() -> String,
 ) -> Parsed {
     let direct::RawMessage {
         known,
