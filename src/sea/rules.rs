@@ -151,7 +151,9 @@ pub fn plan(
 
 /// The N of a `<?N` soul: its values expire N seconds after their state.
 fn expiry_seconds(soul: &str) -> Option<f64> {
-    let (_, after) = soul.split_once("<?")?;
+    // A byte scan: this is asked of every field written.
+    let at = soul.as_bytes().windows(2).position(|pair| pair == b"<?")?;
+    let after = &soul[at + 2..];
     let digits: String = after
         .chars()
         .take_while(|c| c.is_ascii_digit() || *c == '.')
