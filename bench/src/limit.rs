@@ -49,7 +49,12 @@ pub fn serve(listen: &str) -> Result<(), String> {
             let _ = stream.set_nodelay(true);
             let subscribers = subscribers.clone();
             smol::spawn(async move {
-                let Ok(ws) = async_tungstenite::accept_async(stream).await else {
+                // fibergun's own WebSocket settings (its small read buffer among them).
+                let config =
+                    fibergun_smol::websocket_config(fibergun::Limits::default().max_frame_bytes);
+                let Ok(ws) =
+                    async_tungstenite::accept_async_with_config(stream, Some(config)).await
+                else {
                     return;
                 };
                 let (tx, mut rx) = ws.split();

@@ -67,11 +67,23 @@ pub fn wall_ms() -> f64 {
 }
 
 fn put_text(out: &mut String, id: &str, soul: &str) {
-    let _ = write!(
-        out,
-        r##"{{"#":"{id}","put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"v":{}}}}},"v":"{VALUE}"}}}}}}"##,
-        wall_ms()
-    );
+    // Piece by piece, as `get_text`.
+    let state = wall_ms() as u64;
+    for piece in [
+        r##"{"#":""##,
+        id,
+        r#"","put":{""#,
+        soul,
+        r##"":{"_":{"#":""##,
+        soul,
+    ] {
+        out.push_str(piece);
+    }
+    out.push_str(r#"",">":{"v":"#);
+    out.push_str(itoa::Buffer::new().format(state));
+    for piece in [r#"}},"v":""#, VALUE, r#""}}}"#] {
+        out.push_str(piece);
+    }
 }
 
 /// The bodies (`"put":{…}`, without the id) of connection `conn`'s `n` signed puts.
@@ -125,8 +137,14 @@ fn sign_all(shape: Shape, run_id: &str) -> Vec<Vec<String>> {
     })
 }
 
-fn get_text(out: &mut String, id: &str, soul: &str) {
-    let _ = write!(out, r##"{{"#":"{id}","get":{{"#":"{soul}"}}}}"##);
+/// A GET of soul `bench/prefill/<n>`, written piece by piece: the generator writes hundreds of
+/// thousands a second, and formatting machinery was a tenth of its CPU.
+fn get_text(out: &mut String, id: &str, n: u64) {
+    out.push_str(r##"{"#":""##);
+    out.push_str(id);
+    out.push_str(r##"","get":{"#":"bench/prefill/"##);
+    out.push_str(itoa::Buffer::new().format(n));
+    out.push_str(r#""}}"#);
 }
 
 /// Writes `souls` souls `bench/prefill/<i>` (acked) for a GET scenario.
@@ -257,12 +275,22 @@ impl Request<'_> {
         // Ids end with '.' so that none equals GUN JS's internal per-key ids (id + counter),
         // which it shares with wire ids and would drop as duplicates.
         let (run_id, conn) = (self.run_id, self.conn);
-        let id = format!("{run_id}.{conn}.{i}.");
+        let mut id = String::with_capacity(run_id.len() + 24);
+        for part in [run_id, ".", itoa::Buffer::new().format(conn), "."] {
+            id.push_str(part);
+        }
+        id.push_str(itoa::Buffer::new().format(i));
+        id.push('.');
         match self.op {
             Op::Put if self.prefill => {
-                put_text(out, &id, &format!("bench/prefill/{}", conn * n + i))
+                let soul = ["bench/prefill/", itoa::Buffer::new().format(conn * n + i)].concat();
+                put_text(out, &id, &soul)
             }
-            Op::Put => put_text(out, &id, &format!("{run_id}/c{conn}/{i}")),
+            Op::Put => {
+                let (mut c, mut k) = (itoa::Buffer::new(), itoa::Buffer::new());
+                let soul = [run_id, "/c", c.format(conn), "/", k.format(i)].concat();
+                put_text(out, &id, &soul)
+            }
             Op::SignedPut => {
                 let _ = write!(out, r##"{{"#":"{id}",{}}}"##, self.signed[i]);
             }
@@ -270,11 +298,18 @@ impl Request<'_> {
                 *rng ^= *rng << 13;
                 *rng ^= *rng >> 7;
                 *rng ^= *rng << 17;
-                get_text(out, &id, &format!("bench/prefill/{}", *rng % souls))
+                get_text(out, &id, *rng % souls)
             }
         }
         id
     }
+}
+
+/// The generator's WebSocket settings. tungstenite zero-fills its read buffer, up to this size,
+/// before every read: at its default of 128 KiB that was an eighth of the generator's CPU, and
+/// made it the ceiling of the bare server's fastest rows. Replies come in frames of a few KiB.
+fn client_config() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
+    async_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 << 10)
 }
 
 /// One connection's closed loop. Returns the latencies (µs) of completed requests and the number
@@ -285,7 +320,7 @@ async fn connection(
     n: usize,
     request: Request<'_>,
 ) -> Result<(Vec<u64>, usize), String> {
-    let (ws, _) = async_tungstenite::smol::connect_async(url)
+    let (ws, _) = async_tungstenite::smol::connect_async_with_config(url, Some(client_config()))
         .await
         .map_err(|e| format!("connect {url}: {e}"))?;
     let (mut tx, mut rx) = ws.split();
@@ -300,12 +335,14 @@ async fn connection(
     while latencies.len() + errors < n {
         frame.clear();
         let mut batched = 0;
+        // The requests of one frame leave together: one clock read for all.
+        let sent = Instant::now();
         while in_flight.len() < shape.inflight && next < n {
             frame.push(if batched == 0 { '[' } else { ',' });
             let id = request.write(next, n, &mut rng, &mut frame);
             next += 1;
             batched += 1;
-            in_flight.push((id, Instant::now()));
+            in_flight.push((id, sent));
         }
         if batched > 0 {
             frame.push(']');
@@ -330,7 +367,9 @@ async fn connection(
         } else {
             Vec::new()
         };
-        // A GET completes on its first reply; a put on its ack (or an error).
+        // A GET completes on its first reply; a put on its ack (or an error). The replies of
+        // one frame arrived together.
+        let arrived = Instant::now();
         for to in reply_ids(text.as_str()) {
             let Some(at) = in_flight.iter().position(|(id, _)| id == to) else {
                 continue;
@@ -339,9 +378,9 @@ async fn connection(
             if failed.iter().any(|f| f == to) {
                 errors += 1;
             } else {
-                latencies.push(sent.elapsed().as_micros() as u64);
+                latencies.push(arrived.duration_since(sent).as_micros() as u64);
             }
-            last_progress = Instant::now();
+            last_progress = arrived;
         }
     }
     let _ = tx.close(None).await;
@@ -358,6 +397,25 @@ mod tests {
         assert_eq!(reply_ids(frame).collect::<Vec<_>>(), ["r1.0.1.", "r1.0.2."]);
         assert_eq!(reply_ids(r##"{"#":"a","@":"x.","ok":1}"##).count(), 1);
         assert_eq!(reply_ids("[]").count(), 0);
+    }
+
+    #[test]
+    fn requests_are_the_messages_they_name() {
+        let mut out = String::new();
+        put_text(&mut out, "r.1.2.", "run/c1/2");
+        let put: Json = serde_json::from_str(&out).unwrap();
+        assert_eq!(put["#"], "r.1.2.");
+        let node = &put["put"]["run/c1/2"];
+        assert_eq!(node["_"]["#"], "run/c1/2");
+        assert!(node["_"][">"]["v"].as_u64().unwrap() > 1_700_000_000_000);
+        assert_eq!(node["v"], VALUE);
+        out.clear();
+        get_text(&mut out, "r.1.3.", 42);
+        let get: Json = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            get,
+            serde_json::json!({"#": "r.1.3.", "get": {"#": "bench/prefill/42"}})
+        );
     }
 
     #[test]

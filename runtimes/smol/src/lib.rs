@@ -22,3 +22,4 @@ mod tls;
 pub use dial::TlsDial;
 pub use http::Routes;
 pub use relay::{run, validate, Context, Front, MakeRoutes, Relay};
+pub use socket::websocket_config;
