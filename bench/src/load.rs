@@ -275,19 +275,14 @@ impl Request<'_> {
         // Ids end with '.' so that none equals GUN JS's internal per-key ids (id + counter),
         // which it shares with wire ids and would drop as duplicates.
         let (run_id, conn) = (self.run_id, self.conn);
-        let mut id = String::with_capacity(run_id.len() + 24);
-        for part in [run_id, ".", itoa::Buffer::new().format(conn), "."] {
-            id.push_str(part);
-        }
-        id.push_str(itoa::Buffer::new().format(i));
-        id.push('.');
+        let (mut c, mut k) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let id = [run_id, ".", c.format(conn), ".", k.format(i), "."].concat();
         match self.op {
             Op::Put if self.prefill => {
                 let soul = ["bench/prefill/", itoa::Buffer::new().format(conn * n + i)].concat();
                 put_text(out, &id, &soul)
             }
             Op::Put => {
-                let (mut c, mut k) = (itoa::Buffer::new(), itoa::Buffer::new());
                 let soul = [run_id, "/c", c.format(conn), "/", k.format(i)].concat();
                 put_text(out, &id, &soul)
             }

@@ -92,10 +92,10 @@ pub fn read_frame<C: ?Sized>(
                 Unread::Bad(e) => e,
                 Unread::TooDeep => MessageError {
                     id: None,
-                    reason: format!(
-                        "JSON nested deeper than the limit of {}.",
-                        limits.max_json_depth
-                    ),
+                    reason: FrameError::TooDeep {
+                        max: limits.max_json_depth,
+                    }
+                    .to_string(),
                 },
             })
         });
