@@ -241,10 +241,10 @@ impl Value {
             Value::Null => Json::Null,
             Value::Bool(b) => Json::Bool(*b),
             // Whole numbers come out as integers, as JavaScript writes them (`31`, not `31.0`).
-            Value::Number(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
-                Json::Number((*n as i64).into())
-            }
-            Value::Number(n) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
+            Value::Number(n) => match json::safe_integer(*n) {
+                Some(whole) => Json::Number(whole.into()),
+                None => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
+            },
             Value::String(s) => Json::String(s.to_string()),
             Value::Link(soul) => {
                 let mut m = Map::new();

@@ -23,13 +23,33 @@ pub fn write_number(out: &mut String, n: f64) {
     }
     // Whole numbers below 2^53 (every HAM state, most values) print as their digits, as in
     // JavaScript; the general formatter is several times slower.
-    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        out.push_str(itoa::Buffer::new().format(n as i64));
+    if let Some(whole) = safe_integer(n) {
+        out.push_str(itoa::Buffer::new().format(whole));
         return;
     }
     let mut buf = ryu_js::Buffer::new();
     out.push_str(buf.format_finite(n));
 }
+
+/// `n` as an integer when it is a whole number JavaScript holds exactly (below 2^53 in size).
+/// A cast there and back says so: `f64::fract` is a library call on baseline x86-64.
+pub fn safe_integer(n: f64) -> Option<i64> {
+    let whole = n as i64; // saturates; NaN becomes 0
+    (whole as f64 == n && whole.unsigned_abs() < 1 << 53).then_some(whole)
+}
+
+/// The bytes a JSON string escapes: `"`, `\` and the control characters.
+const ESCAPED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
 
 /// Appends `s` as a JSON string literal with JavaScript's escaping: `"` and `\` escaped, the
 /// short escapes `\b \f \n \r \t`, other control characters as lower-case `\u00xx`, and nothing
@@ -38,10 +58,16 @@ pub fn write_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
-    // Most strings need no escape: one pass without an early exit (which vectorizes) says so,
-    // and the string is copied whole.
-    let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
-    if !bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+    // Most strings need no escape, and are copied whole once a pass says so: a table lookup a
+    // byte for short strings (keys, ids), one pass without an early exit (which vectorizes) for
+    // longer ones.
+    let clean = if bytes.len() < 16 {
+        !bytes.iter().any(|&b| ESCAPED[b as usize])
+    } else {
+        let needs_escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        !bytes.iter().fold(false, |any, &b| any | needs_escape(b))
+    };
+    if clean {
         out.push_str(s);
         out.push('"');
         return;
@@ -207,6 +233,12 @@ mod tests {
         assert_eq!(num(-9007199254740993.0), "-9007199254740992");
         assert_eq!(num(1e20), "100000000000000000000");
         assert_eq!(num(f64::NAN), "null");
+        assert_eq!(num(f64::INFINITY), "null");
+        assert_eq!(num(9223372036854775808.0), "9223372036854776000");
+        assert_eq!(num(-1.5), "-1.5");
+        assert_eq!(safe_integer(9007199254740992.0), None);
+        assert_eq!(safe_integer(-9007199254740991.0), Some(-9007199254740991));
+        assert_eq!(safe_integer(f64::NAN), None);
     }
 
     proptest::proptest! {
@@ -219,6 +251,14 @@ mod tests {
             let mut general = ryu_js::Buffer::new();
             let expected = if n == 0.0 { "0" } else { general.format_finite(n) };
             proptest::prop_assert_eq!(num(n), expected);
+        }
+
+        /// Every finite number, whole or not, prints as the general (JavaScript) formatter
+        /// prints it, whichever path it takes.
+        #[test]
+        fn any_number_prints_as_the_general_formatter_does(n in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL) {
+            let mut general = ryu_js::Buffer::new();
+            proptest::prop_assert_eq!(num(n), general.format_finite(n));
         }
 
         /// The end of a string, found by jumps, is where a walk byte by byte finds it.
