@@ -11,6 +11,9 @@ use std::time::Instant;
 
 use fibergun_sim::{run, SimConfig};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| {
