@@ -546,19 +546,62 @@ pub fn write_node<'a>(
 ) {
     out.push_str("{\"_\":{\"#\":");
     json::write_string(out, soul.as_str());
+    write_node_rest(out, fields);
+}
+
+/// Writes a graph's entry for one node, `"soul":{node}`. The soul's JSON text is written once and
+/// copied into the metadata.
+pub fn write_graph_entry<'a>(
+    out: &mut String,
+    soul: &Soul,
+    fields: impl Iterator<Item = (&'a Key, &'a Field)> + Clone,
+) {
+    let soul_at = out.len();
+    json::write_string(out, soul.as_str());
+    let soul_text = soul_at..out.len();
+    out.push_str(":{\"_\":{\"#\":");
+    out.extend_from_within(soul_text);
+    write_node_rest(out, fields);
+}
+
+/// The rest of a node after its metadata's soul: the states, then the values. Each key's JSON text
+/// is written once, with its state, and copied before its value (for the first
+/// [`COPIED_KEYS`] fields); a state the same as the one before it (a put's fields mostly share
+/// one) is copied too.
+fn write_node_rest<'a>(
+    out: &mut String,
+    fields: impl Iterator<Item = (&'a Key, &'a Field)> + Clone,
+) {
+    const COPIED_KEYS: usize = 16;
+    let mut key_text = [(0, 0); COPIED_KEYS];
+    let mut last_state: Option<(State, std::ops::Range<usize>)> = None;
     out.push_str(",\">\":{");
     for (i, (k, f)) in fields.clone().enumerate() {
         if i > 0 {
             out.push(',');
         }
+        let key_at = out.len();
         json::write_string(out, k.as_str());
+        if let Some(slot) = key_text.get_mut(i) {
+            *slot = (key_at, out.len());
+        }
         out.push(':');
-        json::write_number(out, f.state.ms());
+        match &last_state {
+            Some((state, text)) if *state == f.state => out.extend_from_within(text.clone()),
+            _ => {
+                let state_at = out.len();
+                json::write_number(out, f.state.ms());
+                last_state = Some((f.state, state_at..out.len()));
+            }
+        }
     }
     out.push_str("}}");
-    for (k, f) in fields {
+    for (i, (k, f)) in fields.enumerate() {
         out.push(',');
-        json::write_string(out, k.as_str());
+        match key_text.get(i) {
+            Some(&(from, to)) => out.extend_from_within(from..to),
+            None => json::write_string(out, k.as_str()),
+        }
         out.push(':');
         f.value.write_json(out);
     }
@@ -609,9 +652,7 @@ impl Graph {
             if i > 0 {
                 out.push(',');
             }
-            json::write_string(out, node.soul.as_str());
-            out.push(':');
-            node.write_json(out);
+            write_graph_entry(out, &node.soul, node.fields.iter());
         }
         out.push('}');
     }
@@ -647,6 +688,48 @@ mod tests {
 
     fn parse(text: &str) -> Result<Graph, GraphError> {
         Graph::from_json(&serde_json::from_str(text).unwrap(), &Limits::default())
+    }
+
+    /// The writer copies a soul, keys and repeated states it has written once; what it writes is
+    /// what writing each piece afresh gives, past the keys it remembers and with states that
+    /// repeat, change and come back.
+    #[test]
+    fn a_node_writes_as_each_piece_written_afresh() {
+        let soul = Soul::new("a\"b/c").unwrap();
+        let mut fields = BTreeMap::new();
+        for i in 0..40 {
+            let key = Key::new(&format!("k{i:02}\n{}", "é".repeat(i % 3))).unwrap();
+            let state = State::new([5.0, 5.0, 1.5, 5.0][i % 4]).unwrap();
+            let value = Value::String(format!("v{i}").into());
+            fields.insert(key, Field { value, state });
+        }
+        let string = |s: &str| serde_json::to_string(s).unwrap();
+        let states: Vec<String> = fields
+            .iter()
+            .map(|(k, f)| format!("{}:{}", string(k.as_str()), f.state.ms()))
+            .collect();
+        let values: Vec<String> = fields
+            .iter()
+            .map(|(k, f)| format!(",{}:{}", string(k.as_str()), f.value.json_text()))
+            .collect();
+        let node = format!(
+            "{{\"_\":{{\"#\":{},\">\":{{{}}}}}{}}}",
+            string(soul.as_str()),
+            states.join(","),
+            values.concat()
+        );
+        let graph = Graph {
+            nodes: vec![Node {
+                soul: soul.clone(),
+                fields,
+            }],
+        };
+        let mut written = String::new();
+        graph.write_json(&mut written);
+        assert_eq!(written, format!("{{{}:{node}}}", string(soul.as_str())));
+        let mut alone = String::new();
+        graph.nodes[0].write_json(&mut alone);
+        assert_eq!(alone, node);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::mesh::Forward;
 use super::{ConnId, ConnRef, ErrorKind, OpPurpose, Peer, Stream};
-use crate::graph::{write_node, Field, Key};
+use crate::graph::{write_graph_entry, Field, Key};
 use crate::graph::{Node, Soul};
 use crate::lex::KeyQuery;
 use crate::lex::Range;
@@ -465,9 +465,7 @@ fn node_replies<'a>(
                 if i > 0 {
                     out.push(',');
                 }
-                crate::json::write_string(out, soul.as_str());
-                out.push(':');
-                write_node(out, soul, fields.iter().map(|(k, f)| (*k, *f)));
+                write_graph_entry(out, soul, fields.iter().map(|(k, f)| (*k, *f)));
             }
             out.push('}');
         });

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::mesh::skip_list_names;
 use super::{ConnId, ConnRef, Deferred, ErrorKind, Event, OpPurpose, Output, Peer, PendingPut};
-use crate::graph::{write_node, Field, Graph, Key, Node, Soul, State};
+use crate::graph::{write_graph_entry, Field, Graph, Key, Node, Soul, State};
 use crate::store::{StoreOp, StoreResult};
 use crate::wire;
 
@@ -282,9 +282,7 @@ impl Peer {
         if !subscribers.is_empty() || absent_remotes {
             let mut graph = String::with_capacity(64 + changed.len() * 32);
             graph.push('{');
-            crate::json::write_string(&mut graph, soul.as_str());
-            graph.push(':');
-            write_node(&mut graph, &soul, changed.iter().map(|(k, f)| (k, f)));
+            write_graph_entry(&mut graph, &soul, changed.iter().map(|(k, f)| (k, f)));
             graph.push('}');
             for conn in subscribers {
                 self.stats.fields_pushed += changed.len() as u64;
