@@ -64,16 +64,18 @@ impl Id {
 ///
 /// The ids live in a ring, oldest sighting first: an id seen again moves to the back and leaves
 /// an empty slot, so the front is always the next id to forget, and forgetting and remembering
-/// touch the ring's two ends, not random memory. A small hash index (16 bytes an id) finds an id's
-/// place in the ring. This table is on every message's path, and at its size (100,000 ids by
-/// default) random accesses into it were cache misses: one to remember an id, one to forget one.
+/// touch the ring's two ends, not random memory. A small hash index (4 bytes an id: the low bits
+/// of its ring place) finds an id's place in the ring. This table is on every message's path,
+/// and at its size (100,000 ids by default) its random accesses are cache misses: the smaller
+/// the index, the fewer.
 #[derive(Debug)]
 pub struct Dedup {
     ring: VecDeque<Option<Entry>>,
     /// The place (sequence number) of `ring[0]`; places only grow.
     base: u64,
-    /// (hash, place) of each remembered id.
-    index: HashTable<(u64, u64)>,
+    /// The place of each remembered id, its low 32 bits (the ring never holds 2^32 slots), found
+    /// by the id's hash (which the ring's entry keeps).
+    index: HashTable<u32>,
     /// Ids remembered (the ring's slots that are not empty).
     live: usize,
     hasher: foldhash::fast::FixedState,
@@ -91,25 +93,26 @@ impl Dedup {
             live: 0,
             hasher,
             ttl,
-            max: max.max(1),
+            max: max.clamp(1, Dedup::MOST),
         }
     }
 
-    /// The entry at ring place `place`, if it holds one.
-    fn at(&self, place: u64) -> Option<&Entry> {
-        let slot = usize::try_from(place - self.base).ok()?;
-        self.ring.get(slot)?.as_ref()
+    /// The most ids kept: the ring (at most twice that, and a few) stays below 2^32 slots, so a
+    /// place's low 32 bits name its slot.
+    const MOST: usize = 1 << 30;
+
+    /// The ring slot of the place whose low bits are `place`.
+    fn slot(base: u64, place: u32) -> usize {
+        place.wrapping_sub(base as u32) as usize
     }
 
     fn find(&self, id: &str) -> Option<&Entry> {
         let hash = self.hasher.hash_one(id);
-        let &(_, place) = self.index.find(hash, |&(h, place)| {
-            h == hash
-                && self
-                    .at(place)
-                    .is_some_and(|e| e.id.as_bytes() == id.as_bytes())
-        })?;
-        self.at(place)
+        let (ring, base) = (&self.ring, self.base);
+        let &place = self
+            .index
+            .find(hash, |&place| is_entry_of(ring, base, place, hash, id))?;
+        ring[Dedup::slot(base, place)].as_ref()
     }
 
     /// Records `id` as seen now from `via`. Returns the earlier sighting if it was seen within
@@ -119,20 +122,17 @@ impl Dedup {
         let hash = self.hasher.hash_one(id);
         let back = self.base + self.ring.len() as u64;
         let (ring, base) = (&mut self.ring, self.base);
-        let same = |&(h, place): &(u64, u64)| {
-            h == hash
-                && ring[(place - base) as usize]
-                    .as_ref()
-                    .is_some_and(|e| e.id.as_bytes() == id.as_bytes())
-        };
-        if let Some((_, place)) = self.index.find_mut(hash, same) {
+        let found = self
+            .index
+            .find_mut(hash, |&place| is_entry_of(ring, base, place, hash, id));
+        if let Some(place) = found {
             // Seen again: it moves to the back, with its first connection.
-            let mut entry = ring[(*place - base) as usize]
+            let mut entry = ring[Dedup::slot(base, *place)]
                 .take()
                 .expect("the index points at a remembered id");
             let earlier = entry.seen;
             entry.seen.at = now;
-            *place = back;
+            *place = back as u32;
             ring.push_back(Some(entry));
             self.compact();
             return Some(earlier);
@@ -142,7 +142,8 @@ impl Dedup {
             hash,
             seen: Seen { at: now, via },
         }));
-        self.index.insert_unique(hash, (hash, back), |&(h, _)| h);
+        self.index
+            .insert_unique(hash, back as u32, |&place| hash_at(ring, base, place));
         self.live += 1;
         self.trim();
         None
@@ -171,7 +172,8 @@ impl Dedup {
             let place = self.base;
             self.base += 1;
             if let Some(entry) = slot {
-                if let Ok(found) = self.index.find_entry(entry.hash, |&(_, p)| p == place) {
+                let place = place as u32;
+                if let Ok(found) = self.index.find_entry(entry.hash, |&p| p == place) {
                     found.remove();
                 }
                 self.live -= 1;
@@ -212,13 +214,28 @@ impl Dedup {
         }
         self.ring.retain(Option::is_some);
         self.index.clear();
-        for (i, entry) in self.ring.iter().enumerate() {
+        let (ring, base) = (&self.ring, self.base);
+        for (i, entry) in ring.iter().enumerate() {
             let entry = entry.as_ref().expect("only remembered ids are left");
-            let place = self.base + i as u64;
+            let place = (base + i as u64) as u32;
             self.index
-                .insert_unique(entry.hash, (entry.hash, place), |&(h, _)| h);
+                .insert_unique(entry.hash, place, |&p| hash_at(ring, base, p));
         }
     }
+}
+
+/// Whether the ring's entry at `place` is the id `id`, of hash `hash`.
+fn is_entry_of(ring: &VecDeque<Option<Entry>>, base: u64, place: u32, hash: u64, id: &str) -> bool {
+    ring[Dedup::slot(base, place)]
+        .as_ref()
+        .is_some_and(|e| e.hash == hash && e.id.as_bytes() == id.as_bytes())
+}
+
+/// The hash of the id at `place`, for the index to move it when it grows.
+fn hash_at(ring: &VecDeque<Option<Entry>>, base: u64, place: u32) -> u64 {
+    ring[Dedup::slot(base, place)]
+        .as_ref()
+        .map_or(0, |e| e.hash)
 }
 
 #[cfg(test)]
@@ -267,6 +284,33 @@ mod tests {
             assert!(d.check_and_track(id, ConnId(2), t0).is_some(), "{id}");
         }
         assert!(!d.contains(&"x".repeat(39)) && !d.contains(&"y".repeat(21)));
+    }
+
+    /// The index keeps a place's low 32 bits: ids on both sides of the wrap are found, refreshed
+    /// and forgotten as anywhere else.
+    #[test]
+    fn places_past_the_32_bit_wrap_work_alike() {
+        let mut d = table(4);
+        d.base = u64::from(u32::MAX) - 2;
+        let t0 = Instant::now();
+        for i in 0..6u64 {
+            let at = t0 + Duration::from_millis(i);
+            assert_eq!(d.check_and_track(&format!("id{i}"), ConnId(i), at), None);
+        }
+        // The last four are kept, across the wrap; the first two were forgotten.
+        assert!(!d.contains("id0") && !d.contains("id1"));
+        assert_eq!(d.via("id2"), Some(ConnId(2)));
+        assert_eq!(d.via("id5"), Some(ConnId(5)));
+        // Seen again, id2 moves to the back (past the wrap) and keeps its first connection.
+        let again = d.check_and_track("id2", ConnId(9), t0 + Duration::from_millis(7));
+        assert_eq!(again.map(|s| s.via), Some(ConnId(2)));
+        assert_eq!(
+            d.check_and_track("id6", ConnId(6), t0 + Duration::from_millis(8)),
+            None
+        );
+        assert!(!d.contains("id3"), "the oldest, id3, made room");
+        assert_eq!(d.via("id2"), Some(ConnId(2)));
+        assert_eq!(d.len(), 4);
     }
 
     #[test]
