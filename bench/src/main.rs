@@ -584,8 +584,8 @@ fn compare(fibergun: &Path, baseline: Option<&Path>, quick: bool) -> Result<bool
         let dir = TempDir::new("lmdb-commit");
         lmdb_limit::commits(&dir.0, 1, 300)?
     };
-    println!("| fan-out | server | subscribers | updates/s | delivered / expected | p50 ms | p99 ms | max ms | to the first, p50 ms | to the last, p50 ms |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| fan-out | server | subscribers | updates/s | delivered / expected | p50 ms | p99 ms | max ms | to the first, p50 ms | to the last, p50 ms | writer's put to ack, p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let seconds = if quick { 2 } else { 5 };
     for (subscribers, rate) in [(100usize, 20u32), (100, 100), (100, 500), (1_000, 100)] {
         let mut p99 = std::collections::HashMap::new();
@@ -616,14 +616,24 @@ fn compare(fibergun: &Path, baseline: Option<&Path>, quick: bool) -> Result<bool
                 name(server)
             };
             println!(
-                "| fan-out | {label} | {subscribers} | {rate} | {} / {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-                f.delivered, f.expected, f.p50_ms, f.p99_ms, f.max_ms, f.first_p50_ms, f.last_p50_ms
+                "| fan-out | {label} | {subscribers} | {rate} | {} / {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                f.delivered, f.expected, f.p50_ms, f.p99_ms, f.max_ms, f.first_p50_ms, f.last_p50_ms, f.ack_p99_ms
             );
             if server != Server::GunJs && f.delivered != f.expected {
                 checks.push((
                     format!(
                         "fan-out at {subscribers} x {rate}/s loses nothing on {label} ({} of {} delivered)",
                         f.delivered, f.expected
+                    ),
+                    false,
+                ));
+            }
+            if server != Server::GunJs && f.acked != f.expected / subscribers {
+                checks.push((
+                    format!(
+                        "fan-out at {subscribers} x {rate}/s acknowledges every put on {label} ({} of {} acknowledged)",
+                        f.acked,
+                        f.expected / subscribers
                     ),
                     false,
                 ));

@@ -157,6 +157,60 @@ pub struct Fanout {
     /// …and to the last one: the difference is the time spent pushing it to every socket and
     /// reading it from every socket, one after another.
     pub last_p50_ms: f64,
+    /// The writer's puts, from send to ack: the 99th percentile, in milliseconds. A server acks
+    /// once the put is durable where it keeps it, and (fibergun and the bare server alike) after
+    /// pushing it to the subscribers.
+    pub ack_p99_ms: f64,
+    /// Puts the writer saw acknowledged.
+    pub acked: usize,
+}
+
+/// Until `until`, reads what comes to the fan-out writer, timing each ack of run `run_id` as it
+/// is read.
+fn read_acks(
+    writer: &mut async_tungstenite::tungstenite::WebSocket<std::net::TcpStream>,
+    until: Instant,
+    acked: &mut [Option<Instant>],
+    run_id: &str,
+) -> Result<(), String> {
+    use async_tungstenite::tungstenite::{Error, Message as Frame};
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left < Duration::from_micros(100) {
+            return Ok(());
+        }
+        writer
+            .get_mut()
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        match writer.read() {
+            Ok(Frame::Text(text)) => {
+                let now = Instant::now();
+                for i in acked_updates(&text, run_id) {
+                    if let Some(slot) = acked.get_mut(i) {
+                        slot.get_or_insert(now);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("the writer's socket: {e}")),
+        }
+    }
+}
+
+/// The updates of run `run_id` that a frame to the writer acknowledges: each `"@":"w<i>.<run_id>."`.
+fn acked_updates<'a>(text: &'a str, run_id: &'a str) -> impl Iterator<Item = usize> + 'a {
+    text.match_indices("\"@\":\"w").filter_map(move |(at, m)| {
+        let rest = &text[at + m.len()..];
+        let (number, rest) = rest.split_once('.')?;
+        rest.strip_prefix(run_id)?.strip_prefix(".\"")?;
+        number.parse().ok()
+    })
 }
 
 /// The keys in the state maps (`">":{…}`) of a frame: the updates it carries, found without
@@ -367,11 +421,12 @@ pub fn fanout(
     let _ = stream.set_nodelay(true);
     let (mut writer, _) = client(writer_url, stream).map_err(|e| format!("handshake: {e}"))?;
     let mut sent = vec![None; updates];
+    let mut acked = vec![None; updates];
     let started = Instant::now();
     let mut state = 1_700_000_000_000.0f64.max(crate::load::wall_ms());
     for (i, sent) in sent.iter_mut().enumerate() {
         let due = started + Duration::from_secs_f64(i as f64 / f64::from(rate));
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        read_acks(&mut writer, due, &mut acked, run_id)?;
         state += 0.001;
         let text = format!(
             r##"{{"#":"w{i}.{run_id}.","put":{{"{soul}":{{"_":{{"#":"{soul}",">":{{"u{i}":{state}}}}},"u{i}":"update {i}"}}}}}}"##
@@ -379,6 +434,23 @@ pub fn fanout(
         *sent = Some(Instant::now());
         writer.send(Frame::text(text)).map_err(|e| e.to_string())?;
     }
+    // The last acks: a bounded wait.
+    let acks_by = Instant::now() + Duration::from_secs(5);
+    while acked.iter().any(Option::is_none) && Instant::now() < acks_by {
+        read_acks(
+            &mut writer,
+            Instant::now() + Duration::from_millis(50),
+            &mut acked,
+            run_id,
+        )?;
+    }
+    let mut ack_us: Vec<u64> = sent
+        .iter()
+        .zip(&acked)
+        .filter_map(|(sent, acked)| Some(acked.as_ref()?.saturating_duration_since((*sent)?)))
+        .map(|took| took.as_micros() as u64)
+        .collect();
+    ack_us.sort_unstable();
     let subs = reader
         .join()
         .map_err(|_| "the fan-out reader panicked".to_string())?;
@@ -405,6 +477,8 @@ pub fn fanout(
         max_ms: all.last().map_or(0.0, |us| *us as f64 / 1000.0),
         first_p50_ms: percentile_ms(&first, 0.5),
         last_p50_ms: percentile_ms(&last, 0.5),
+        ack_p99_ms: percentile_ms(&ack_us, 0.99),
+        acked: ack_us.len(),
     })
 }
 
@@ -427,6 +501,12 @@ mod tests {
     }
 
     #[test]
+    fn finds_the_updates_a_frame_acknowledges() {
+        let frame = r##"[{"#":"a","@":"w3.f7.","ok":true},{"#":"b","@":"w12.f7.","ok":1},{"@":"w4.f77.","ok":1},{"@":"sub0.f7."}]"##;
+        assert_eq!(acked_updates(frame, "f7").collect::<Vec<_>>(), [3, 12]);
+    }
+
+    #[test]
     fn every_subscriber_of_a_relay_gets_every_update() {
         let dir = tempfile::tempdir().unwrap();
         let relay = crate::in_process::launch(dir.path(), &[]).unwrap();
@@ -437,6 +517,8 @@ mod tests {
             f.first_p50_ms > 0.0 && f.last_p50_ms >= f.first_p50_ms,
             "{f:?}"
         );
+        assert_eq!(f.acked, 50, "every put is acknowledged: {f:?}");
+        assert!(f.ack_p99_ms > 0.0, "{f:?}");
     }
 
     #[test]
@@ -453,6 +535,10 @@ mod tests {
         }
         let f = fanout(&url, &url, 5, 50, 1, "fan2").unwrap();
         assert_eq!((f.delivered, f.expected), (250, 250), "{f:?}");
+        assert_eq!(
+            f.acked, 50,
+            "the bare server acknowledges every put too: {f:?}"
+        );
     }
 
     #[test]
