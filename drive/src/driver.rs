@@ -97,7 +97,12 @@ pub enum DriverEvent<C> {
         conn: ConnId,
     },
     /// A store batch committed (or failed).
-    StoreDone(BatchResults),
+    StoreDone {
+        /// Each op's result, in op order.
+        results: BatchResults,
+        /// How long the store took over the batch.
+        took: std::time::Duration,
+    },
     /// A shared store's change feed reported something.
     Feed(fibergun::FeedEvent),
     /// Something from an in-process connection ([`crate::local`]).
@@ -161,6 +166,8 @@ pub struct Driver<C: ConnHandle> {
     /// Ops emitted while a batch is committing: they form the next batch.
     pending_ops: Vec<StoreOp>,
     batch_in_flight: bool,
+    /// How long the store took over each batch, for metrics.
+    store_batches: fibergun::LatencyHistogram,
     shutting_down: bool,
     /// Connections closed from this side, to report to the core after the current drain.
     closed_by_us: Vec<ConnId>,
@@ -202,6 +209,7 @@ impl<C: ConnHandle> Driver<C> {
             conns: HashMap::new(),
             pending_ops: Vec::new(),
             batch_in_flight: false,
+            store_batches: Default::default(),
             shutting_down: false,
             closed_by_us: Vec::new(),
             dialled: Default::default(),
@@ -341,8 +349,9 @@ impl<C: ConnHandle> Driver<C> {
                     self.input(Input::Disconnected { conn });
                 }
             }
-            DriverEvent::StoreDone(results) => {
+            DriverEvent::StoreDone { results, took } => {
                 self.batch_in_flight = false;
+                self.store_batches.observe(took);
                 for (op, result) in results {
                     self.input(Input::StoreDone { op, result });
                 }
@@ -381,6 +390,7 @@ impl<C: ConnHandle> Driver<C> {
             pending_store_ops: self.peer.pending_store_ops(),
             puts_verifying: self.peer.puts_verifying(),
             held_frames: self.held_frames.len(),
+            store_batches: self.store_batches.clone(),
             remotes: self.peer.remotes(),
             upstreams: self.peer.upstreams(),
             shutting_down: self.shutting_down,

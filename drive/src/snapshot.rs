@@ -1,7 +1,7 @@
 //! What the core looks like now, for a product's metrics and health checks: the driver reads it
 //! when asked ([`crate::driver::DriverEvent::Snapshot`]), between two inputs.
 
-use fibergun::{RemoteStatus, Stats, UpstreamStatus};
+use fibergun::{LatencyHistogram, RemoteStatus, Stats, UpstreamStatus};
 
 /// The core's side, read by the driver when asked (see
 /// [`crate::driver::DriverEvent::Snapshot`]).
@@ -21,6 +21,9 @@ pub struct PeerSnapshot {
     pub puts_verifying: usize,
     /// Frames held while storage is behind.
     pub held_frames: usize,
+    /// How long the store took over each batch: its reads, its writes and, on a durable store,
+    /// its commit and flush (a slow disk shows here first).
+    pub store_batches: LatencyHistogram,
     /// Configured peers and where each stands.
     pub remotes: Vec<RemoteStatus>,
     /// Upstreams: connected or not, and the local writes each has not acknowledged yet.

@@ -37,8 +37,8 @@ impl Workers {
         let feed = send.clone();
         store.start_feed(Box::new(move |event| feed(DriverEvent::Feed(event))));
         let to_driver = send.clone();
-        let (store, store_thread) = store_thread::spawn(store, move |results| {
-            to_driver(DriverEvent::StoreDone(results));
+        let (store, store_thread) = store_thread::spawn(store, move |results, took| {
+            to_driver(DriverEvent::StoreDone { results, took });
         });
         let (verifier, verifier_threads) = verifier::spawn(verify_threads, move |id, results| {
             send(DriverEvent::Verified { id, results });

@@ -182,6 +182,13 @@ impl Collector for Scrape {
             None,
             get_latency.metric_type(),
         )?)?;
+        let store_batches = Latency(&self.peer.store_batches);
+        store_batches.encode(e.encode_descriptor(
+            "store_batch_seconds",
+            "Storage batches, from the store taking one to its results: reads, writes and, on a durable store, the commit and its flush",
+            None,
+            store_batches.metric_type(),
+        )?)?;
         counter(
             &mut e,
             "messages_received",
@@ -540,6 +547,8 @@ mod tests {
         peer.stats
             .put_latency
             .observe(std::time::Duration::from_millis(3));
+        peer.store_batches
+            .observe(std::time::Duration::from_micros(700));
         let text = render(
             peer,
             StoreFigures {
@@ -575,6 +584,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("fibergun_put_ack_seconds_count 1"), "{text}");
+        assert!(
+            text.contains("fibergun_store_batch_seconds_bucket{le=\"0.0005\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fibergun_store_batch_seconds_bucket{le=\"0.001\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("fibergun_stored_nodes 5"), "{text}");
         assert!(
             text.contains("fibergun_s3_batch_upload_seconds_count 1"),

@@ -73,6 +73,11 @@ fn metrics_follow_the_traffic_and_pass_promtool() {
     assert_eq!(sample(&text, "fibergun_puts_acked_total"), 20.0);
     assert_eq!(sample(&text, "fibergun_puts_received_total"), 21.0);
     assert_eq!(sample(&text, "fibergun_put_ack_seconds_count"), 20.0);
+    // Each put waited for its own commit (one at a time), and the GET of a soul not in the
+    // cache read the store: at least 21 batches, each timed.
+    let batches = sample(&text, "fibergun_store_batch_seconds_count");
+    assert!(batches >= 21.0, "{batches} store batches");
+    assert!(sample(&text, "fibergun_store_batch_seconds_sum") > 0.0);
     assert!(sample(&text, "fibergun_gets_received_total") >= 2.0);
     assert_eq!(
         sample(&text, "fibergun_errors_total{kind=\"malformed\"}"),
