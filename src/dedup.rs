@@ -235,7 +235,8 @@ fn is_entry_of(ring: &VecDeque<Option<Entry>>, base: u64, place: u32, hash: u64,
 fn hash_at(ring: &VecDeque<Option<Entry>>, base: u64, place: u32) -> u64 {
     ring[Dedup::slot(base, place)]
         .as_ref()
-        .map_or(0, |e| e.hash)
+        .expect("the index points at a remembered id")
+        .hash
 }
 
 #[cfg(test)]
@@ -311,6 +312,18 @@ mod tests {
         assert!(!d.contains("id3"), "the oldest, id3, made room");
         assert_eq!(d.via("id2"), Some(ConnId(2)));
         assert_eq!(d.len(), 4);
+        // Ids seen again and again leave empty slots, compacted away across the wrap (the ring
+        // is rebuilt and the index pointed at new places) while the index grows and shrinks.
+        for round in 0..40u64 {
+            let at = t0 + Duration::from_millis(10 + round);
+            let id = ["id2", "id4", "id5", "id6"][(round % 4) as usize];
+            assert!(d.check_and_track(id, ConnId(9), at).is_some(), "{id} kept");
+        }
+        assert_eq!(d.len(), 4);
+        for (id, first) in [("id2", 2), ("id4", 4), ("id5", 5), ("id6", 6)] {
+            assert_eq!(d.via(id), Some(ConnId(first)), "{id}");
+        }
+        assert!(d.base > u64::from(u32::MAX), "the ring went past the wrap");
     }
 
     #[test]

@@ -256,9 +256,28 @@ mod tests {
         /// Every finite number, whole or not, prints as the general (JavaScript) formatter
         /// prints it, whichever path it takes.
         #[test]
-        fn any_number_prints_as_the_general_formatter_does(n in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL) {
+        fn any_number_prints_as_the_general_formatter_does(
+            n in proptest::num::f64::POSITIVE
+                | proptest::num::f64::NEGATIVE
+                | proptest::num::f64::NORMAL
+                | proptest::num::f64::SUBNORMAL
+                | proptest::num::f64::ZERO
+        ) {
             let mut general = ryu_js::Buffer::new();
-            proptest::prop_assert_eq!(num(n), general.format_finite(n));
+            let expected = if n == 0.0 { "0" } else { general.format_finite(n) };
+            proptest::prop_assert_eq!(num(n), expected);
+        }
+
+        /// Whole numbers of every size, both signs, on both sides of 2^53 and past 2^63, print
+        /// as the general formatter prints them.
+        #[test]
+        fn whole_numbers_of_any_size_print_as_the_general_formatter_does(
+            n in -1.9e19f64..1.9e19
+        ) {
+            let n = n.trunc();
+            let mut general = ryu_js::Buffer::new();
+            let expected = if n == 0.0 { "0" } else { general.format_finite(n) };
+            proptest::prop_assert_eq!(num(n), expected);
         }
 
         /// The end of a string, found by jumps, is where a walk byte by byte finds it.

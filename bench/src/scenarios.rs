@@ -166,7 +166,8 @@ pub struct Fanout {
 }
 
 /// Until `until`, reads what comes to the fan-out writer, timing each ack of run `run_id` as it
-/// is read.
+/// is read. Past `until` it still reads what has already arrived, without waiting, so that an ack
+/// is timed when it came, not after the next put's gap.
 fn read_acks(
     writer: &mut async_tungstenite::tungstenite::WebSocket<std::net::TcpStream>,
     until: Instant,
@@ -174,15 +175,20 @@ fn read_acks(
     run_id: &str,
 ) -> Result<(), String> {
     use async_tungstenite::tungstenite::{Error, Message as Frame};
-    loop {
+    let result = loop {
         let left = until.saturating_duration_since(Instant::now());
-        if left < Duration::from_micros(100) {
-            return Ok(());
+        let waiting = left >= Duration::from_micros(100);
+        let socket = writer.get_mut();
+        let set = if waiting {
+            socket
+                .set_nonblocking(false)
+                .and_then(|()| socket.set_read_timeout(Some(left)))
+        } else {
+            socket.set_nonblocking(true)
+        };
+        if let Err(e) = set {
+            break Err(e.to_string());
         }
-        writer
-            .get_mut()
-            .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
         match writer.read() {
             Ok(Frame::Text(text)) => {
                 let now = Instant::now();
@@ -197,20 +203,43 @@ fn read_acks(
                 if matches!(
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("the writer's socket: {e}")),
+                ) =>
+            {
+                if !waiting {
+                    break Ok(());
+                }
+            }
+            Err(e) => break Err(format!("the writer's socket: {e}")),
         }
-    }
+    };
+    // The next put is written blocking.
+    writer
+        .get_mut()
+        .set_nonblocking(false)
+        .map_err(|e| e.to_string())?;
+    result
 }
 
-/// The updates of run `run_id` that a frame to the writer acknowledges: each `"@":"w<i>.<run_id>."`.
-fn acked_updates<'a>(text: &'a str, run_id: &'a str) -> impl Iterator<Item = usize> + 'a {
-    text.match_indices("\"@\":\"w").filter_map(move |(at, m)| {
-        let rest = &text[at + m.len()..];
-        let (number, rest) = rest.split_once('.')?;
-        rest.strip_prefix(run_id)?.strip_prefix(".\"")?;
-        number.parse().ok()
-    })
+/// The updates of run `run_id` that a frame to the writer acknowledges: each message whose `@` is
+/// `w<i>.<run_id>.` and which says `ok`, not `err` (a refused put is not acknowledged).
+fn acked_updates(text: &str, run_id: &str) -> Vec<usize> {
+    if !text.contains("\"@\":\"w") {
+        return Vec::new();
+    }
+    let messages = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(messages)) => messages,
+        Ok(message) => vec![message],
+        Err(_) => return Vec::new(),
+    };
+    messages
+        .iter()
+        .filter(|m| m.get("err").is_none() && m.get("ok").is_some())
+        .filter_map(|m| {
+            let reply_to = m.get("@")?.as_str()?;
+            let (number, rest) = reply_to.strip_prefix('w')?.split_once('.')?;
+            (rest.strip_suffix('.')? == run_id).then(|| number.parse().ok())?
+        })
+        .collect()
 }
 
 /// The keys in the state maps (`">":{…}`) of a frame: the updates it carries, found without
@@ -502,8 +531,13 @@ mod tests {
 
     #[test]
     fn finds_the_updates_a_frame_acknowledges() {
-        let frame = r##"[{"#":"a","@":"w3.f7.","ok":true},{"#":"b","@":"w12.f7.","ok":1},{"@":"w4.f77.","ok":1},{"@":"sub0.f7."}]"##;
-        assert_eq!(acked_updates(frame, "f7").collect::<Vec<_>>(), [3, 12]);
+        let frame = r##"[{"#":"a","@":"w3.f7.","ok":true},{"#":"b","@":"w12.f7.","ok":{"":1}},{"@":"w4.f77.","ok":1},{"@":"sub0.f7."},{"#":"c","@":"w5.f7.","err":"refused"},{"@":"w6.f7."}]"##;
+        // Acks of this run only; an error reply, or a reply that says neither, is no ack.
+        assert_eq!(acked_updates(frame, "f7"), [3, 12]);
+        assert_eq!(
+            acked_updates(r##"{"#":"d","@":"w9.f7.","ok":true}"##, "f7"),
+            [9]
+        );
     }
 
     #[test]
