@@ -461,7 +461,7 @@ fn stats_count_traffic_errors_by_kind_and_latencies() {
     let ten_ms = LATENCY_BOUNDS.iter().position(|b| *b == 0.01).unwrap();
     assert_eq!(s.put_latency.buckets[ten_ms], 1);
     assert_eq!(s.put_latency.buckets[0], 1);
-    assert_eq!(s.put_latency.sum_micros, 7_000);
+    assert_eq!(s.put_latency.sum_nanos, 7_000_000);
     let five_ms = LATENCY_BOUNDS.iter().position(|b| *b == 0.005).unwrap();
     assert_eq!(s.get_latency.count, 1);
     assert_eq!(s.get_latency.buckets[five_ms], 1);

@@ -117,8 +117,9 @@ pub struct LatencyHistogram {
     pub buckets: [u64; LATENCY_BOUNDS.len() + 1],
     /// Observations.
     pub count: u64,
-    /// Their sum, in microseconds.
-    pub sum_micros: u64,
+    /// Their sum, in nanoseconds (so that sub-microsecond observations, such as a memory
+    /// store's batches, count too).
+    pub sum_nanos: u64,
 }
 
 impl LatencyHistogram {
@@ -131,14 +132,14 @@ impl LatencyHistogram {
             .unwrap_or(LATENCY_BOUNDS.len());
         self.buckets[bucket] += 1;
         self.count += 1;
-        self.sum_micros = self
-            .sum_micros
-            .saturating_add(took.as_micros().min(u64::MAX as u128) as u64);
+        self.sum_nanos = self
+            .sum_nanos
+            .saturating_add(took.as_nanos().min(u64::MAX as u128) as u64);
     }
 
     /// The sum of the observations, in seconds.
     pub fn sum_seconds(&self) -> f64 {
-        self.sum_micros as f64 / 1e6
+        self.sum_nanos as f64 / 1e9
     }
 }
 
@@ -153,11 +154,15 @@ mod tests {
         h.observe(Duration::from_millis(1));
         h.observe(Duration::from_millis(7));
         h.observe(Duration::from_secs(60));
-        assert_eq!(h.buckets[0], 1);
+        h.observe(Duration::from_nanos(300));
+        assert_eq!(h.buckets[0], 2);
         assert_eq!(h.buckets[1], 1, "a bound is inclusive");
         assert_eq!(h.buckets[4], 1);
         assert_eq!(h.buckets[LATENCY_BOUNDS.len()], 1);
-        assert_eq!(h.count, 4);
-        assert_eq!(h.sum_micros, 100 + 1_000 + 7_000 + 60_000_000);
+        assert_eq!(h.count, 5);
+        assert_eq!(
+            h.sum_nanos,
+            (100 + 1_000 + 7_000 + 60_000_000) * 1_000 + 300
+        );
     }
 }
