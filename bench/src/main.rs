@@ -799,6 +799,7 @@ fn micro_against_baseline(baseline: Option<&Path>) -> Vec<(String, bool)> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    println!();
     println!("| microbenchmark, same run | baseline ns/op | now ns/op | baseline / now |");
     println!("|---|---|---|---|");
     let mut checks = Vec::new();
