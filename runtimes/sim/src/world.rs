@@ -803,7 +803,7 @@ impl World {
 
     // The network.
 
-    fn transmit(&mut self, conn: u64, from: End, text: String) {
+    fn transmit(&mut self, conn: u64, from: End, mut text: String) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -824,7 +824,7 @@ impl World {
             1
         };
         let reorder = faults && self.chance(self.config.faults.reorder);
-        for _ in 0..copies {
+        for copies_left in (0..copies).rev() {
             let mut at = self.now + latency;
             if reorder {
                 self.counts.reordered += 1;
@@ -845,7 +845,12 @@ impl World {
                 Ev::Deliver {
                     conn,
                     to_b,
-                    text: text.clone(),
+                    // The last copy takes the text itself.
+                    text: if copies_left == 0 {
+                        std::mem::take(&mut text)
+                    } else {
+                        text.clone()
+                    },
                 },
             );
         }
