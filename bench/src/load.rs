@@ -245,14 +245,19 @@ fn reply_ids(text: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// The `@` of every error reply in a frame (rare, so a full parse is fine).
-fn error_reply_ids(text: &str) -> Vec<String> {
-    let msgs = match serde_json::from_str::<Json>(text) {
+/// The messages of a frame, parsed (an array frame's each, or the one); none if it is not JSON.
+pub(crate) fn frame_messages(text: &str) -> Vec<Json> {
+    match serde_json::from_str::<Json>(text) {
         Ok(Json::Array(items)) => items,
         Ok(one) => vec![one],
-        Err(_) => return Vec::new(),
-    };
-    msgs.iter()
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The `@` of every error reply in a frame (rare, so a full parse is fine).
+fn error_reply_ids(text: &str) -> Vec<String> {
+    frame_messages(text)
+        .iter()
         .filter(|m| m.get("err").is_some())
         .filter_map(|m| m.get("@").and_then(Json::as_str).map(str::to_owned))
         .collect()

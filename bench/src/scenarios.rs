@@ -226,12 +226,7 @@ fn acked_updates(text: &str, run_id: &str) -> Vec<usize> {
     if !text.contains("\"@\":\"w") {
         return Vec::new();
     }
-    let messages = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Array(messages)) => messages,
-        Ok(message) => vec![message],
-        Err(_) => return Vec::new(),
-    };
-    messages
+    crate::load::frame_messages(text)
         .iter()
         .filter(|m| m.get("err").is_none() && m.get("ok").is_some())
         .filter_map(|m| {
