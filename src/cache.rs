@@ -31,6 +31,10 @@ fn node_bytes(soul: &Soul, fields: &BTreeMap<Key, Field>) -> usize {
 #[derive(Debug)]
 struct Entry {
     fields: BTreeMap<Key, Field>,
+    /// The node as a GET's reply carries it whole (`"soul":{…}`), once written for one since it
+    /// last changed: a hot node is then answered with one copy, not written field by field.
+    written: Option<Box<str>>,
+    /// What the entry costs, `written` included.
     bytes: usize,
 }
 
@@ -69,6 +73,28 @@ impl NodeCache {
         self.nodes.get(soul).map(|e| &e.fields)
     }
 
+    /// The node as last kept by [`NodeCache::keep_written`], if it has not changed since.
+    pub fn written(&self, soul: &Soul) -> Option<&str> {
+        self.nodes.get(soul)?.written.as_deref()
+    }
+
+    /// Keeps `text`, the cached node written whole for a reply, until the node next changes. It
+    /// counts toward the cache's bytes; a node that would grow too big keeps none.
+    pub fn keep_written(&mut self, soul: &Soul, text: Box<str>) {
+        let Some(entry) = self.nodes.get_mut(soul) else {
+            return;
+        };
+        let old = entry.written.as_ref().map_or(0, |t| t.len());
+        let bytes = entry.bytes - old + text.len();
+        if bytes > self.max_bytes / 8 {
+            return;
+        }
+        self.bytes = self.bytes - entry.bytes + bytes;
+        entry.bytes = bytes;
+        entry.written = Some(text);
+        self.evict();
+    }
+
     /// Caches a whole node just read from the store by op `read` (unless another writer may have
     /// changed it since the read was issued). Nodes bigger than an eighth of the cache are not
     /// kept (they would push out too much).
@@ -81,7 +107,12 @@ impl NodeCache {
             self.remove(&soul);
             return;
         }
-        match self.nodes.insert(soul.clone(), Entry { fields, bytes }) {
+        let entry = Entry {
+            fields,
+            written: None,
+            bytes,
+        };
+        match self.nodes.insert(soul.clone(), entry) {
             Some(old) => self.bytes -= old.bytes,
             None => self.order.push_back(soul),
         }
@@ -145,6 +176,10 @@ impl NodeCache {
         for (k, f) in changed {
             if crate::ham::merge(f, entry.fields.get(k)) != crate::ham::Decision::Accept {
                 continue;
+            }
+            if let Some(old) = entry.written.take() {
+                entry.bytes -= old.len();
+                self.bytes -= old.len();
             }
             let added = field_bytes(k, f);
             match entry.fields.insert(k.clone(), f.clone()) {
@@ -298,5 +333,33 @@ mod tests {
         assert!(c.node(&a).is_none());
         c.insert(a.clone(), node(&[]), 5);
         assert!(c.node(&a).is_some());
+    }
+
+    #[test]
+    fn a_written_node_counts_toward_the_bytes_and_goes_when_the_node_changes() {
+        let mut c = NodeCache::new(100_000, foldhash::fast::FixedState::with_seed(0));
+        let soul = Soul::new("a").unwrap();
+        c.insert(soul.clone(), node(&[("x", field("m", 5.0))]), 0);
+        let before = c.bytes();
+        c.keep_written(&soul, "\"a\":{}".into());
+        assert_eq!(c.written(&soul), Some("\"a\":{}"));
+        assert_eq!(c.bytes(), before + "\"a\":{}".len());
+        // A losing change keeps it; a winning one drops it, and its bytes.
+        c.apply(&soul, &[(Key::new("x").unwrap(), field("z", 4.0))]);
+        assert_eq!(c.written(&soul), Some("\"a\":{}"));
+        c.apply(&soul, &[(Key::new("x").unwrap(), field("n", 6.0))]);
+        assert_eq!(c.written(&soul), None);
+        assert_eq!(
+            c.bytes(),
+            before + field_bytes(&Key::new("x").unwrap(), &field("n", 6.0))
+                - field_bytes(&Key::new("x").unwrap(), &field("m", 5.0))
+        );
+        // Too big to keep beside the node: not kept.
+        c.keep_written(&soul, "x".repeat(20_000).into());
+        assert_eq!(c.written(&soul), None);
+        // Read again, the node starts without one.
+        c.keep_written(&soul, "\"a\":{}".into());
+        c.insert(soul.clone(), node(&[("x", field("n", 6.0))]), 1);
+        assert_eq!(c.written(&soul), None);
     }
 }

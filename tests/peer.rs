@@ -147,12 +147,73 @@ fn whole_node_reads_are_cached_and_kept_coherent() {
     h.auto_store = false;
     h.frame(1, &get("g2", "a"));
     assert!(h.held.is_empty(), "answered from the cache");
-    assert_eq!(h.replies_to(1, "g2")[0]["put"]["a"]["x"], 1);
+    let g2 = h.replies_to(1, "g2");
+    assert_eq!(g2[0]["put"]["a"]["x"], 1);
+    // The node as written for g2 answers the GETs after it, word for word, until it changes.
+    h.frame(1, &get("g2b", "a"));
+    assert!(h.held.is_empty());
+    let g2b = h.replies_to(1, "g2b");
+    assert_eq!(g2b.len(), 1);
+    assert_eq!(g2b[0]["put"], g2[0]["put"]);
+    assert_eq!(
+        g2b[0]["put"],
+        json!({"a": {"_": {"#": "a", ">": {"x": 5}}, "x": 1}})
+    );
     h.frame(2, &put("p2", "a", "x", json!(2), 6.0));
     h.commit();
     h.frame(1, &get("g3", "a"));
     assert!(h.held.is_empty());
     assert_eq!(h.replies_to(1, "g3")[0]["put"]["a"]["x"], 2);
+    h.frame(1, &get("g3b", "a"));
+    assert_eq!(h.replies_to(1, "g3b")[0]["put"]["a"]["x"], 2);
+    // A losing write changes nothing; a new key does.
+    h.frame(2, &put("p3", "a", "x", json!(3), 4.0));
+    h.frame(2, &put("p4", "a", "y", json!("new"), 7.0));
+    h.commit();
+    h.frame(1, &get("g4", "a"));
+    let g4 = h.replies_to(1, "g4");
+    assert_eq!(g4[0]["put"]["a"]["x"], 2);
+    assert_eq!(g4[0]["put"]["a"]["y"], "new");
+    // Parts of the node are not answered with the whole of it.
+    h.frame(
+        1,
+        &json!({"#": "g5", "get": {"#": "a", ".": "y"}}).to_string(),
+    );
+    let g5 = h.replies_to(1, "g5");
+    assert_eq!(g5[0]["put"]["a"]["y"], "new");
+    assert!(g5[0]["put"]["a"].get("x").is_none(), "{g5:?}");
+}
+
+#[test]
+fn a_cached_node_too_big_for_one_reply_goes_in_several_each_time() {
+    let mut h = Harness::new(Config {
+        limits: Limits {
+            batch_frame_bytes: 2_000,
+            ..Limits::default()
+        },
+        seed: 1,
+        ..Config::default()
+    });
+    h.connect(1);
+    h.take(1);
+    let fields: serde_json::Map<String, Json> = (0..40)
+        .map(|i| (format!("k{i:02}"), json!("v".repeat(100))))
+        .collect();
+    let states: serde_json::Map<String, Json> =
+        fields.keys().map(|k| (k.clone(), json!(5.0))).collect();
+    let mut node = fields.clone();
+    node.insert("_".into(), json!({"#": "big", ">": states}));
+    h.frame(1, &json!({"#": "p", "put": {"big": node}}).to_string());
+    for id in ["g1", "g2", "g3"] {
+        h.frame(1, &get(id, "big"));
+        let replies = h.replies_to(1, id);
+        assert!(replies.len() > 1, "{id}: {} replies", replies.len());
+        let keys: usize = replies
+            .iter()
+            .map(|r| r["put"]["big"].as_object().unwrap().len() - 1)
+            .sum();
+        assert_eq!(keys, 40, "{id}");
+    }
 }
 
 #[test]

@@ -50,20 +50,41 @@ impl Peer {
         self.ask_upstreams(conn, &msg_id, &forward);
         let budget_given = *budget;
         let budget = budget.unwrap_or(self.limits.max_lex_reply_bytes);
+        // The whole node, as most GETs ask: answered in one reply when it fits, and then the
+        // node as written for it is kept for the next such GET until the node changes.
+        let whole = *keys == KeyQuery::All && !*reverse && budget_given.is_none();
+        let started = self.now.mono;
+        if let Some(written) = self.cache.written(soul).filter(|_| whole) {
+            let reply = whole_node_reply(&self.rng.id(9), &msg_id, written);
+            self.answer_get_with(conn, &msg_id, vec![reply], started);
+            return;
+        }
         if let Some(cached) = self.cache.node(soul) {
             // Written straight from the cache: a hot GET copies no field.
             let mut fields = selected_fields(cached.iter(), keys, *reverse, budget);
             if *reverse {
                 fields.reverse(); // a node's fields go out in key order
             }
+            let max_bytes = self.limits.batch_frame_bytes;
             let rng = &mut self.rng;
-            let replies = node_replies(
-                [(soul, fields.as_slice())],
-                self.limits.batch_frame_bytes,
-                &msg_id,
-                || rng.id(9),
-            );
-            let started = self.now.mono;
+            let one_reply = whole
+                && !fields.is_empty()
+                && fields.len() == cached.len()
+                && fits_one_reply(soul, &fields, max_bytes);
+            let (replies, written) = if one_reply {
+                let mut written = String::new();
+                write_graph_entry(&mut written, soul, fields.iter().map(|(k, f)| (*k, *f)));
+                let reply = whole_node_reply(&rng.id(9), &msg_id, &written);
+                (vec![reply], Some(written))
+            } else {
+                let replies = node_replies([(soul, fields.as_slice())], max_bytes, &msg_id, || {
+                    rng.id(9)
+                });
+                (replies, None)
+            };
+            if let Some(written) = written {
+                self.cache.keep_written(soul, written.into());
+            }
             if !self.answer_get_with(conn, &msg_id, replies, started) {
                 self.forward_get(conn, &msg_id, &forward);
             }
@@ -442,6 +463,38 @@ impl Peer {
     }
 }
 
+/// What a field adds to a reply, roughly: its key (twice: in the node and its states), value,
+/// state and punctuation.
+fn field_cost(key: &Key, field: &Field) -> usize {
+    2 * key.as_str().len() + field.value.budget_bytes() as usize + 40
+}
+
+/// What a node's soul adds to a reply (twice: as its key and in its metadata), roughly.
+fn soul_cost(soul: &Soul) -> usize {
+    soul.as_str().len() * 2 + 24
+}
+
+/// Whether [`node_replies`] sends one node's `fields` in one reply: they fit, or there is one.
+fn fits_one_reply(soul: &Soul, fields: &[(&Key, &Field)], max_bytes: usize) -> bool {
+    fields.len() == 1
+        || fields
+            .iter()
+            .try_fold(soul_cost(soul), |size, (k, f)| {
+                Some(size + field_cost(k, f)).filter(|&size| size <= max_bytes)
+            })
+            .is_some()
+}
+
+/// The one reply carrying a whole node, `written` as [`write_graph_entry`] writes it, to the GET
+/// `msg_id`: what [`node_replies`] makes of it.
+fn whole_node_reply(id: &str, msg_id: &str, written: &str) -> String {
+    wire::put_message(id, Some(msg_id), written.len() + 2, |out| {
+        out.push('{');
+        out.push_str(written);
+        out.push('}');
+    })
+}
+
 /// The replies carrying `nodes`' fields to the GET `msg_id`, cut into messages of about
 /// `max_bytes` each (GUN sends several replies to one GET too; a single field larger than that goes
 /// alone). Empty when no node has a field. Written from borrowed fields: nothing is copied.
@@ -475,8 +528,7 @@ fn node_replies<'a>(
     for (soul, fields) in nodes {
         let mut start = 0;
         for (i, (key, field)) in fields.iter().enumerate() {
-            // Key (twice: in the node and its states), value, state and punctuation, roughly.
-            let cost = 2 * key.as_str().len() + field.value.budget_bytes() as usize + 40;
+            let cost = field_cost(key, field);
             if size + cost > max_bytes && size > 0 {
                 if i > start {
                     current.push((soul, &fields[start..i]));
@@ -486,7 +538,7 @@ fn node_replies<'a>(
                 size = 0;
             }
             if i == start {
-                size += soul.as_str().len() * 2 + 24;
+                size += soul_cost(soul);
             }
             size += cost;
         }
@@ -544,5 +596,34 @@ mod tests {
             assert!(put_len <= 1000, "{put_len} bytes");
         }
         assert_eq!(seen, 51, "every field is sent once");
+    }
+
+    #[test]
+    fn one_whole_node_reply_is_what_node_replies_makes_of_it() {
+        let soul = Soul::new("chat/room").unwrap();
+        for n in 1..40 {
+            let fields: Vec<(Key, Field)> = (0..n)
+                .map(|i| {
+                    let f = Field {
+                        value: Value::String("x\"y".repeat(i % 7 * 10).into()),
+                        state: State::new(1.0 + (i / 3) as f64).unwrap(),
+                    };
+                    (Key::new(&format!("k{i:03}")).unwrap(), f)
+                })
+                .collect();
+            let borrowed: Vec<(&Key, &Field)> = fields.iter().map(|(k, f)| (k, f)).collect();
+            for max_bytes in [50, 500, 1_000, 2_000, 5_000] {
+                let replies = node_replies([(&soul, borrowed.as_slice())], max_bytes, "g", || {
+                    "r".into()
+                });
+                let fits = fits_one_reply(&soul, &borrowed, max_bytes);
+                assert_eq!(fits, replies.len() == 1, "{n} fields, {max_bytes} bytes");
+                if fits {
+                    let mut written = String::new();
+                    write_graph_entry(&mut written, &soul, borrowed.iter().map(|(k, f)| (*k, *f)));
+                    assert_eq!(whole_node_reply("r", "g", &written), replies[0]);
+                }
+            }
+        }
     }
 }
