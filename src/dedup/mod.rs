@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
-
 use crate::peer::ConnId;
+
+mod index;
+
+use index::PlaceIndex;
 
 /// What is remembered about a message id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,10 +66,10 @@ impl Id {
 ///
 /// The ids live in a ring, oldest sighting first: an id seen again moves to the back and leaves
 /// an empty slot, so the front is always the next id to forget, and forgetting and remembering
-/// touch the ring's two ends, not random memory. A small hash index (4 bytes an id: the low bits
-/// of its ring place) finds an id's place in the ring. This table is on every message's path,
-/// and at its size (100,000 ids by default) its random accesses are cache misses: the smaller
-/// the index, the fewer.
+/// touch the ring's two ends, not random memory. An index ([`index`]) finds an id's place in the
+/// ring by its hash, reading one cache line, and forgetting an id does not touch it. This table
+/// is on every message's path, and at its size (100,000 ids by default) each random access is a
+/// cache miss.
 #[derive(Debug)]
 pub struct Dedup {
     ring: VecDeque<Option<Entry>>,
@@ -75,7 +77,9 @@ pub struct Dedup {
     base: u64,
     /// The place of each remembered id, its low 32 bits (the ring never holds 2^32 slots), found
     /// by the id's hash (which the ring's entry keeps).
-    index: HashTable<u32>,
+    index: PlaceIndex,
+    /// The base when the index was last rebuilt: it is rebuilt before places wrap around.
+    indexed_at: u64,
     /// Ids remembered (the ring's slots that are not empty).
     live: usize,
     hasher: foldhash::fast::FixedState,
@@ -89,7 +93,8 @@ impl Dedup {
         Dedup {
             ring: VecDeque::new(),
             base: 0,
-            index: HashTable::new(),
+            index: PlaceIndex::default(),
+            indexed_at: 0,
             live: 0,
             hasher,
             ttl,
@@ -97,22 +102,33 @@ impl Dedup {
         }
     }
 
-    /// The most ids kept: the ring (at most twice that, and a few) stays below 2^32 slots, so a
-    /// place's low 32 bits name its slot.
-    const MOST: usize = 1 << 30;
+    /// The most ids kept: the ring (at most twice that, and a few) stays far below 2^32 slots, so
+    /// a place's low 32 bits name its slot, and a place that left the ring less than 2^31 places
+    /// ago cannot be taken for one in it.
+    const MOST: usize = 1 << 28;
+
+    /// The index is rebuilt once the ring's base has moved this many places since it was built.
+    const REINDEX_PLACES: u64 = 1 << 30;
 
     /// The ring slot of the place whose low bits are `place`.
     fn slot(base: u64, place: u32) -> usize {
         place.wrapping_sub(base as u32) as usize
     }
 
+    /// Whether a place the index holds is still in the ring (see [`index`]).
+    fn in_ring(ring: &VecDeque<Option<Entry>>, base: u64) -> impl Fn(u32) -> bool + '_ {
+        move |place| Dedup::slot(base, place) < ring.len()
+    }
+
     fn find(&self, id: &str) -> Option<&Entry> {
         let hash = self.hasher.hash_one(id);
         let (ring, base) = (&self.ring, self.base);
-        let &place = self
-            .index
-            .find(hash, |&place| is_entry_of(ring, base, place, hash, id))?;
-        ring[Dedup::slot(base, place)].as_ref()
+        let mut found = None;
+        self.index.find(hash, Dedup::in_ring(ring, base), |place| {
+            found = Some(place);
+            is_entry_of(ring, base, place, hash, id)
+        })?;
+        ring[Dedup::slot(base, found?)].as_ref()
     }
 
     /// Records `id` as seen now from `via`. Returns the earlier sighting if it was seen within
@@ -122,28 +138,34 @@ impl Dedup {
         let hash = self.hasher.hash_one(id);
         let back = self.base + self.ring.len() as u64;
         let (ring, base) = (&mut self.ring, self.base);
-        let found = self
-            .index
-            .find_mut(hash, |&place| is_entry_of(ring, base, place, hash, id));
-        if let Some(place) = found {
+        let mut place = 0;
+        let found = self.index.find(hash, Dedup::in_ring(ring, base), |p| {
+            place = p;
+            is_entry_of(ring, base, p, hash, id)
+        });
+        if let Some(at) = found {
             // Seen again: it moves to the back, with its first connection.
-            let mut entry = ring[Dedup::slot(base, *place)]
+            let mut entry = ring[Dedup::slot(base, place)]
                 .take()
                 .expect("the index points at a remembered id");
             let earlier = entry.seen;
             entry.seen.at = now;
-            *place = back as u32;
+            self.index.set(at, back as u32);
             ring.push_back(Some(entry));
-            self.compact();
+            self.trim();
             return Some(earlier);
         }
+        if self.live >= self.index.room() {
+            self.reindex(self.live + 1);
+        }
+        let (ring, base) = (&mut self.ring, self.base);
         ring.push_back(Some(Entry {
             id: Id::new(id),
             hash,
             seen: Seen { at: now, via },
         }));
         self.index
-            .insert_unique(hash, back as u32, |&place| hash_at(ring, base, place));
+            .insert(hash, back as u32, Dedup::in_ring(ring, base));
         self.live += 1;
         self.trim();
         None
@@ -169,13 +191,9 @@ impl Dedup {
     /// Forgets the oldest id, and the empty slots before it.
     fn forget_oldest(&mut self) {
         while let Some(slot) = self.ring.pop_front() {
-            let place = self.base;
             self.base += 1;
-            if let Some(entry) = slot {
-                let place = place as u32;
-                if let Ok(found) = self.index.find_entry(entry.hash, |&p| p == place) {
-                    found.remove();
-                }
+            if slot.is_some() {
+                // Its index slot is free now that its place has left the ring.
                 self.live -= 1;
                 return;
             }
@@ -204,6 +222,25 @@ impl Dedup {
             self.forget_oldest();
         }
         self.compact();
+        // Before a place that left the ring could wrap around into it again, and when overflow
+        // marks pile up, the index is rebuilt.
+        if self.base - self.indexed_at >= Dedup::REINDEX_PLACES || self.index.worn() {
+            self.reindex(self.live);
+        }
+    }
+
+    /// Rebuilds the index for the ring's ids, with room for `ids`.
+    fn reindex(&mut self, ids: usize) {
+        self.index.reset(ids.max(self.index.room()));
+        self.indexed_at = self.base;
+        let (ring, base) = (&self.ring, self.base);
+        for (i, entry) in ring.iter().enumerate() {
+            if let Some(entry) = entry {
+                let place = (base + i as u64) as u32;
+                self.index
+                    .insert(entry.hash, place, Dedup::in_ring(ring, base));
+            }
+        }
     }
 
     /// Ids seen again leave empty slots behind; when they pile up, the ring is rebuilt without
@@ -213,14 +250,7 @@ impl Dedup {
             return;
         }
         self.ring.retain(Option::is_some);
-        self.index.clear();
-        let (ring, base) = (&self.ring, self.base);
-        for (i, entry) in ring.iter().enumerate() {
-            let entry = entry.as_ref().expect("only remembered ids are left");
-            let place = (base + i as u64) as u32;
-            self.index
-                .insert_unique(entry.hash, place, |&p| hash_at(ring, base, p));
-        }
+        self.reindex(self.live);
     }
 }
 
@@ -229,14 +259,6 @@ fn is_entry_of(ring: &VecDeque<Option<Entry>>, base: u64, place: u32, hash: u64,
     ring[Dedup::slot(base, place)]
         .as_ref()
         .is_some_and(|e| e.hash == hash && e.id.as_bytes() == id.as_bytes())
-}
-
-/// The hash of the id at `place`, for the index to move it when it grows.
-fn hash_at(ring: &VecDeque<Option<Entry>>, base: u64, place: u32) -> u64 {
-    ring[Dedup::slot(base, place)]
-        .as_ref()
-        .expect("the index points at a remembered id")
-        .hash
 }
 
 #[cfg(test)]
@@ -391,6 +413,37 @@ mod tests {
                 }
                 // When every id fits, nothing is forgotten early.
                 if max >= 20 {
+                    prop_assert_eq!(seen.is_some(), fresh, "id {} at {} ms", id, now);
+                }
+                model.insert(id, now);
+                prop_assert!(dedup.len() <= max);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..config() })]
+
+        /// Thousands of ids: the index grows, overflows its buckets, is compacted and rebuilt, and
+        /// the table still answers as the model does.
+        #[test]
+        fn dedup_matches_the_model_over_thousands_of_ids(
+            ids in prop::collection::vec((0u16..3_000, 0u64..40), 1..4_000),
+            max in prop_oneof![50usize..400, 3_000usize..3_100],
+        ) {
+            let t0 = Instant::now();
+            let mut dedup = Dedup::new(max, Duration::from_millis(9_000), foldhash::fast::FixedState::with_seed(5));
+            let mut model: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut now = 0u64;
+            for (id, step) in ids {
+                now += step;
+                let seen = dedup.check_and_track(&format!("msg{id}"), ConnId(id.into()), t0 + Duration::from_millis(now));
+                let fresh = model.get(&id).is_some_and(|&at| now - at < 9_000);
+                if seen.is_some() {
+                    prop_assert!(fresh, "remembered {} past its time", id);
+                    prop_assert_eq!(seen.map(|s| s.via), Some(ConnId(id.into())));
+                }
+                if max >= 3_000 {
                     prop_assert_eq!(seen.is_some(), fresh, "id {} at {} ms", id, now);
                 }
                 model.insert(id, now);
