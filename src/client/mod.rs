@@ -437,7 +437,7 @@ impl Client {
                 tree::merge(&mut read.fields, &incoming);
             }
         }
-        if msg.extra.get("more") == Some(&Json::Bool(true)) {
+        if msg.extra("more") == Some(&Json::Bool(true)) {
             return;
         }
         let read = self.reads.remove(reply_to).expect("present");

@@ -768,7 +768,7 @@ impl Peer {
 
     /// An answer to a read-back GET `get_id` of the entry sent as `put_id`.
     fn on_probe_answer(&mut self, id: RemoteId, put_id: &str, get_id: &str, msg: &Message) {
-        let more = msg.extra.get("more").is_some_and(|m| m == true);
+        let more = msg.extra("more").is_some_and(|m| m == true);
         let Some(up) = self.upstream_mut(id) else {
             return;
         };

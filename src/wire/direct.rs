@@ -21,8 +21,8 @@ use crate::limits::Limits;
 pub(super) struct RawMessage<'de> {
     /// `#`, `@`, `err`, `><`, `pid`, `dam`, `ok` and `##`.
     pub known: Known<'de>,
-    /// Every other field but `put`, in order.
-    pub extra: Map<String, Json>,
+    /// Every other field but `put`, in order (`None` when there are none).
+    pub extra: Option<Box<Map<String, Json>>>,
     /// `put`, if the message has one.
     pub put: Option<RawPut<'de>>,
     /// `get`, if the message has one.
@@ -243,7 +243,7 @@ pub(super) fn read_message(text: &str, max_depth: usize) -> Read<Option<RawMessa
     }
     let mut message = RawMessage {
         known: Known::default(),
-        extra: Map::new(),
+        extra: None,
         put: None,
         get: None,
     };
@@ -257,7 +257,8 @@ pub(super) fn read_message(text: &str, max_depth: usize) -> Read<Option<RawMessa
             *slot = Some(raw_value(r)?);
         } else {
             let value = r.tree()?;
-            message.extra.insert(key.into_owned(), value);
+            let extra = message.extra.get_or_insert_with(Default::default);
+            extra.insert(key.into_owned(), value);
         }
         Ok(())
     })?;

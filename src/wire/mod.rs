@@ -36,15 +36,24 @@ pub struct Message {
     /// What the message asks for.
     pub body: Body,
     /// `ok`: passed through untouched (ack sampling hints, WebRTC signalling, ack payloads).
-    pub ok: Option<Json>,
+    /// Boxed, as `extra` is: most messages have neither, and a message moves several times on
+    /// its way through the core.
+    pub ok: Option<Box<Json>>,
     /// `err`: an error text on a reply.
     pub err: Option<String>,
     /// `##`: the hash of a reply's `put`, or of what a GET's sender already has.
     pub hash: Option<i32>,
     /// `><`: the peers this message was already sent to.
     pub skip: Option<String>,
-    /// Every field the core does not interpret, kept for relaying.
-    pub extra: Map<String, Json>,
+    /// Every field the core does not interpret, kept for relaying (`None` when there are none).
+    pub extra: Option<Box<Map<String, Json>>>,
+}
+
+impl Message {
+    /// The field `name` among those the core does not interpret.
+    pub fn extra(&self, name: &str) -> Option<&Json> {
+        self.extra.as_ref()?.get(name)
+    }
 }
 
 /// The part of a message that says what it is.

@@ -312,7 +312,7 @@ fn parse_message(
         }
         s[..end].to_owned()
     });
-    let ok = known.ok.map(direct::RawValue::into_json);
+    let ok = known.ok.map(|ok| Box::new(ok.into_json()));
     let hash = match known.hash {
         None => None,
         Some(direct::RawValue::Number(n)) => n.as_f64().map(|f| f as i64 as i32),
@@ -474,8 +474,8 @@ mod tests {
             .unwrap();
         assert_eq!(m.id, "p1");
         assert!(matches!(m.body, Body::Put(_)));
-        assert_eq!(m.ok, Some(serde_json::json!({"@":9,"/":1})));
-        assert_eq!(m.extra.get("FOO"), Some(&serde_json::json!(1)));
+        assert_eq!(m.ok.as_deref(), Some(&serde_json::json!({"@":9,"/":1})));
+        assert_eq!(m.extra("FOO"), Some(&serde_json::json!(1)));
         let v = parse(r##"[{"dam":"hi","#":"h"},{"#":"g","get":{"#":"a"}}]"##).unwrap();
         assert_eq!(v.len(), 2);
         assert!(parse("[]").unwrap().is_empty());

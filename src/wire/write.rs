@@ -57,7 +57,7 @@ pub fn write_message(msg: &Message) -> String {
     if let Some(skip) = &msg.skip {
         field("><", &Json::String(skip.clone()));
     }
-    for (k, v) in &msg.extra {
+    for (k, v) in msg.extra.iter().flat_map(|extra| extra.iter()) {
         field(k, v);
     }
     out.push('}');

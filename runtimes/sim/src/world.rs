@@ -1170,7 +1170,7 @@ impl World {
             Err(e) => panic!("a relay sent a frame that cannot be read ({e}): {text}"),
         };
         for msg in msgs.into_iter().flatten() {
-            if msg.ok != Some(Json::Bool(true)) {
+            if msg.ok.as_deref() != Some(&Json::Bool(true)) {
                 continue;
             }
             if let Some(to) = msg.reply_to {
