@@ -50,27 +50,33 @@ impl Outbox {
     pub fn drain_frames(&mut self, mut emit: impl FnMut(ConnId, String)) {
         self.index.clear();
         for (conn, mut messages) in self.queues.drain(..) {
-            let mut iter = messages.drain(..).peekable();
-            while let Some(first) = iter.next() {
-                if iter.peek().is_none() {
-                    emit(conn, first);
+            let mut at = 0;
+            while at < messages.len() {
+                if at + 1 == messages.len() {
+                    emit(conn, std::mem::take(&mut messages[at]));
                     break;
                 }
-                let mut frame = String::with_capacity(first.len() + 64);
+                // The messages that fit the frame (the first always does), counted first so the
+                // frame is allocated once.
+                let mut size = messages[at].len() + 2;
+                let mut end = at + 1;
+                while end < messages.len() && size + messages[end].len() < self.batch_bytes {
+                    size += messages[end].len() + 1;
+                    end += 1;
+                }
+                let mut frame = String::with_capacity(size);
                 frame.push('[');
-                frame.push_str(&first);
-                while let Some(next) = iter.peek() {
-                    if frame.len() + next.len() + 2 > self.batch_bytes {
-                        break;
+                for (i, message) in messages[at..end].iter().enumerate() {
+                    if i > 0 {
+                        frame.push(',');
                     }
-                    frame.push(',');
-                    frame.push_str(next);
-                    iter.next();
+                    frame.push_str(message);
                 }
                 frame.push(']');
                 emit(conn, frame);
+                at = end;
             }
-            drop(iter);
+            messages.clear();
             if self.spare.len() < SPARE_QUEUES && messages.capacity() <= SPARE_QUEUES {
                 self.spare.push(messages);
             }
@@ -90,7 +96,10 @@ mod tests {
         o.push(ConnId(1), "{\"c\":1}".into());
         o.push(ConnId(1), "{\"d\":1}".into());
         let mut frames = Vec::new();
-        o.drain_frames(|c, f| frames.push((c.0, f)));
+        o.drain_frames(|c, f| {
+            assert_eq!(f.capacity(), f.len(), "{f}: allocated once, to its size");
+            frames.push((c.0, f))
+        });
         assert_eq!(
             frames,
             vec![
@@ -100,5 +109,16 @@ mod tests {
                 (1, "{\"d\":1}".to_string()),
             ]
         );
+        // Under a roomier limit, several go in one array.
+        let mut o = Outbox::new(100, foldhash::fast::FixedState::with_seed(0));
+        for m in ["{\"b\":1}", "{\"c\":22}", "{\"d\":333}"] {
+            o.push(ConnId(1), m.into());
+        }
+        let mut frames = Vec::new();
+        o.drain_frames(|_, f| {
+            assert_eq!(f.capacity(), f.len(), "{f}: allocated once, to its size");
+            frames.push(f)
+        });
+        assert_eq!(frames, ["[{\"b\":1},{\"c\":22},{\"d\":333}]"]);
     }
 }

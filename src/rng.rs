@@ -48,17 +48,23 @@ impl Rng {
     /// A GUN-style id of `len` characters. Each 64 random bits give up to 10 characters (61^10
     /// is below 2^64): each character is the next base-61 digit of the bits read as a fraction.
     pub fn id(&mut self, len: usize) -> String {
-        let mut id = String::with_capacity(len);
+        let mut id = vec![0; len];
+        self.fill_id(&mut id);
+        String::from_utf8(id).expect("the id alphabet is ASCII")
+    }
+
+    /// Fills `out` with an id, as [`Rng::id`] makes one of its length (for an id that need not
+    /// outlive the message it is written into, without allocating).
+    pub fn fill_id(&mut self, out: &mut [u8]) {
         let mut bits = 0u64;
-        for i in 0..len {
+        for (i, slot) in out.iter_mut().enumerate() {
             if i % 10 == 0 {
                 bits = self.next_u64();
             }
             let scaled = u128::from(bits) * ID_ALPHABET.len() as u128;
-            id.push(ID_ALPHABET[(scaled >> 64) as usize] as char);
+            *slot = ID_ALPHABET[(scaled >> 64) as usize];
             bits = scaled as u64;
         }
-        id
     }
 }
 

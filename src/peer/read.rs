@@ -55,8 +55,11 @@ impl Peer {
         let whole = *keys == KeyQuery::All && !*reverse && budget_given.is_none();
         let started = self.now.mono;
         if let Some(written) = self.cache.written(soul).filter(|_| whole) {
-            let reply = whole_node_reply(&self.rng.id(9), &msg_id, written);
-            self.answer_get_with(conn, &msg_id, vec![reply], started);
+            let mut id = [0; 9];
+            self.rng.fill_id(&mut id);
+            let id = std::str::from_utf8(&id).expect("the id alphabet is ASCII");
+            let reply = whole_node_reply(id, &msg_id, written);
+            self.answer_get_with(conn, &msg_id, std::iter::once(reply), started);
             return;
         }
         if let Some(cached) = self.cache.node(soul) {
@@ -362,18 +365,23 @@ impl Peer {
 
     /// Answers a GET with replies already written, or "not found" when there are none.
     /// Sends a whole answer: all its replies but the last marked as having more to come.
-    fn answer_get_with(
+    fn answer_get_with<R>(
         &mut self,
         conn: ConnId,
         msg_id: &str,
-        mut replies: Vec<String>,
+        replies: R,
         started: Instant,
-    ) -> bool {
+    ) -> bool
+    where
+        R: IntoIterator<Item = String>,
+        R::IntoIter: ExactSizeIterator,
+    {
+        let replies = replies.into_iter();
         self.stats.gets_answered += 1;
         self.stats
             .get_latency
             .observe(self.now.mono.saturating_duration_since(started));
-        if replies.is_empty() {
+        if replies.len() == 0 {
             // An upstream asked too may know: its answer (or the wait's end) says "not found".
             if !self.hold_not_found(msg_id) {
                 let id = self.new_id();
@@ -383,8 +391,10 @@ impl Peer {
         }
         self.answered_from_anywhere(msg_id);
         let last = replies.len() - 1;
-        replies[..last].iter_mut().for_each(wire::mark_more);
-        for reply in replies {
+        for (i, mut reply) in replies.enumerate() {
+            if i < last {
+                wire::mark_more(&mut reply);
+            }
             self.send(conn, reply);
         }
         true
