@@ -415,8 +415,21 @@ where
             }
         }
     };
+    // The accept loop and the wait for shutdown run as tasks of their own, each polled when its
+    // own wake comes: the future handed to `block_on` is polled again at every wake of this
+    // thread, and an accept polled so tries `accept4` each time (async-io retries the call after
+    // any wake), which makes and frees a socket in the kernel only to find no connection.
+    let accepting = executor.spawn(accept);
+    let (stop, stopped) = smol::channel::bounded::<()>(1);
+    executor
+        .spawn(async move {
+            shutdown.await;
+            let _ = stop.send(()).await;
+        })
+        .detach();
     smol::block_on(executor.run(async {
-        smol::future::or(accept, shutdown).await;
+        let _ = stopped.recv().await;
+        drop(accepting);
         let _ = events_tx.send(DriverEvent::Shutdown).await;
         driver.await;
         // The driver has answered every write and asked each socket to close; give the writers a
