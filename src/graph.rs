@@ -15,10 +15,69 @@ use serde_json::{Map, Value as Json};
 use crate::json;
 use crate::limits::Limits;
 
-/// A node's id. Non-empty. Shared, not copied, when cloned: a soul is kept in many places at once
-/// (a store op, the purpose of its result, subscriptions, caches) on every write's path.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Soul(std::sync::Arc<str>);
+/// A node's id. Non-empty. A soul is kept in many places at once (a store op, the purpose of its
+/// result, subscriptions, caches) on every write's path, so a clone copies no text: a short soul
+/// (up to 24 bytes, as GUN's random ids are) is held inline, and a map keyed by souls compares
+/// it without following a pointer to memory the lookup would not otherwise touch; a longer one is
+/// shared.
+#[derive(Clone)]
+pub struct Soul(SoulText);
+
+#[derive(Clone)]
+enum SoulText {
+    /// At most [`SoulText::INLINE`] bytes: the string is inline, and cloning it allocates nothing.
+    Short(compact_str::CompactString),
+    Long(std::sync::Arc<str>),
+}
+
+impl SoulText {
+    const INLINE: usize = std::mem::size_of::<compact_str::CompactString>();
+
+    fn new(s: &str) -> SoulText {
+        if s.len() <= SoulText::INLINE {
+            SoulText::Short(compact_str::CompactString::new(s))
+        } else {
+            SoulText::Long(s.into())
+        }
+    }
+}
+
+impl std::ops::Deref for SoulText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            SoulText::Short(s) => s,
+            SoulText::Long(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Soul {
+    fn eq(&self, other: &Soul) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Soul {}
+
+impl PartialOrd for Soul {
+    fn partial_cmp(&self, other: &Soul) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Soul {
+    fn cmp(&self, other: &Soul) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl std::hash::Hash for Soul {
+    /// As the soul's text hashes, so that maps keyed by souls are searched by `&str` too.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
 
 /// A field name inside a node. Non-empty and not `_` (the metadata key).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -105,7 +164,7 @@ impl Soul {
         if s.is_empty() {
             return err("empty soul".into());
         }
-        Ok(Soul(s.into()))
+        Ok(Soul(SoulText::new(s)))
     }
 
     /// The soul as text.
@@ -200,7 +259,7 @@ impl Value {
             Json::String(s) => Value::from_str_within(s, max_bytes),
             Json::Object(map) => match (map.len(), map.get("#")) {
                 (1, Some(Json::String(s))) if !s.is_empty() => {
-                    Ok(Value::Link(Soul(s.as_str().into())))
+                    Ok(Value::Link(Soul(SoulText::new(s.as_str()))))
                 }
                 (1, Some(Json::String(_))) => Err("a link with an empty soul".into()),
                 (1, Some(_)) => Err("a link whose soul is not a string".into()),
