@@ -87,12 +87,12 @@ enum Ev {
     Reread {
         client: usize,
     },
-    /// The shared store's change feed tells a relay that another one committed these keys.
+    /// The shared store's change feed tells a relay that another one committed these keys of
+    /// a soul. Boxed: rare, and every event in the queue is the size of the largest.
     Feed {
         relay: usize,
         epoch: u64,
-        soul: Soul,
-        keys: Vec<Key>,
+        change: Box<(Soul, Vec<Key>)>,
     },
     /// A relay's change feed is back after a cut: it reports a gap.
     FeedBack {
@@ -218,6 +218,8 @@ pub struct World {
     now: Time,
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
+    /// A relay's outputs as they are carried out (kept, so that each step allocates none).
+    outputs: Vec<Output>,
     /// Queued events that are work (see [`Ev::is_work`]).
     queued_work: usize,
     relays: Vec<Relay>,
@@ -300,6 +302,7 @@ impl World {
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
+            outputs: Vec::new(),
             queued_work: 0,
             shared: config.shared_store.then(MemStore::new),
             feed_cut: vec![false; relays.len()],
@@ -496,9 +499,11 @@ impl World {
             Ev::Feed {
                 relay,
                 epoch,
-                soul,
-                keys,
-            } => self.feed(relay, epoch, soul, &keys),
+                change,
+            } => {
+                let (soul, keys) = *change;
+                self.feed(relay, epoch, soul, &keys)
+            }
             Ev::FeedBack { relay } => self.feed_back(relay),
             Ev::StoreResults {
                 relay,
@@ -560,11 +565,13 @@ impl World {
         let Some(peer) = self.relays[r].peer.as_mut() else {
             return;
         };
-        let mut outputs = Vec::new();
+        // The outputs are gathered first (handling one needs the whole world), into a buffer
+        // kept between calls.
+        let mut outputs = std::mem::take(&mut self.outputs);
         while let Some(out) = peer.poll_output() {
             outputs.push(out);
         }
-        for out in outputs {
+        for out in outputs.drain(..) {
             match out {
                 Output::Send { conn, text } => self.transmit(conn.0, End::Relay(r), text),
                 Output::Close { conn, .. } => self.close(conn.0),
@@ -608,6 +615,7 @@ impl World {
                 Output::Event(_) => {}
             }
         }
+        self.outputs = outputs;
         self.reschedule_timer(r);
     }
 
@@ -729,8 +737,7 @@ impl World {
                 let ev = Ev::Feed {
                     relay: j,
                     epoch: self.relays[j].epoch,
-                    soul: soul.clone(),
-                    keys: keys.iter().cloned().collect(),
+                    change: Box::new((soul.clone(), keys.iter().cloned().collect())),
                 };
                 self.schedule(at, ev);
             }
