@@ -8,7 +8,7 @@
 //! much as remembering the newest.)
 //!
 //! The caller keeps the index exact: a slot's place is in the ring only while it names the id it
-//! was set for (an id seen again has its slot moved to its new place), and every 2^31 places the
+//! was set for (an id seen again has its slot moved to its new place), and every 2^30 places the
 //! index is rebuilt, so an old place cannot wrap around into the ring again.
 
 /// Slots per bucket: seven, with a word for the overflow mark, fill one cache line.

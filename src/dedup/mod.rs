@@ -335,7 +335,7 @@ mod tests {
         assert_eq!(d.via("id2"), Some(ConnId(2)));
         assert_eq!(d.len(), 4);
         // Ids seen again and again leave empty slots, compacted away across the wrap (the ring
-        // is rebuilt and the index pointed at new places) while the index grows and shrinks.
+        // is rebuilt and the index pointed at new places).
         for round in 0..40u64 {
             let at = t0 + Duration::from_millis(10 + round);
             let id = ["id2", "id4", "id5", "id6"][(round % 4) as usize];

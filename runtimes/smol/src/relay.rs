@@ -429,7 +429,9 @@ where
         .detach();
     smol::block_on(executor.run(async {
         let _ = stopped.recv().await;
-        drop(accepting);
+        // Cancelled, and awaited, so that no accept is under way once the driver hears of the
+        // shutdown.
+        accepting.cancel().await;
         let _ = events_tx.send(DriverEvent::Shutdown).await;
         driver.await;
         // The driver has answered every write and asked each socket to close; give the writers a
