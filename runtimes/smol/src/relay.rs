@@ -420,15 +420,9 @@ where
     // thread, and an accept polled so tries `accept4` each time (async-io retries the call after
     // any wake), which makes and frees a socket in the kernel only to find no connection.
     let accepting = executor.spawn(accept);
-    let (stop, stopped) = smol::channel::bounded::<()>(1);
-    executor
-        .spawn(async move {
-            shutdown.await;
-            let _ = stop.send(()).await;
-        })
-        .detach();
+    let shutdown = executor.spawn(shutdown);
     smol::block_on(executor.run(async {
-        let _ = stopped.recv().await;
+        shutdown.await;
         // Cancelled, and awaited, so that no accept is under way once the driver hears of the
         // shutdown.
         accepting.cancel().await;
